@@ -1,0 +1,81 @@
+# cityrisk — two commands on a fresh machine: `make demo` and `make test`.
+# Works as root or as a user with sudo on Debian/Ubuntu; elsewhere set DATABASE_URL.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8000
+HOST   ?= 127.0.0.1
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup venv db migrate demo serve test lint typecheck pytest clean-db db-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# -- environment ------------------------------------------------------------------------------
+$(VENV)/bin/python:
+	@echo "==> creating virtualenv $(VENV)"
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "==> python3-venv is missing: installing it with apt-get"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; }
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "==> installing cityrisk and its test extras into $(VENV) (only when pyproject.toml changed)"
+	@$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## virtualenv with cityrisk installed (reinstalls only when pyproject.toml changes)
+
+db: venv ## PostGIS up: the project-local cluster under .data/pg unless DATABASE_URL is set
+	@echo "==> database"
+	@$(BIN)/cityrisk db up
+
+migrate: db ## schema at head (alembic upgrade head)
+	@echo "==> migrations"
+	@$(BIN)/cityrisk migrate
+
+setup: migrate ## venv + PostGIS + migrations (idempotent)
+	@echo "==> setup done; database: $$($(BIN)/cityrisk db url 2>/dev/null | sed -E 's#://([^:]+):[^@]*@#://\1:***@#')"
+
+# -- run --------------------------------------------------------------------------------------
+demo: setup ## setup + demo city + the API on http://$(HOST):$(PORT)
+	@echo "==> serving the demo on http://$(HOST):$(PORT) (Ctrl-C stops)"
+	@$(BIN)/cityrisk serve --host $(HOST) --port $(PORT)
+
+serve: venv ## the API only (no setup)
+	@$(BIN)/cityrisk serve --host $(HOST) --port $(PORT)
+
+# -- checks -----------------------------------------------------------------------------------
+lint: venv ## ruff check + ruff format --check
+	@echo "==> ruff"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+typecheck: venv ## mypy (strict on gis/ and layers/)
+	@echo "==> mypy"
+	@$(BIN)/mypy app gis layers
+
+pytest: setup ## the test suite against real PostGIS
+	@echo "==> pytest"
+	@$(BIN)/pytest
+
+test: lint typecheck pytest ## setup + lint + types + the whole test suite
+
+# -- housekeeping -----------------------------------------------------------------------------
+db-down: venv ## stop the local cluster
+	@$(BIN)/cityrisk db down
+
+clean-db: venv ## stop the local cluster and delete its data (.data/)
+	@echo "==> removing the local cluster"
+	@$(BIN)/cityrisk db down || true
+	@rm -rf .data
+
+clean: clean-db ## also remove the virtualenv
+	@rm -rf $(VENV)

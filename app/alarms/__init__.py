@@ -1,0 +1,1 @@
+"""Warning rules, graded alarms (levels I-IV) and their audit trail."""

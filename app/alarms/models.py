@@ -1,0 +1,100 @@
+"""Tables of the warning domain: ``rule``, ``alarm`` and its audit rows ``alarm_event``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+# Emergency Response Law of the PRC, art. 42: I red (highest), II orange, III yellow, IV blue.
+WARNING_LEVELS = {1: "red", 2: "orange", 3: "yellow", 4: "blue"}
+
+
+class Rule(Base):
+    """A versioned warning rule: thresholds for levels I-IV and how they must hold."""
+
+    __tablename__ = "rule"
+    __table_args__ = (
+        UniqueConstraint("code", "version"),
+        CheckConstraint("direction IN ('above', 'below')", name="direction"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    code: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    title: Mapped[str] = mapped_column(Text)
+    indicator: Mapped[str] = mapped_column(Text)
+    direction: Mapped[str] = mapped_column(Text, server_default="above")
+    # {"1": red, "2": orange, "3": yellow, "4": blue} thresholds in the indicator's unit.
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    target: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    conditions: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    is_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by: Mapped[str | None] = mapped_column(Text)
+
+
+class Alarm(Base):
+    """A graded alarm raised by a rule on a sensor or an asset."""
+
+    __tablename__ = "alarm"
+    __table_args__ = (
+        CheckConstraint("level BETWEEN 1 AND 4", name="level"),
+        Index("ix_alarm_state", "state"),
+        Index("ix_alarm_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rule.id", ondelete="RESTRICT"))
+    sensor_id: Mapped[int | None] = mapped_column(ForeignKey("sensor.id", ondelete="SET NULL"))
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("asset.id", ondelete="SET NULL"))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    state: Mapped[str] = mapped_column(Text, server_default="raised")
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    peak_value: Mapped[float | None] = mapped_column(Float)
+    last_value: Mapped[float | None] = mapped_column(Float)
+    geom: Mapped[WKBElement | None] = mapped_column(
+        Geometry("POINT", srid=4326, spatial_index=False)
+    )
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class AlarmEvent(Base):
+    """One audit row per alarm change: who, when, from which state/level to which."""
+
+    __tablename__ = "alarm_event"
+    __table_args__ = (Index("ix_alarm_event_alarm_id", "alarm_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarm.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(Text)
+    from_state: Mapped[str | None] = mapped_column(Text)
+    to_state: Mapped[str] = mapped_column(Text)
+    from_level: Mapped[int | None] = mapped_column(SmallInteger)
+    to_level: Mapped[int | None] = mapped_column(SmallInteger)
+    note: Mapped[str | None] = mapped_column(Text)

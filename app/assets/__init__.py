@@ -1,0 +1,1 @@
+"""City assets of the four plates plus exposure: registry, import, links."""

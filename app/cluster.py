@@ -1,0 +1,351 @@
+"""The project-local PostGIS cluster: installed, initialised and started by ``cityrisk db up``.
+
+Used only when ``DATABASE_URL`` is unset. The cluster lives under ``<data_dir>/pg`` (``.data/pg``
+in a checkout), listens on 127.0.0.1 only, on ``CITYRISK_PG_PORT`` (55432), with a generated
+password kept in ``<data_dir>/cluster.json`` (mode 600). ``initdb`` and ``postgres`` refuse to run
+as root, so as root every server command runs as the ``postgres`` system user via ``runuser``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from app.settings import Settings
+
+LOCAL_USER = "cityrisk"
+LOCAL_DB = "cityrisk"
+MIN_PG_MAJOR = 13
+# Debian/Ubuntu layout: one bin directory per major version, extensions in the share directory.
+PG_LIB = Path("/usr/lib/postgresql")
+PG_SHARE = Path("/usr/share/postgresql")
+
+Log = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    """The local cluster cannot be installed, started or reached; the message says why."""
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What ``db up`` recorded: where the data directory is and how to log in."""
+
+    pgdata: Path
+    port: int
+    password: str
+    bindir: Path
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    initialised: bool
+    running: bool
+    detail: str
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _sudo() -> list[str]:
+    """Prefix for commands that need root: nothing as root, ``sudo`` otherwise."""
+    if _is_root():
+        return []
+    if shutil.which("sudo") is None:
+        raise ClusterError("installing packages needs root: run as root or install sudo")
+    return ["sudo"]
+
+
+def _as_server_user() -> list[str]:
+    """Prefix that runs a PostgreSQL server command as an unprivileged user."""
+    return ["runuser", "-u", "postgres", "--"] if _is_root() else []
+
+
+def find_bindir() -> Path | None:
+    """The newest Debian PostgreSQL bin directory whose share directory has PostGIS."""
+    if not PG_LIB.is_dir():
+        return None
+    majors = sorted(
+        (int(p.name) for p in PG_LIB.iterdir() if p.name.isdigit() and int(p.name) >= MIN_PG_MAJOR),
+        reverse=True,
+    )
+    for major in majors:
+        bindir = PG_LIB / str(major) / "bin"
+        has_postgis = (PG_SHARE / str(major) / "extension" / "postgis.control").exists()
+        if (bindir / "initdb").exists() and has_postgis:
+            return bindir
+    return None
+
+
+def _installed_majors() -> list[int]:
+    if not PG_LIB.is_dir():
+        return []
+    return sorted(
+        (int(p.name) for p in PG_LIB.iterdir() if p.name.isdigit() and (p / "bin").is_dir()),
+        reverse=True,
+    )
+
+
+def ensure_installed(log: Log) -> Path:
+    """Install PostgreSQL and PostGIS with apt when missing; return the bin directory."""
+    bindir = find_bindir()
+    if bindir is not None:
+        return bindir
+    if shutil.which("apt-get") is None:
+        raise ClusterError(
+            "PostgreSQL with PostGIS is not installed and this machine has no apt-get. "
+            "Install PostGIS >= 3.1 yourself, or set "
+            "DATABASE_URL=postgresql://USER:PASS@HOST:PORT/DB to any PostGIS >= 3.1 server."
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = [*_sudo(), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+    log("installing PostgreSQL + PostGIS with apt-get (once)")
+    _run([*apt, "update", "-q"], env=env)
+    if not _installed_majors():
+        _run([*apt, "install", "-y", "-q", "postgresql", "postgresql-contrib"], env=env)
+    major = _installed_majors()[0]
+    _run([*apt, "install", "-y", "-q", f"postgresql-{major}-postgis-3"], env=env)
+    bindir = find_bindir()
+    if bindir is None:
+        raise ClusterError(f"apt-get installed postgresql-{major}-postgis-3 but it is not usable")
+    return bindir
+
+
+def _run(
+    cmd: Sequence[str], *, env: dict[str, str] | None = None, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        list(cmd), env=env, input=input_text, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ClusterError(f"`{' '.join(cmd)}` failed: {' | '.join(tail)}")
+    return proc
+
+
+class LocalCluster:
+    """Provision and control the project-local cluster described by ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.data_dir = settings.data_dir.resolve()
+        self.port = settings.pg_port
+        self.state_file = self.data_dir / "cluster.json"
+
+    # -- state ------------------------------------------------------------------------------
+    def state(self) -> ClusterState | None:
+        """The recorded state, or None before the first ``db up``."""
+        if not self.state_file.exists():
+            return None
+        raw = json.loads(self.state_file.read_text())
+        return ClusterState(
+            pgdata=Path(raw["pgdata"]),
+            port=int(raw["port"]),
+            password=raw["password"],
+            bindir=Path(raw["bindir"]),
+        )
+
+    def _save(self, state: ClusterState) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "pgdata": str(state.pgdata),
+            "port": state.port,
+            "password": state.password,
+            "bindir": str(state.bindir),
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(self.state_file)
+
+    def url(self, *, driver: bool = True, dbname: str = LOCAL_DB) -> str:
+        """The URL of the local cluster; raises ClusterError before the first ``db up``."""
+        state = self.state()
+        if state is None:
+            raise ClusterError(
+                "DATABASE_URL is not set and the local cluster does not exist yet: "
+                "run `cityrisk db up` (or `make setup`)"
+            )
+        scheme = "postgresql+psycopg" if driver else "postgresql"
+        return f"{scheme}://{LOCAL_USER}:{state.password}@127.0.0.1:{state.port}/{dbname}"
+
+    # -- control ----------------------------------------------------------------------------
+    def status(self) -> ClusterStatus:
+        state = self.state()
+        if state is None or not (state.pgdata / "PG_VERSION").exists():
+            return ClusterStatus(False, False, f"no local cluster under {self.data_dir}")
+        proc = subprocess.run(
+            [*_as_server_user(), str(state.bindir / "pg_ctl"), "status", "-D", str(state.pgdata)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        running = proc.returncode == 0
+        where = f"{state.pgdata} on 127.0.0.1:{state.port}"
+        return ClusterStatus(True, running, f"{'running' if running else 'stopped'}: {where}")
+
+    def up(self, log: Log) -> bool:
+        """Make the cluster exist, run and hold the database with PostGIS; True if work was done.
+
+        Idempotent: with the cluster already running this only checks it.
+        """
+        current = self.status()
+        if current.running:
+            self._ensure_database(log)
+            return False
+        bindir = ensure_installed(log)
+        state = self.state()
+        if state is None or not (state.pgdata / "PG_VERSION").exists():
+            state = self._initdb(bindir, log)
+        elif state.bindir != bindir and not (state.bindir / "pg_ctl").exists():
+            state = ClusterState(state.pgdata, state.port, state.password, bindir)
+        if state.port != self.port:
+            state = ClusterState(state.pgdata, self.port, state.password, state.bindir)
+        self._save(state)
+        self._write_conf(state)
+        log(f"starting PostgreSQL on 127.0.0.1:{state.port}")
+        _run(
+            [
+                *_as_server_user(),
+                str(state.bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(state.pgdata),
+                "-l",
+                str(state.pgdata / "server.log"),
+            ]
+        )
+        self._ensure_database(log)
+        return True
+
+    def down(self, log: Log) -> bool:
+        """Stop the cluster if it runs; True if it was running."""
+        state = self.state()
+        if state is None or not self.status().running:
+            return False
+        log("stopping PostgreSQL")
+        _run(
+            [
+                *_as_server_user(),
+                str(state.bindir / "pg_ctl"),
+                "stop",
+                "-w",
+                "-m",
+                "fast",
+                "-D",
+                str(state.pgdata),
+            ]
+        )
+        return True
+
+    # -- steps ------------------------------------------------------------------------------
+    def _pgdata_location(self) -> Path:
+        """``<data_dir>/pg``, unless the server user cannot reach it (a root-only checkout)."""
+        preferred = self.data_dir / "pg"
+        if not _is_root():
+            return preferred
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        reachable = subprocess.run(
+            [*_as_server_user(), "test", "-x", str(self.data_dir)], check=False
+        )
+        if reachable.returncode == 0:
+            return preferred
+        # e.g. a clone under /root: keep the cluster where postgres can reach it, one per checkout.
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:10]
+        return Path("/var/tmp") / f"cityrisk-pg-{digest}"  # noqa: S108 - owned 0700 by postgres
+
+    def _initdb(self, bindir: Path, log: Log) -> ClusterState:
+        pgdata = self._pgdata_location()
+        log(f"initialising a PostgreSQL cluster in {pgdata}")
+        pgdata.mkdir(parents=True, exist_ok=True)
+        if _is_root():
+            shutil.chown(pgdata, "postgres", "postgres")
+        pgdata.chmod(0o700)
+        password = secrets.token_urlsafe(18)
+        # initdb reads the password from a file the server user can open; it never hits argv.
+        fd, pwfile = tempfile.mkstemp(prefix="cityrisk-pw-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        if _is_root():
+            shutil.chown(pwfile, "postgres", "postgres")
+        try:
+            _run(
+                [
+                    *_as_server_user(),
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    LOCAL_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ]
+            )
+        finally:
+            os.unlink(pwfile)
+        state = ClusterState(pgdata=pgdata, port=self.port, password=password, bindir=bindir)
+        self._save(state)
+        return state
+
+    def _write_conf(self, state: ClusterState) -> None:
+        # The cluster's own conf include, rewritten on each start so a changed port applies.
+        conf = (
+            "# written by cityrisk db up\n"
+            "listen_addresses = '127.0.0.1'\n"
+            f"port = {state.port}\n"
+            "unix_socket_directories = ''\n"
+            "max_connections = 100\n"
+            "shared_buffers = '256MB'\n"
+            "logging_collector = off\n"
+        )
+        target = state.pgdata / "cityrisk.conf"
+        _run([*_as_server_user(), "tee", str(target)], input_text=conf)
+        main_conf = state.pgdata / "postgresql.conf"
+        include = "include_if_exists = 'cityrisk.conf'"
+        probe = subprocess.run(
+            [*_as_server_user(), "grep", "-qF", include, str(main_conf)], check=False
+        )
+        if probe.returncode != 0:
+            _run([*_as_server_user(), "tee", "-a", str(main_conf)], input_text=include + "\n")
+
+    def _ensure_database(self, log: Log) -> None:
+        """Create the cityrisk database and its PostGIS extension if absent."""
+        admin_url = self.url(driver=False, dbname="postgres")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DB,)
+                    ).fetchone()
+                    if not exists:
+                        log(f"creating database {LOCAL_DB}")
+                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LOCAL_DB)))
+                break
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"local cluster is not accepting connections: {exc}"
+                    ) from exc
+                time.sleep(0.5)
+        with psycopg.connect(self.url(driver=False), autocommit=True, connect_timeout=5) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")

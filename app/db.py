@@ -1,0 +1,165 @@
+"""Engine, sessions and the PostGIS readiness check.
+
+Services ``flush()`` and never ``commit()``: the request dependency (:func:`get_session`) or the
+CLI command owns the transaction, so several service calls commit or roll back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, Request
+from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from app.cluster import ClusterError, LocalCluster
+from app.errors import DatabaseUnavailable
+from app.settings import Settings
+
+MIN_POSTGIS = (3, 1)
+
+# Deterministic constraint names keep Alembic migrations stable and reviewable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every cityrisk table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def database_url(settings: Settings) -> str:
+    """The SQLAlchemy URL in use: DATABASE_URL, else the project-local cluster's."""
+    if settings.database_url is not None:
+        return settings.database_url
+    try:
+        return LocalCluster(settings).url()
+    except ClusterError as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+
+
+def create_db_engine(url: str, *, connect_timeout_s: int = 5, pool_size: int = 10) -> Engine:
+    """An engine for ``url`` that fails fast when the server is away."""
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"connect_timeout": connect_timeout_s, "application_name": "cityrisk"},
+    )
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class PostgisInfo:
+    postgres_version: str
+    postgis_version: str
+    database: str
+
+
+def postgis_info(conn: Connection) -> PostgisInfo:
+    """Versions of the server and its PostGIS; raises DatabaseUnavailable without PostGIS >= 3.1."""
+    row = conn.execute(
+        text(
+            "SELECT current_setting('server_version'), current_database(), "
+            "(SELECT extversion FROM pg_extension WHERE extname = 'postgis')"
+        )
+    ).one()
+    server, dbname, ext = row
+    if ext is None:
+        raise DatabaseUnavailable(
+            f"database {dbname!r} has no PostGIS extension: run `cityrisk migrate` "
+            "(it runs CREATE EXTENSION postgis) or install PostGIS >= 3.1 on the server"
+        )
+    lib = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
+    if _version_tuple(lib) < MIN_POSTGIS:
+        raise DatabaseUnavailable(f"PostGIS {lib} in {dbname!r} is too old; cityrisk needs >= 3.1")
+    return PostgisInfo(postgres_version=server, postgis_version=lib, database=dbname)
+
+
+def ensure_postgis(conn: Connection) -> None:
+    """Create the PostGIS extension if the database lacks it, with a clear error if it cannot."""
+    present = conn.execute(
+        text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")
+    ).scalar_one_or_none()
+    if present:
+        return
+    available = conn.execute(
+        text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")
+    ).scalar_one_or_none()
+    dbname = conn.execute(text("SELECT current_database()")).scalar_one()
+    if not available:
+        raise DatabaseUnavailable(
+            f"the server of database {dbname!r} has no PostGIS installed: install PostGIS >= 3.1 "
+            "there (Debian: apt-get install postgresql-<major>-postgis-3)"
+        )
+    try:
+        with conn.begin_nested():
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"database {dbname!r} has no PostGIS extension and it could not be created ({reason}); "
+            "ask a superuser to run CREATE EXTENSION postgis in it"
+        ) from None
+
+
+def check_connection(engine: Engine) -> PostgisInfo:
+    """Connect once and return PostGIS info; DatabaseUnavailable with a one-line reason if not."""
+    try:
+        with engine.connect() as conn:
+            return postgis_info(conn)
+    except OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to {redacted(str(engine.url))}: {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: OperationalError) -> str:
+    orig = exc.orig
+    msg = str(orig) if isinstance(orig, psycopg.Error) else str(exc)
+    return msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; commits when the handler returns, rolls back when it raises."""
+    factory: sessionmaker[Session] | None = request.app.state.sessionmaker
+    if factory is None:
+        raise DatabaseUnavailable(request.app.state.db_error or "no database configured")
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+
+
+DbSession = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,1 @@
+"""Incidents and their impact / cascade zones."""

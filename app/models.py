@@ -1,0 +1,22 @@
+"""Imports every domain's tables so ``Base.metadata`` is complete (for Alembic and tests)."""
+
+from app.alarms.models import Alarm, AlarmEvent, Rule
+from app.assets.models import Asset, AssetLink
+from app.db import Base
+from app.impact.models import Incident
+from app.risk.models import RiskScore
+from app.sensors.models import LatestReading, Reading, Sensor
+
+__all__ = [
+    "Alarm",
+    "AlarmEvent",
+    "Asset",
+    "AssetLink",
+    "Base",
+    "Incident",
+    "LatestReading",
+    "Reading",
+    "RiskScore",
+    "Rule",
+    "Sensor",
+]

@@ -1,0 +1,23 @@
+"""HTML pages: the map page (a placeholder until the map issue replaces it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from app import __version__
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+router = APIRouter(tags=["pages"])
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index(request: Request) -> HTMLResponse:
+    """The start page."""
+    links: list[dict[str, str]] = request.app.state.page_links
+    return templates.TemplateResponse(
+        request, "index.html", {"version": __version__, "links": links}
+    )

@@ -1,0 +1,1 @@
+"""Stored risk scores per asset and per grid cell or area."""

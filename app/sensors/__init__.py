@@ -1,0 +1,1 @@
+"""Sensors, their readings and the latest state of each."""

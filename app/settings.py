@@ -1,0 +1,129 @@
+"""All configuration in one pydantic-settings class, read from the environment or `.env`.
+
+Nothing here is instantiated at import time: call :func:`get_settings` (cached) or build
+``Settings(...)`` explicitly — tests do the latter to point an app at a throwaway database.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (editable install), else the working directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    """cityrisk's settings. Environment variables are named in each field's alias."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,  # a rejected DATABASE_URL may carry a password
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="PostgreSQL URL of a database with PostGIS >= 3.1. Unset: the project-local "
+        "cluster under .data/pg (started by `cityrisk db up`).",
+    )
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("HOST", "host"))
+    port: Port = Field(default=8000, validation_alias=AliasChoices("PORT", "port"))
+    data_dir: Path = Field(
+        default_factory=lambda: project_root() / ".data",
+        validation_alias=AliasChoices("CITYRISK_DATA_DIR", "data_dir"),
+        description="Where the project-local PostGIS cluster and its credentials live.",
+    )
+    pg_port: Port = Field(
+        default=55432,
+        validation_alias=AliasChoices("CITYRISK_PG_PORT", "pg_port"),
+        description="TCP port of the project-local PostGIS cluster (127.0.0.1 only).",
+    )
+    db_connect_timeout_s: int = Field(
+        default=5,
+        ge=1,
+        le=120,
+        validation_alias=AliasChoices("CITYRISK_DB_CONNECT_TIMEOUT_S", "db_connect_timeout_s"),
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MQTT_URL", "mqtt_url"),
+        description="MQTT broker for live readings (used from the ingestion issue on).",
+    )
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _normalise_database_url(cls, value: object) -> str | None:
+        """Accept the usual spellings and always drive PostgreSQL through psycopg 3."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return normalise_database_url(str(value))
+
+    @property
+    def uses_local_cluster(self) -> bool:
+        """True when no DATABASE_URL was given and the project-local cluster is used."""
+        return self.database_url is None
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message is meant for the user as is."""
+
+
+def normalise_database_url(raw: str) -> str:
+    """Return ``raw`` as a ``postgresql+psycopg://`` URL, or raise :class:`ConfigError`.
+
+    >>> normalise_database_url("postgres://u:p@localhost:5432/city")
+    'postgresql+psycopg://u:p@localhost:5432/city'
+    """
+    raw = raw.strip()
+    try:
+        url: URL = make_url(raw)
+    except (ArgumentError, ValueError) as exc:
+        if isinstance(exc, ValueError):  # make_url parses the port with int()
+            raise ConfigError(
+                f"DATABASE_URL {_redact(raw)!r} has a port that is not a number"
+            ) from None
+        raise ConfigError(
+            f"DATABASE_URL {_redact(raw)!r} is not a URL; expected "
+            "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        ) from None
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"DATABASE_URL scheme {url.drivername!r} is not PostgreSQL; expected "
+            "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        )
+    if not url.database:
+        raise ConfigError(f"DATABASE_URL {_redact(raw)!r} names no database (the /DBNAME part)")
+    port = url.port
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"DATABASE_URL port {port} is out of range 1-65535")
+    url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def _redact(raw: str) -> str:
+    try:
+        return make_url(raw).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "…@" + raw.split("@")[-1] if "@" in raw else raw
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Registry of risk layers: how each is queried, styled and tiled."""

@@ -1,0 +1,149 @@
+"""The `cityrisk` command as a user runs it: a real process, real environment, real PostGIS."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.script import ScriptDirectory
+from psycopg import sql
+
+from app.migrations import alembic_config
+from tests.conftest import libpq, scratch_database, with_database  # type: ignore[import-not-found]
+
+
+def cityrisk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh interpreter (settings are read from ``env`` only)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CITYRISK_DATA_DIR")}
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, says: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("cityrisk: error: ")
+    assert says in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_db_url_prints_the_given_url_in_both_forms() -> None:
+    env = {"DATABASE_URL": "postgres://planner:pw@db.example:5433/city"}
+    plain = cityrisk("db", "url", env=env)
+    driver = cityrisk("db", "url", "--sqlalchemy", env=env)
+    assert plain.stdout.strip() == "postgresql://planner:pw@db.example:5433/city"
+    assert driver.stdout.strip() == "postgresql+psycopg://planner:pw@db.example:5433/city"
+
+
+def test_db_url_without_cluster_says_to_run_db_up(tmp_path: Path) -> None:
+    proc = cityrisk("db", "url", env={"CITYRISK_DATA_DIR": str(tmp_path)})
+    assert_one_line_error(proc, 1, "run `cityrisk db up`")
+
+
+def test_db_status_without_cluster_exits_nonzero(tmp_path: Path) -> None:
+    proc = cityrisk("db", "status", env={"CITYRISK_DATA_DIR": str(tmp_path)})
+    assert proc.returncode == 3
+    assert "no local cluster" in proc.stdout
+
+
+def test_db_up_and_status_on_the_database_in_use(server_url: str) -> None:
+    """`db up` is idempotent and `db status` names the PostGIS version, in either mode.
+
+    With the project-local cluster (no DATABASE_URL), a second `db up` finds it running and
+    leaves it, its data directory and its password as they were; with DATABASE_URL it only
+    checks the server.
+    """
+    external = os.environ.get("DATABASE_URL")
+    env = {"DATABASE_URL": external} if external else {}
+    before = cityrisk("db", "url", env=env).stdout.strip()
+    up = cityrisk("db", "up", env=env)
+    assert up.returncode == 0, up.stderr
+    expected = "using DATABASE_URL" if external else "already running"
+    assert expected in up.stderr
+    assert cityrisk("db", "url", env=env).stdout.strip() == before
+    with psycopg.connect(before, connect_timeout=5) as conn:
+        lib = conn.execute("SELECT postgis_lib_version()").fetchone()
+    assert lib is not None
+    status = cityrisk("db", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert f"PostGIS {lib[0]}" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("definitely not a url", "is not a URL"),
+        ("mysql://u:p@localhost/city", "is not PostgreSQL"),
+        ("postgresql://u:p@localhost", "names no database"),
+    ],
+)
+def test_malformed_database_url_is_one_clear_line(url: str, says: str) -> None:
+    for command in (("db", "status"), ("migrate",), ("db", "up")):
+        proc = cityrisk(*command, env={"DATABASE_URL": url})
+        assert_one_line_error(proc, 2, says)
+        assert "DATABASE_URL" in proc.stderr
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    proc = cityrisk("db", "status", env={"DATABASE_URL": "postgresql://u:hush@127.0.0.1:1/x"})
+    assert_one_line_error(proc, 1, "cannot connect to")
+    assert "hush" not in proc.stderr
+
+
+def test_database_without_postgis_is_named(server_url: str) -> None:
+    with scratch_database(server_url, postgis=False) as url:
+        proc = cityrisk("db", "status", env={"DATABASE_URL": url})
+    assert_one_line_error(proc, 1, "has no PostGIS extension")
+
+
+def test_migrate_where_postgis_cannot_be_created_is_one_clear_line(server_url: str) -> None:
+    """A role that may not CREATE EXTENSION postgis gets told so, not a traceback."""
+    role = f"cityrisk_test_role_{secrets.token_hex(3)}"
+    password = secrets.token_hex(8)
+    with scratch_database(server_url, postgis=False) as url:
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+            conn.execute(
+                sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(role))
+            )
+        try:
+            dbname = url.rsplit("/", 1)[1]
+            role_url = with_database(
+                libpq(url).replace(libpq(url).split("@")[0], f"postgresql://{role}:{password}"),
+                dbname,
+            )
+            proc = cityrisk("migrate", env={"DATABASE_URL": role_url})
+        finally:
+            with psycopg.connect(libpq(url), autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(sql.Identifier(role))
+                )
+            with psycopg.connect(libpq(server_url), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    assert_one_line_error(proc, 1, "could not be created")
+
+
+def test_migrate_brings_a_fresh_database_to_head(server_url: str) -> None:
+    with scratch_database(server_url, postgis=False) as url:
+        first = cityrisk("migrate", env={"DATABASE_URL": url})
+        again = cityrisk("migrate", env={"DATABASE_URL": url})
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert f"schema at {head}" in again.stderr
