@@ -1,0 +1,1 @@
+"""Pure spatial algorithms: no HTTP, no database session."""
