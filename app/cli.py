@@ -6,16 +6,23 @@ stderr and a non-zero exit code, never a bare traceback.
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from app.cluster import ClusterError, LocalCluster
-from app.errors import CityriskError
+from app.errors import CityriskError, DatabaseUnavailable
 from app.settings import ConfigError, Settings, get_settings
 
 cli = typer.Typer(
@@ -29,6 +36,9 @@ db_cli = typer.Typer(
     help="The database: a project-local PostGIS cluster unless DATABASE_URL is set."
 )
 cli.add_typer(db_cli, name="db")
+
+if TYPE_CHECKING:
+    from app.assets.importer import ImportReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,6 +167,146 @@ def migrate(
     url = current_url(settings_or_exit())
     migrations.upgrade(url, revision)
     say(f"schema at {migrations.current(url)}")
+
+
+# -- data -------------------------------------------------------------------------------------
+links_cli = typer.Typer(help="Coupling links between assets (derived by spatial rules).")
+load_cli = typer.Typer(help="Load bundled datasets.")
+cli.add_typer(links_cli, name="links")
+cli.add_typer(load_cli, name="load")
+
+
+@contextmanager
+def transaction(settings: Settings) -> Iterator[Session]:
+    """A session whose work commits when the block ends without error, else rolls back."""
+    from app.db import create_db_engine, make_sessionmaker
+
+    engine = create_db_engine(current_url(settings), pool_size=1)
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            yield session
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"database error: {str(exc.orig).strip()}") from None
+    finally:
+        engine.dispose()
+
+
+@cli.command("import")
+@friendly_errors
+def import_assets(
+    path: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackage, zipped Shapefile or CSV.")],
+    kind: Annotated[str, typer.Option("--kind", help="Asset kind (see `cityrisk kinds`).")],
+    layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer file.")] = None,
+    plate: Annotated[str | None, typer.Option(help="Override the kind's plate.")] = None,
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="CRS of the coordinates: EPSG:n, CGCS2000, gcj02, bd09 (overrides the file)."
+        ),
+    ] = None,
+    id_field: Annotated[str | None, typer.Option(help="Field holding a stable feature id.")] = None,
+    field_map: Annotated[
+        list[str] | None, typer.Option("--map", help="Rename a field: FILE_FIELD=ASSET_FIELD.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name (ids are unique per source) [file name].")
+    ] = None,
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Commit the good rows even if some are rejected.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and count, write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import a GIS file as assets of one kind (transactional; re-importing changes nothing)."""
+    from app.assets.importer import ImportOptions, import_file, parse_field_map
+
+    settings = settings_or_exit()
+    options = ImportOptions(
+        kind=kind,
+        layer=layer,
+        plate=plate,
+        crs=crs,
+        id_field=id_field,
+        field_map=parse_field_map(field_map or []),
+        source=source,
+        partial=partial,
+    )
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        with transaction(settings) as session:
+            report = import_file(session, path, options, progress=progress)
+            if dry_run:
+                session.rollback()
+            report.committed = report.written and not dry_run
+    print_report(report, as_json=as_json, dry_run=dry_run)
+    if not report.committed and not dry_run:
+        raise typer.Exit(1)
+
+
+def print_report(report: ImportReport, *, as_json: bool, dry_run: bool = False) -> None:
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    verb = "would write" if dry_run else ("committed" if report.committed else "NOT written")
+    where = f"{report.file}" + (f" [{report.layer}]" if report.layer else "")
+    typer.echo(
+        f"{where} -> {report.kind} ({report.plate}, from {report.crs}): read {report.rows_read}, "
+        f"inserted {report.inserted}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"rejected {len(report.rejected)} — {verb}"
+    )
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
+    for rej in report.rejected[:50]:
+        typer.echo(f"  row {rej.row} ({rej.external_id or 'no id'}): {rej.reason}")
+    if len(report.rejected) > 50:
+        typer.echo(f"  … and {len(report.rejected) - 50} more rejected rows (use --json for all)")
+
+
+@cli.command("kinds")
+def list_kinds() -> None:
+    """List the asset kinds by plate, with their geometry and attributes."""
+    from app.assets.taxonomy import KINDS, PLATE_TITLES
+
+    for plate, title in PLATE_TITLES.items():
+        typer.echo(f"{plate}: {title}")
+        for kind in (k for k in KINDS.values() if k.plate == plate):
+            attrs = ", ".join(a.name for a in kind.attributes)
+            families = "/".join(sorted(kind.geometries))
+            typer.echo(f"  {kind.id:<18} {families:<13} {attrs}")
+
+
+@links_cli.command("rebuild")
+@friendly_errors
+def links_rebuild() -> None:
+    """Recompute every derived link from the spatial rules (hand-made links stay)."""
+    from app.assets import links
+
+    with transaction(settings_or_exit()) as session:
+        made = links.rebuild(session)
+    for rule, count in made.items():
+        typer.echo(f"{rule:<28} {count}")
+    say(f"{sum(made.values())} derived links")
+
+
+@load_cli.command("demo")
+@friendly_errors
+def load_demo() -> None:
+    """Load the demo city (Cambridge, MA; data/demo/cambridge.gpkg) and derive its links."""
+    from app.assets import demo
+
+    with transaction(settings_or_exit()) as session:
+        reports, made = demo.load(session)
+        for report in reports:
+            report.committed = True
+    for report in reports:
+        print_report(report, as_json=False)
+    say(f"demo city loaded: {sum(r.accepted for r in reports)} assets, {sum(made.values())} links")
 
 
 # -- service ----------------------------------------------------------------------------------

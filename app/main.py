@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__, health, pages
+from app.assets import routes as assets_routes
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
 from app.settings import Settings, get_settings
@@ -56,4 +57,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(assets_routes.router)
     return app

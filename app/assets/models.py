@@ -46,6 +46,8 @@ class Asset(Base):
         UniqueConstraint("source", "external_id"),
         CheckConstraint(f"plate IN ({_in(PLATES)})", name="plate"),
         Index("ix_asset_geom", "geom", postgresql_using="gist"),
+        # Lets ST_DWithin(geom::geography, …, metres) use an index (links, sensor binding).
+        Index("ix_asset_geog", text("(geom::geography)"), postgresql_using="gist"),
         Index("ix_asset_kind", "kind"),
     )
 
