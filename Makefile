@@ -46,6 +46,8 @@ setup: migrate ## venv + PostGIS + migrations (idempotent)
 
 # -- run --------------------------------------------------------------------------------------
 demo: setup ## setup + demo city + the API on http://$(HOST):$(PORT)
+	@echo "==> loading the demo city (Cambridge, MA; idempotent)"
+	@$(BIN)/cityrisk load demo > /dev/null
 	@echo "==> serving the demo on http://$(HOST):$(PORT) (Ctrl-C stops)"
 	@$(BIN)/cityrisk serve --host $(HOST) --port $(PORT)
 

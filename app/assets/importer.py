@@ -132,6 +132,9 @@ def import_file(
     report.rejected = [
         Rejection(int(rows[i]), ids[i], str(reasons[i])) for i in np.flatnonzero(bad)
     ]
+    if bad.all() and len(bad):
+        report.notes.append("every row rejected: nothing written")
+        return report
     if bad.any() and not options.partial:
         report.notes.append(
             f"{int(bad.sum())} row(s) rejected: nothing written "
@@ -314,15 +317,16 @@ def _typed(series: pd.Series, spec: Attribute, reasons: np.ndarray) -> pd.Series
         _reject_each(reasons, not_number, series, lambda v: f"{spec.name}={v!r} is not a number")
         if spec.type == "int":
             fractional = present & ~not_number & (numbers.fillna(0) % 1 != 0).to_numpy()
-            _reject_each(reasons, fractional, series, lambda v: f"{spec.name}={v} is not whole")
+            _reject_each(reasons, fractional, numbers, lambda v: f"{spec.name}={v:g} is not whole")
         low = spec.minimum if spec.minimum is not None else -np.inf
         high = spec.maximum if spec.maximum is not None else np.inf
         out_of_range = present & ~not_number & ~numbers.between(low, high).to_numpy()
+        allowed = _bounds_text(spec.minimum, spec.maximum, unit)
         _reject_each(
             reasons,
             out_of_range,
-            series,
-            lambda v: f"{spec.name}={v}{unit} is outside {spec.minimum:g}–{spec.maximum:g}{unit}",
+            numbers,
+            lambda v: f"{spec.name}={v:g}{unit} is outside {allowed}",
         )
         if spec.type == "int":
             return numbers.round().astype("Int64")
@@ -351,6 +355,14 @@ def _typed(series: pd.Series, spec: Attribute, reasons: np.ndarray) -> pd.Series
         )
         strings = normal.where(present, None)
     return strings
+
+
+def _bounds_text(low: float | None, high: float | None, unit: str) -> str:
+    if low is None and high is None:
+        return "the allowed range"
+    if low is not None and high is not None:
+        return f"{low:g}–{high:g}{unit}"
+    return f">= {low:g}{unit}" if low is not None else f"<= {high:g}{unit}"
 
 
 def _reject_each(

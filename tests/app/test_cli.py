@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -147,3 +148,69 @@ def test_migrate_brings_a_fresh_database_to_head(server_url: str) -> None:
     assert again.returncode == 0, again.stderr
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert f"schema at {head}" in again.stderr
+
+
+def test_import_command_reports_and_exits_nonzero_on_rejects(
+    server_url: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "mains.geojson"
+    bad.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]},
+                        "properties": {"external_id": "a", "diameter_mm": 50000},
+                    },
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Point", "coordinates": [0, 0]},
+                        "properties": {"external_id": "b"},
+                    },
+                ],
+            }
+        )
+    )
+    with scratch_database(server_url, postgis=False) as url:
+        env = {"DATABASE_URL": url}
+        assert cityrisk("migrate", env=env).returncode == 0
+        proc = cityrisk("import", str(bad), "--kind", "gas_pipe", env=env)
+        as_json = cityrisk("import", str(bad), "--kind", "gas_pipe", "--json", env=env)
+        partial = cityrisk("import", str(bad), "--kind", "gas_pipe", "--partial", env=env)
+    assert proc.returncode == 1
+    assert "rejected 2 — NOT written" in proc.stdout
+    assert "row 1 (a): diameter_mm=50000 mm is outside 10–5000 mm" in proc.stdout
+    assert "row 2 (b): Point geometry, but this kind takes line geometries" in proc.stdout
+    report = json.loads(as_json.stdout)
+    assert [r["row"] for r in report["rejected"]] == [1, 2]
+    assert report["committed"] is False
+    assert partial.returncode == 1  # every row was bad: nothing to commit
+
+
+def test_load_demo_is_idempotent(server_url: str) -> None:
+    import pyogrio
+
+    from app.assets.demo import demo_path
+
+    expected = sum(
+        pyogrio.read_info(demo_path(), layer=str(name))["features"]
+        for name, _ in pyogrio.list_layers(demo_path())
+    )
+    with scratch_database(server_url, postgis=False) as url:
+        env = {"DATABASE_URL": url}
+        assert cityrisk("migrate", env=env).returncode == 0
+        first = cityrisk("load", "demo", env=env)
+        second = cityrisk("load", "demo", env=env)
+        with psycopg.connect(libpq(url)) as conn:
+            row = conn.execute("SELECT count(*), count(DISTINCT kind) FROM asset").fetchone()
+            links = conn.execute("SELECT count(*) FROM asset_link").fetchone()
+    assert first.returncode == 0, first.stderr
+    assert row == (expected, len(pyogrio.list_layers(demo_path())))
+    assert f"demo city loaded: {expected} assets" in first.stderr
+    assert links is not None
+    assert links[0] > 0
+    assert "inserted 0, updated 0" in second.stdout
+    assert "inserted 1" not in second.stdout
+    assert "updated 1" not in second.stdout
