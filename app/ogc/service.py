@@ -1,0 +1,329 @@
+"""The queries behind the OGC endpoints: features, one feature, collection extents.
+
+SQLAlchemy Core with bound parameters throughout. A page is one statement; ``numberMatched``
+costs at most one more, bounded, statement (see :func:`list_features`). Geometries leave
+PostgreSQL as GeoJSON text (``ST_AsGeoJSON``), so Python never decodes WKB.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, Select, and_, case, func, literal, or_, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
+
+from app.assets.taxonomy import KINDS, AssetKind
+from app.ogc.catalog import ASSET, COLLECTIONS, COLUMN_PROPERTIES, Collection
+from app.ogc.params import BBox, ItemsQuery, YearRange
+
+#: Up to this many matches ``numberMatched`` is an exact count; past it, see list_features.
+EXACT_COUNT_LIMIT = 100_000
+
+#: Below this many rows in ``asset`` (planner statistics) extents are exact per collection.
+EXACT_EXTENT_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class Feature:
+    id: int
+    geometry: dict[str, Any]
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FeaturePage:
+    features: list[Feature]
+    has_more: bool
+    """Whether features follow this page (known from fetching one row past the limit)."""
+    matched: int | None = None
+    """Exact number of matching features, when it was counted."""
+    matched_estimate: int | None = None
+    """The planner's estimate, given instead of ``matched`` for very large results."""
+
+
+@dataclass(frozen=True)
+class Extent:
+    bbox: tuple[float, float, float, float] | None
+    """CRS84 minx, miny, maxx, maxy; None when the collection is empty."""
+    years: tuple[int | None, int | None] | None = None
+    """First and last year of the temporal property; None when the collection has none."""
+    exact: bool = True
+    """False when ``bbox`` is the estimated extent of the whole table (large tables)."""
+    notes: tuple[str, ...] = ()
+
+
+# -- features ---------------------------------------------------------------------------------
+
+
+def list_features(
+    *,
+    session: Session,
+    collection: Collection,
+    query: ItemsQuery,
+    exact_count_limit: int | None = None,
+) -> FeaturePage:
+    """One page of ``collection``'s features matching ``query``, and how many match in all.
+
+    Notes
+    -----
+    The page query fetches ``limit + 1`` rows: the extra row says whether a next page exists
+    without trusting a count. ``numberMatched`` then costs nothing when the page is the last one
+    (it is ``offset + returned``); otherwise one statement counts the matches, stopping at
+    ``exact_count_limit + 1`` rows (default :data:`EXACT_COUNT_LIMIT`) so a huge result never
+    costs a full count (pygeoapi #1969).
+    Past that limit the count is replaced by the planner's row estimate (``EXPLAIN``), reported
+    as ``matched_estimate`` rather than as a number clients would take as exact.
+    """
+    conditions = _conditions(collection, query)
+    stmt = (
+        select(*_feature_columns(collection, query.properties))
+        .where(*conditions)
+        .order_by(*_order(query), ASSET.c.id)
+        .limit(query.limit + 1)
+        .offset(query.offset)
+    )
+    rows = session.execute(stmt).all()
+    has_more = len(rows) > query.limit
+    features = [_feature(row, collection, query.properties) for row in rows[: query.limit]]
+    if not has_more and (features or query.offset == 0):
+        return FeaturePage(features, has_more, matched=query.offset + len(features))
+    limit = EXACT_COUNT_LIMIT if exact_count_limit is None else exact_count_limit
+    matched, estimate = _count(session, conditions, limit)
+    return FeaturePage(features, has_more, matched=matched, matched_estimate=estimate)
+
+
+def get_feature(*, session: Session, collection: Collection, feature_id: int) -> Feature | None:
+    """The feature ``feature_id`` if it exists and belongs to ``collection``."""
+    stmt = select(*_feature_columns(collection, None)).where(
+        ASSET.c.id == feature_id, collection.kind_filter()
+    )
+    row = session.execute(stmt).one_or_none()
+    return None if row is None else _feature(row, collection, None)
+
+
+def _conditions(collection: Collection, query: ItemsQuery) -> list[ColumnElement[bool]]:
+    conditions = [collection.kind_filter()]
+    if query.bbox is not None:
+        conditions.append(_bbox_condition(query.bbox))
+    if query.years is not None and collection.temporal is not None:
+        conditions.append(_years_condition(collection, query.years))
+    if query.where is not None:
+        conditions.append(query.where)
+    return conditions
+
+
+def _bbox_condition(bbox: BBox) -> ColumnElement[bool]:
+    """``ST_Intersects(geom, envelope)``: geom untouched, so the GiST index serves it."""
+
+    def envelope(minx: float, maxx: float) -> ColumnElement[Any]:
+        return func.ST_MakeEnvelope(minx, bbox.miny, maxx, bbox.maxy, 4326)
+
+    if not bbox.crosses_antimeridian:
+        return func.ST_Intersects(ASSET.c.geom, envelope(bbox.minx, bbox.maxx))
+    return or_(
+        func.ST_Intersects(ASSET.c.geom, envelope(bbox.minx, 180.0)),
+        func.ST_Intersects(ASSET.c.geom, envelope(-180.0, bbox.maxx)),
+    )
+
+
+def _years_condition(collection: Collection, years: YearRange) -> ColumnElement[bool]:
+    assert collection.temporal is not None
+    year = collection.properties[collection.temporal].expression()
+    parts: list[ColumnElement[bool]] = [year.is_not(None)]
+    if years.start is not None:
+        parts.append(year >= years.start)
+    if years.end is not None:
+        parts.append(year <= years.end)
+    return and_(*parts)
+
+
+def _order(query: ItemsQuery) -> list[ColumnElement[Any]]:
+    # NULLS LAST both ways: features without the value go to the end whatever the direction.
+    return [
+        (k.prop.expression().desc() if k.descending else k.prop.expression().asc()).nulls_last()
+        for k in query.sortby
+    ]
+
+
+def _feature_columns(
+    collection: Collection, names: tuple[str, ...] | None
+) -> list[ColumnElement[Any]]:
+    columns: list[ColumnElement[Any]] = [
+        ASSET.c.id,
+        func.ST_AsGeoJSON(ASSET.c.geom).label("geometry"),
+    ]
+    wanted = list(COLUMN_PROPERTIES) if names is None else [collection.properties[n] for n in names]
+    columns.extend(ASSET.c[p.column] for p in wanted if p.column is not None)
+    if names is None or any(collection.properties[n].column is None for n in names):
+        columns.append(ASSET.c.attributes)
+    return columns
+
+
+def _feature(row: Row[Any], collection: Collection, names: tuple[str, ...] | None) -> Feature:
+    """Assemble a feature: columns, then the taxonomy attributes, then any other JSONB keys.
+
+    Every taxonomy attribute of the collection is present (null when the asset lacks it) so
+    that all features of a collection share one schema, which clients such as GDAL expect.
+    """
+    mapping = row._mapping
+    attributes: dict[str, Any] = mapping.get("attributes") or {}
+    properties: dict[str, Any] = {}
+    if names is None:
+        for prop in COLUMN_PROPERTIES:
+            properties[prop.name] = mapping[prop.name]
+        for name in collection.attribute_names:
+            properties[name] = attributes.get(name)
+        for key, value in attributes.items():
+            properties.setdefault(key, value)
+    else:
+        for name in names:
+            prop = collection.properties[name]
+            properties[name] = mapping[name] if prop.column else attributes.get(name)
+    return Feature(int(mapping["id"]), json.loads(mapping["geometry"]), properties)
+
+
+# -- numberMatched ----------------------------------------------------------------------------
+
+
+class _Explain(Executable, ClauseElement):
+    """``EXPLAIN (FORMAT JSON) <statement>`` keeping the statement's bound parameters."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(_Explain, "postgresql")
+def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
+
+
+def _count(
+    session: Session, conditions: list[ColumnElement[bool]], limit: int
+) -> tuple[int | None, int | None]:
+    """(exact count, None) up to ``limit`` matches, else (None, planner estimate > limit)."""
+    capped = select(literal(1)).select_from(ASSET).where(*conditions).limit(limit + 1)
+    count = session.execute(select(func.count()).select_from(capped.subquery())).scalar_one()
+    if count <= limit:
+        return int(count), None
+    plan = session.execute(_Explain(select(ASSET.c.id).where(*conditions))).scalar_one()
+    estimate = int(plan[0]["Plan"]["Plan Rows"])
+    # The estimate can be far off; at least limit + 1 rows are known to match.
+    return None, max(estimate, limit + 1)
+
+
+# -- extents ----------------------------------------------------------------------------------
+
+
+def collection_extents(
+    *,
+    session: Session,
+    collections: Sequence[Collection],
+    exact_limit: int = EXACT_EXTENT_LIMIT,
+) -> dict[str, Extent]:
+    """Spatial and temporal extent of each collection, in one query.
+
+    Notes
+    -----
+    While ``asset`` is small (planner statistics below ``exact_limit`` rows) one grouped
+    ``ST_Extent`` / ``min`` / ``max`` over the requested kinds gives exact extents. On a larger
+    table that scan would run on every ``/collections`` request, so each collection gets
+    ``ST_EstimatedExtent`` of the whole table instead: a cheap box from the statistics that
+    contains every feature but is not tight per kind, and the temporal extent is left open.
+    """
+    rows_estimate = session.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('asset')")
+    ).scalar()
+    if rows_estimate is not None and rows_estimate >= exact_limit:
+        return _estimated_extents(session, collections)
+    return _exact_extents(session, collections)
+
+
+def _exact_extents(session: Session, collections: Sequence[Collection]) -> dict[str, Extent]:
+    kinds = sorted({k for c in collections for k in c.kinds})
+    dated = [KINDS[k] for k in kinds if KINDS[k].temporal is not None]
+    year_sql: ColumnElement[Any] = _year_by_kind(dated) if dated else literal(None)
+    extent = func.ST_Extent(ASSET.c.geom)
+    stmt = (
+        select(
+            ASSET.c.kind,
+            func.ST_XMin(extent),
+            func.ST_YMin(extent),
+            func.ST_XMax(extent),
+            func.ST_YMax(extent),
+            func.min(year_sql),
+            func.max(year_sql),
+        )
+        .where(ASSET.c.kind.in_(kinds))
+        .group_by(ASSET.c.kind)
+    )
+    per_kind = {row[0]: row[1:] for row in session.execute(stmt).all()}
+    extents: dict[str, Extent] = {}
+    for collection in collections:
+        found = [per_kind[k] for k in collection.kinds if k in per_kind]
+        bbox = None
+        years: tuple[int | None, int | None] | None = None
+        if found:
+            bbox = (
+                min(r[0] for r in found),
+                min(r[1] for r in found),
+                max(r[2] for r in found),
+                max(r[3] for r in found),
+            )
+        if collection.temporal is not None:
+            firsts = [int(r[4]) for r in found if r[4] is not None]
+            lasts = [int(r[5]) for r in found if r[5] is not None]
+            years = (min(firsts) if firsts else None, max(lasts) if lasts else None)
+        extents[collection.id] = Extent(bbox, years)
+    return extents
+
+
+def _year_by_kind(kinds: Sequence[AssetKind]) -> ColumnElement[Any]:
+    """The year of each row, read from its kind's temporal attribute (kinds differ)."""
+    return case(
+        *(
+            (
+                ASSET.c.kind == k.id,
+                COLLECTIONS[k.id].properties[str(k.temporal)].expression(),
+            )
+            for k in kinds
+        ),
+        else_=None,
+    )
+
+
+def _estimated_extents(session: Session, collections: Sequence[Collection]) -> dict[str, Extent]:
+    try:
+        # A savepoint: without statistics some PostGIS versions raise instead of returning NULL,
+        # and that must not abort the request's transaction.
+        with session.begin_nested():
+            box = session.execute(
+                select(
+                    func.ST_XMin(func.ST_EstimatedExtent("asset", "geom")),
+                    func.ST_YMin(func.ST_EstimatedExtent("asset", "geom")),
+                    func.ST_XMax(func.ST_EstimatedExtent("asset", "geom")),
+                    func.ST_YMax(func.ST_EstimatedExtent("asset", "geom")),
+                )
+            ).one()
+    except DBAPIError:
+        box = None
+    bbox = None if box is None or box[0] is None else (box[0], box[1], box[2], box[3])
+    note = "bbox: estimated extent of all assets (large table), not of this collection alone"
+    return {
+        c.id: Extent(
+            bbox,
+            (None, None) if c.temporal is not None else None,
+            exact=False,
+            notes=(note,),
+        )
+        for c in collections
+    }
