@@ -5,7 +5,7 @@ from app.assets.models import Asset, AssetLink
 from app.db import Base
 from app.impact.models import Incident
 from app.risk.models import RiskScore
-from app.sensors.models import LatestReading, Reading, Sensor
+from app.sensors.models import LatestReading, MobileReading, Reading, Sensor
 
 __all__ = [
     "Alarm",
@@ -15,6 +15,7 @@ __all__ = [
     "Base",
     "Incident",
     "LatestReading",
+    "MobileReading",
     "Reading",
     "RiskScore",
     "Rule",

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -72,9 +73,10 @@ class Reading(Base):
         {"postgresql_partition_by": "RANGE (ts)"},
     )
 
-    sensor_id: Mapped[int] = mapped_column(
-        ForeignKey("sensor.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key to sensor, on purpose: ingest checks sensors once per batch, a per-row FK
+    # check would cost throughput, and attaching a partition would need a SHARE ROW EXCLUSIVE
+    # lock on `sensor`. Sensors are retired (status), not deleted.
+    sensor_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     quality: Mapped[int] = mapped_column(SmallInteger, server_default="0")
@@ -91,6 +93,36 @@ class LatestReading(Base):
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     value: Mapped[float] = mapped_column(Float)
     quality: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class MobileReading(Base):
+    """A reading from a moving device (a patrol vehicle's gas detector): position, no sensor.
+
+    Joined at ingest to the nearest asset of a compatible kind within tolerance; the join's
+    distance is kept. (kind, ts, geom) is unique, so replays are counted, not stored twice.
+    """
+
+    __tablename__ = "mobile_reading"
+    __table_args__ = (
+        UniqueConstraint("kind", "ts", "geom"),
+        Index("ix_mobile_reading_ts", "ts", postgresql_using="brin"),
+        Index("ix_mobile_reading_geom", "geom", postgresql_using="gist"),
+        Index("ix_mobile_reading_asset_id", "asset_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    value: Mapped[float] = mapped_column(Float)
+    geom: Mapped[WKBElement] = mapped_column(
+        Geometry("POINT", srid=4326, spatial_index=False), nullable=False
+    )
+    device: Mapped[str | None] = mapped_column(Text)
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("asset.id", ondelete="SET NULL"))
+    distance_m: Mapped[float | None] = mapped_column(Float)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -24,6 +24,7 @@ CORE_TABLES = {
     "alarm_event",
     "incident",
     "risk_score",
+    "mobile_reading",
 }
 
 
@@ -80,8 +81,8 @@ def test_spatial_indexes_exist_once_and_reading_is_partitioned(engine: Engine) -
         ).all()
         kind = conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'reading'")).scalar()
     counts = dict(gist)
-    # asset, sensor, alarm: one on geom; incident: geom and zone.
-    assert counts == {"asset": 1, "sensor": 1, "alarm": 1, "incident": 2}
+    # asset: geom and geom::geography; incident: geom and zone; the others one on geom.
+    assert counts == {"asset": 2, "sensor": 1, "alarm": 1, "incident": 2, "mobile_reading": 1}
     assert kind == "p"
 
 

@@ -1,0 +1,538 @@
+"""Reading ingestion: parse a batch, validate it column-wise, store it idempotently.
+
+The HTTP route and the MQTT consumer both call :func:`ingest_payload` and commit the session
+afterwards; only then do they acknowledge (HTTP 2xx / MQTT PUBACK), so acknowledged means
+committed.
+
+Wire format (README, OpenAPI): a fixed-sensor reading is
+``{"sensor": "<external_id or id>", "ts": "<RFC 3339 with offset>", "value": <number>}`` with
+optional ``"unit"`` (checked against the sensor's) and ``"quality"`` (small int, default 0); a
+mobile reading is ``{"kind": "<indicator>", "lon": <deg>, "lat": <deg>, "ts": …, "value": …}``
+with optional ``"device"``. A batch is a JSON array, NDJSON, or CSV with the same column names.
+
+Hot path: one catalogue query for the batch's sensors, numpy/pandas checks over whole columns,
+one binary COPY into a staging table, and one statement that inserts into the time-partitioned
+``reading`` (``ON CONFLICT DO NOTHING`` on ``(sensor_id, ts)``) and upserts ``latest_reading``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pandas as pd
+from psycopg import Connection as PgConnection
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+from sqlalchemy.types import BigInteger, Text
+
+from app.errors import InvalidInput
+from app.sensors import partitions
+from app.sensors.indicators import INDICATORS
+
+MAX_FUTURE = timedelta(minutes=5)  # device clocks drift; further ahead is a wrong clock
+MAX_AGE = timedelta(days=400)  # older than this is a replay from the wrong archive
+MOBILE_TOLERANCE_M = 50.0  # mobile reading → nearest compatible asset within this distance
+JSON_TYPES = ("application/json", "application/geo+json")
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+CSV_TYPES = ("text/csv", "application/csv")
+OFFSET_AT_END = re.compile(r"(?:[Zz]|[+-]\d{2}:?\d{2})$")  # RFC 3339 offset
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix epoch
+
+
+@dataclass(frozen=True)
+class ReadingRejection:
+    index: int  # 0-based position in the batch (CSV: data row, header excluded)
+    reason: str
+    sensor: str | None = None
+
+
+@dataclass
+class IngestReport:
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[ReadingRejection] = field(default_factory=list)
+    mobile_accepted: int = 0
+    mobile_joined: int = 0
+
+
+@dataclass
+class Batch:
+    """Columns of a parsed batch, all of the batch's length (object arrays, raw values)."""
+
+    sensor: npt.NDArray[np.object_]
+    ts: npt.NDArray[np.object_]
+    value: npt.NDArray[np.object_]
+    unit: npt.NDArray[np.object_]
+    quality: npt.NDArray[np.object_]
+    kind: npt.NDArray[np.object_]
+    lon: npt.NDArray[np.object_]
+    lat: npt.NDArray[np.object_]
+    device: npt.NDArray[np.object_]
+    reasons: npt.NDArray[np.object_]  # a reason per row already known bad at parse time
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+FIELDS = ("sensor", "ts", "value", "unit", "quality", "kind", "lon", "lat", "device")
+
+
+# -- parse ------------------------------------------------------------------------------------
+def parse_payload(body: bytes, content_type: str) -> Batch:
+    """Split ``body`` into columns by media type; InvalidInput if unreadable as a whole."""
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media in CSV_TYPES:
+        return _parse_csv(body)
+    if media in NDJSON_TYPES:
+        return _parse_ndjson(body)
+    if media in JSON_TYPES or media.endswith("+json"):
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"body is not valid JSON: {exc}") from None
+        if isinstance(doc, dict):
+            doc = [doc]
+        if not isinstance(doc, list):
+            raise InvalidInput("a JSON body must be an array of readings (or one reading object)")
+        return _from_records(doc)
+    raise InvalidInput(
+        f"content type {media!r} is not accepted; use application/json (array), "
+        "application/x-ndjson or text/csv"
+    )
+
+
+def _parse_ndjson(body: bytes) -> Batch:
+    lines = [line for line in body.splitlines() if line.strip()]
+    try:  # fast path: the whole batch in one parser call
+        return _from_records(orjson.loads(b"[" + b",".join(lines) + b"]"))
+    except orjson.JSONDecodeError:
+        pass
+    records: list[Any] = []
+    bad: dict[int, str] = {}
+    for i, line in enumerate(lines):
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            records.append(None)
+            bad[i] = f"line is not valid JSON: {exc}"
+    batch = _from_records(records)
+    for i, reason in bad.items():
+        batch.reasons[i] = reason
+    return batch
+
+
+def _from_records(records: list[Any]) -> Batch:
+    n = len(records)
+    reasons = np.full(n, None, dtype=object)
+    is_object = np.fromiter((type(r) is dict for r in records), dtype=bool, count=n)
+    if not is_object.all():
+        reasons[~is_object] = "a reading must be a JSON object"
+        records = [r if type(r) is dict else {} for r in records]
+    # One comprehension per field is ~10x faster than filling object arrays row by row.
+    columns = {name: _objects([r.get(name) for r in records]) for name in FIELDS}
+    return Batch(reasons=reasons, **columns)
+
+
+def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _parse_csv(body: bytes) -> Batch:
+    try:
+        table = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"body is not readable as CSV: {exc}") from None
+    unknown = sorted(set(table.columns) - set(FIELDS))
+    if unknown:
+        raise InvalidInput(f"CSV has unknown columns {unknown}; columns are {', '.join(FIELDS)}")
+    n = len(table)
+    columns = {
+        name: (
+            table[name].astype(object).where(table[name].notna(), None).to_numpy(dtype=object)
+            if name in table.columns
+            else np.full(n, None, dtype=object)
+        )
+        for name in FIELDS
+    }
+    return Batch(reasons=np.full(n, None, dtype=object), **columns)
+
+
+# -- validate and store -----------------------------------------------------------------------
+def ingest_payload(session: Session, body: bytes, content_type: str) -> IngestReport:
+    """Parse ``body`` (JSON array / NDJSON / CSV by ``content_type``) and store its readings.
+
+    Raises :class:`InvalidInput` when the payload as a whole cannot be parsed. Per-row problems
+    are in the report, and the good rows are stored. Flushes only; the caller commits.
+    """
+    return ingest(session, parse_payload(body, content_type))
+
+
+def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> IngestReport:
+    """Validate ``batch`` column-wise and store the good rows (fixed and mobile)."""
+    now = now or datetime.now(UTC)
+    n = len(batch)
+    report = IngestReport(received=n)
+    if n == 0:
+        return report
+    verdicts = Verdicts(batch.reasons)
+    values = _numbers(batch.value)
+    ts = _timestamps(batch.ts, verdicts, now)
+    verdicts.reject(pd.isna(batch.value), "no value")
+    verdicts.reject(~np.isfinite(values), "value is not a finite number")
+
+    sensors = _sensor_names(batch.sensor)
+    is_fixed = pd.notna(sensors)
+    is_mobile = ~is_fixed & pd.notna(batch.kind)
+    verdicts.reject(~is_fixed & ~is_mobile, "needs `sensor`, or `kind` + `lon` + `lat`")
+
+    sensor_id, kinds = _resolve_sensors(session, sensors, batch.unit, is_fixed, verdicts)
+    kinds[is_mobile] = batch.kind[is_mobile]
+    _check_range(kinds, values, verdicts)
+    lon, lat = _numbers(batch.lon), _numbers(batch.lat)
+    bad_position = is_mobile & ~(
+        np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+    )
+    verdicts.reject(bad_position, "mobile reading needs finite lon/lat in degrees (WGS84)")
+    quality = _numbers(batch.quality)
+    quality = np.where(np.isfinite(quality), quality, 0)
+    verdicts.reject((quality < -32768) | (quality > 32767) | (quality % 1 != 0), "bad quality")
+
+    good = ~verdicts.bad
+    report.rejected = [
+        ReadingRejection(int(i), str(verdicts.reasons[i]), sensors[i])
+        for i in np.flatnonzero(verdicts.bad)
+    ]
+    fixed = good & is_fixed
+    if fixed.any():
+        partitions.ensure(session, _days(ts[fixed]) | partitions.days_ahead(now))
+        report.accepted = _store_fixed(
+            session, sensor_id[fixed], ts[fixed], values[fixed], quality[fixed].astype(np.int16)
+        )
+        report.duplicates = int(fixed.sum()) - report.accepted
+    mobile = good & is_mobile
+    if mobile.any():
+        stored, joined = _store_mobile(session, batch, mobile, ts, values, lon, lat)
+        report.mobile_accepted = stored
+        report.mobile_joined = joined
+        report.duplicates += int(mobile.sum()) - stored
+    return report
+
+
+class Verdicts:
+    """The first reason each row is rejected for; a row with a reason is not stored."""
+
+    def __init__(self, initial: npt.NDArray[np.object_]) -> None:
+        self.reasons = initial.copy()
+        self.bad = np.asarray(pd.notna(self.reasons), dtype=bool)
+
+    def reject(self, mask: Any, reason: str) -> None:
+        new = np.asarray(mask, dtype=bool) & ~self.bad
+        self.reasons[new] = reason
+        self.bad |= new
+
+    def reject_each(self, mask: Any, reason: Callable[[int], str]) -> None:
+        for i in np.flatnonzero(np.asarray(mask, dtype=bool) & ~self.bad):
+            self.reasons[i] = reason(int(i))
+            self.bad[i] = True
+
+
+def _numbers(column: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
+    numbers = pd.to_numeric(pd.Series(column, dtype=object), errors="coerce").to_numpy(
+        dtype=float, copy=True
+    )
+    bools = np.fromiter((type(v) is bool for v in column), dtype=bool, count=len(column))
+    numbers[bools] = np.nan  # true/false is not a measurement
+    return numbers
+
+
+def _sensor_names(column: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    """Sensor references as stripped strings (JSON numbers become "42"); None when absent."""
+    names = pd.Series(column, dtype=object)
+    floats = np.fromiter((type(v) is float for v in column), dtype=bool, count=len(column))
+    if floats.any():  # 42.0 from a CSV or a float-typed JSON: the id 42
+        names[floats] = names[floats].map(lambda v: str(int(v)) if v == v and v % 1 == 0 else v)
+    text_names = names.astype("string").str.strip()
+    text_names = text_names.mask(text_names == "")
+    return text_names.astype(object).where(text_names.notna(), None).to_numpy(dtype=object)
+
+
+def _timestamps(
+    column: npt.NDArray[np.object_], verdicts: Verdicts, now: datetime
+) -> npt.NDArray[np.datetime64]:
+    n = len(column)
+    is_text = np.fromiter((type(v) is str for v in column), dtype=bool, count=n)
+    has_offset = np.fromiter(
+        (type(v) is str and OFFSET_AT_END.search(v) is not None for v in column), bool, count=n
+    )
+    texts = pd.Series(column, dtype=object)
+    parsed = pd.to_datetime(
+        texts.where(has_offset, None), utc=True, errors="coerce", format="ISO8601"
+    )
+    stamps = parsed.to_numpy(dtype="datetime64[ns]")
+    verdicts.reject(pd.isna(column), "no ts")
+    verdicts.reject(~is_text, "ts must be an RFC 3339 string")
+    verdicts.reject(~has_offset, "ts has no UTC offset (RFC 3339 needs Z or ±hh:mm)")
+    verdicts.reject(np.isnat(stamps), "ts is not a valid RFC 3339 timestamp")
+    latest = np.datetime64((now + MAX_FUTURE).replace(tzinfo=None), "ns")
+    earliest = np.datetime64((now - MAX_AGE).replace(tzinfo=None), "ns")
+    valid = ~np.isnat(stamps)
+    verdicts.reject(valid & (stamps > latest), "ts is in the future (> now + 5 min)")
+    verdicts.reject(valid & (stamps < earliest), "ts is older than 400 days")
+    return stamps
+
+
+def _resolve_sensors(
+    session: Session,
+    names: npt.NDArray[np.object_],
+    given_units: npt.NDArray[np.object_],
+    is_fixed: npt.NDArray[np.bool_],
+    verdicts: Verdicts,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
+    """Sensor ids and indicator kinds per row; unknown sensors and unit mismatches rejected.
+
+    A ``sensor`` value is looked up as an external id first, then (if it is a whole number)
+    as the numeric id. One query for the whole batch.
+    """
+    wanted = [str(v) for v in pd.unique(names[is_fixed])]
+    numeric = [int(v) for v in wanted if v.isdigit() and len(v) < 19]
+    rows = (
+        session.execute(_SENSORS_SQL, {"external_ids": wanted, "ids": numeric}).all()
+        if wanted
+        else []
+    )
+    table = pd.DataFrame(rows, columns=["id", "external_id", "kind", "unit", "status"])
+    # External id first, numeric id second: one vectorised lookup per key.
+    index = {str(i): n for n, i in enumerate(table["id"])}
+    index.update({str(e): n for n, e in enumerate(table["external_id"])})
+    position = pd.Series(names, dtype=object).map(index)
+    found = (position.notna() & pd.Series(is_fixed)).to_numpy(dtype=bool)
+    at = position[found].astype(int).to_numpy()
+    n = len(names)
+    sensor_id = np.zeros(n, dtype=np.int64)
+    kinds = np.full(n, None, dtype=object)
+    units = np.full(n, None, dtype=object)
+    status = np.full(n, None, dtype=object)
+    sensor_id[found] = table["id"].to_numpy(dtype=np.int64)[at]
+    kinds[found] = table["kind"].to_numpy(dtype=object)[at]
+    units[found] = table["unit"].to_numpy(dtype=object)[at]
+    status[found] = table["status"].to_numpy(dtype=object)[at]
+    verdicts.reject(is_fixed & ~found, "unknown sensor")
+    verdicts.reject(status == "retired", "sensor is retired")
+    given = found & pd.notna(given_units)
+    differs = given & (given_units != units)
+    if differs.any():  # an alias ("%lel" for "%LEL") is fine: judge each (kind, unit) pair once
+        pairs = pd.DataFrame({"kind": kinds[differs], "unit": given_units[differs].astype(str)})
+        fits = {
+            (k, u): (ind := INDICATORS.get(str(k))) is not None and ind.accepts_unit(u)
+            for k, u in pairs.drop_duplicates().itertuples(index=False, name=None)
+        }
+        wrong = np.zeros(n, dtype=bool)
+        wrong[differs] = [not fits[(k, u)] for k, u in pairs.itertuples(index=False, name=None)]
+        verdicts.reject_each(
+            wrong,
+            lambda i: f"unit {given_units[i]!r} does not match the sensor's unit {units[i]!r}",
+        )
+    return sensor_id, kinds
+
+
+_SENSORS_SQL = text(
+    "SELECT id, external_id, kind, unit, status FROM sensor "
+    "WHERE external_id = ANY(:external_ids) OR id = ANY(:ids)"
+).bindparams(
+    bindparam("external_ids", type_=ARRAY(Text)), bindparam("ids", type_=ARRAY(BigInteger))
+)
+
+
+def _check_range(
+    kinds: npt.NDArray[np.object_], values: npt.NDArray[np.float64], verdicts: Verdicts
+) -> None:
+    """Reject unknown indicators and values outside the indicator's physical range."""
+    series = pd.Series(kinds, dtype=object)
+    low = series.map({k: i.minimum for k, i in INDICATORS.items()}).to_numpy(dtype=float)
+    high = series.map({k: i.maximum for k, i in INDICATORS.items()}).to_numpy(dtype=float)
+    known = ~np.isnan(low)
+    verdicts.reject(pd.notna(kinds) & ~known, "unknown indicator kind")
+
+    def outside_reason(i: int) -> str:
+        ind = INDICATORS[str(kinds[i])]
+        return (
+            f"value {values[i]:g} {ind.unit} is outside the physical range of "
+            f"{ind.id} ({ind.minimum:g} to {ind.maximum:g} {ind.unit})"
+        )
+
+    verdicts.reject_each(
+        known & np.isfinite(values) & ((values < low) | (values > high)), outside_reason
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text_value = str(value).strip()
+    return text_value or None
+
+
+def _days(stamps: npt.NDArray[np.datetime64]) -> set[Any]:
+    return {d.astype("datetime64[D]").item() for d in np.unique(stamps.astype("datetime64[D]"))}
+
+
+# -- write ------------------------------------------------------------------------------------
+STAGE_SQL = (
+    "CREATE TEMP TABLE IF NOT EXISTS reading_stage "
+    "(sensor_id int8, ts timestamptz, value float8, quality int2) ON COMMIT DROP"
+)
+
+STORE_SQL = text(
+    """
+    WITH inserted AS (
+        INSERT INTO reading (sensor_id, ts, value, quality)
+        SELECT sensor_id, ts, value, quality FROM reading_stage
+        ON CONFLICT (sensor_id, ts) DO NOTHING
+        RETURNING sensor_id, ts, value, quality
+    ), latest AS (
+        INSERT INTO latest_reading AS l (sensor_id, ts, value, quality, received_at)
+        SELECT DISTINCT ON (sensor_id) sensor_id, ts, value, quality, now()
+        FROM inserted ORDER BY sensor_id, ts DESC
+        ON CONFLICT (sensor_id) DO UPDATE SET
+            ts = EXCLUDED.ts, value = EXCLUDED.value, quality = EXCLUDED.quality,
+            received_at = EXCLUDED.received_at
+        WHERE EXCLUDED.ts > l.ts
+    )
+    SELECT count(*) FROM inserted
+    """
+)
+
+_COPY_ROW = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("len_id", ">i4"),
+        ("sensor_id", ">i8"),
+        ("len_ts", ">i4"),
+        ("ts", ">i8"),
+        ("len_value", ">i4"),
+        ("value", ">f8"),
+        ("len_quality", ">i4"),
+        ("quality", ">i2"),
+    ]
+)
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def binary_copy_rows(
+    sensor_id: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.datetime64],
+    value: npt.NDArray[np.float64],
+    quality: npt.NDArray[np.int16],
+) -> bytes:
+    """The rows in PostgreSQL's binary COPY format, built as one numpy record array.
+
+    Every field is fixed-width, so each tuple is the same 46 bytes: no per-row Python work.
+    Timestamps are µs since 2000-01-01 UTC (PostgreSQL's epoch).
+    """
+    rows = np.empty(len(sensor_id), dtype=_COPY_ROW)
+    rows["fields"] = 4
+    rows["len_id"], rows["len_ts"], rows["len_value"], rows["len_quality"] = 8, 8, 8, 2
+    rows["sensor_id"] = sensor_id
+    rows["ts"] = ts.astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US
+    rows["value"] = value
+    rows["quality"] = quality
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
+def _store_fixed(
+    session: Session,
+    sensor_id: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.datetime64],
+    value: npt.NDArray[np.float64],
+    quality: npt.NDArray[np.int16],
+) -> int:
+    session.execute(text(STAGE_SQL))
+    session.execute(text("TRUNCATE reading_stage"))
+    raw = session.connection().connection.dbapi_connection
+    assert isinstance(raw, PgConnection)
+    with raw.cursor() as cur, cur.copy("COPY reading_stage FROM STDIN (FORMAT binary)") as copy:
+        copy.write(binary_copy_rows(sensor_id, ts, value, quality))
+    return int(session.execute(STORE_SQL).scalar_one())
+
+
+MOBILE_STAGE_SQL = (
+    "CREATE TEMP TABLE IF NOT EXISTS mobile_stage "
+    "(kind text, ts timestamptz, value float8, lon float8, lat float8, device text) "
+    "ON COMMIT DROP"
+)
+
+MOBILE_SQL = text(
+    """
+    WITH compat AS (
+        SELECT indicator, string_to_array(kinds, ',') AS kinds
+        FROM unnest(:indicators, :kinds) AS t(indicator, kinds)
+    ), inserted AS (
+        INSERT INTO mobile_reading (kind, ts, value, geom, device, asset_id, distance_m)
+        SELECT m.kind, m.ts, m.value, m.geom, m.device, near.id, near.distance_m
+        FROM (SELECT *, ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS geom FROM mobile_stage) m
+        JOIN compat c ON c.indicator = m.kind
+        LEFT JOIN LATERAL (
+            SELECT a.id, ST_Distance(a.geom::geography, m.geom::geography) AS distance_m
+            FROM asset a
+            WHERE a.kind = ANY(c.kinds)
+              AND ST_DWithin(a.geom::geography, m.geom::geography, :tolerance_m)
+            ORDER BY 2 LIMIT 1
+        ) near ON true
+        ON CONFLICT (kind, ts, geom) DO NOTHING
+        RETURNING asset_id
+    )
+    SELECT count(*), count(asset_id) FROM inserted
+    """
+).bindparams(bindparam("indicators", type_=ARRAY(Text)), bindparam("kinds", type_=ARRAY(Text)))
+
+
+def _store_mobile(
+    session: Session,
+    batch: Batch,
+    mask: npt.NDArray[np.bool_],
+    ts: npt.NDArray[np.datetime64],
+    values: npt.NDArray[np.float64],
+    lon: npt.NDArray[np.float64],
+    lat: npt.NDArray[np.float64],
+) -> tuple[int, int]:
+    """Store mobile readings joined set-based to the nearest compatible asset; (stored, joined)."""
+    session.execute(text(MOBILE_STAGE_SQL))
+    session.execute(text("TRUNCATE mobile_stage"))
+    raw = session.connection().connection.dbapi_connection
+    assert isinstance(raw, PgConnection)
+    stamps = pd.to_datetime(ts[mask], utc=True)
+    with raw.cursor() as cur, cur.copy("COPY mobile_stage FROM STDIN") as copy:
+        for kind, stamp, value, x, y, device in zip(
+            batch.kind[mask],
+            stamps,
+            values[mask],
+            lon[mask],
+            lat[mask],
+            batch.device[mask],
+            strict=True,
+        ):
+            copy.write_row((kind, stamp.to_pydatetime(), value, x, y, _text(device)))
+    stored, joined = session.execute(
+        MOBILE_SQL,
+        {
+            "indicators": list(INDICATORS),
+            "kinds": [",".join(i.asset_kinds) for i in INDICATORS.values()],
+            "tolerance_m": MOBILE_TOLERANCE_M,
+        },
+    ).one()
+    return int(stored), int(joined)
