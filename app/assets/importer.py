@@ -246,7 +246,13 @@ def _external_ids(
 
 def _content_ids(frame: gpd.GeoDataFrame, kind: AssetKind) -> np.ndarray:
     wkb = shapely.to_wkb(frame.geometry.to_numpy(), hex=True)
-    props = frame.drop(columns=frame.geometry.name).astype(str).agg("|".join, axis=1).to_numpy()
+    # JSON per row: stable across runs and safe with nulls and mixed types.
+    table = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    props = (
+        table.to_json(orient="records", lines=True, date_format="iso").splitlines()
+        if len(table.columns)
+        else [""] * len(frame)
+    )
     return np.array(
         [
             f"{kind.id}-" + hashlib.sha256(f"{g}|{p}".encode()).hexdigest()[:16]

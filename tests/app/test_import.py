@@ -337,3 +337,15 @@ def test_demo_layers_import_with_clean_reports(session: Session) -> None:
             layer
         )
         assert report.inserted + report.updated + report.unchanged == expected
+
+
+def test_content_ids_cope_with_missing_values(session: Session, tmp_path: Path) -> None:
+    """Regression: a file without ids whose properties have nulls (Cambridge's bridges)."""
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [0, 1], [1, 1], [1, 0], [0, 0]]]}
+    path = write_geojson(
+        tmp_path / "bridges.geojson",
+        [feature(square, TYPE="ROAD BRIDGE", BridgeDetails=None), feature(square, TYPE=None)],
+    )
+    report = run(session, path, kind="bridge", source="nulls")
+    assert (report.inserted, report.rejected) == (2, [])
+    assert run(session, path, kind="bridge", source="nulls").unchanged == 2
