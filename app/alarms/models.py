@@ -38,12 +38,16 @@ class Rule(Base):
     __table_args__ = (
         UniqueConstraint("code", "version"),
         CheckConstraint("direction IN ('above', 'below')", name="direction"),
+        # One current version per code; older versions stay so alarms can name them.
+        Index("uq_rule_current_code", "code", unique=True, postgresql_where=text("is_current")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     code: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     title: Mapped[str] = mapped_column(Text)
+    # threshold | rate | offline | flatline | spike (how `conditions` is read)
+    kind: Mapped[str] = mapped_column(Text, server_default="threshold")
     indicator: Mapped[str] = mapped_column(Text)
     direction: Mapped[str] = mapped_column(Text, server_default="above")
     # {"1": red, "2": orange, "3": yellow, "4": blue} thresholds in the indicator's unit.
@@ -51,8 +55,22 @@ class Rule(Base):
     target: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     conditions: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     is_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    is_current: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_by: Mapped[str | None] = mapped_column(Text)
+
+
+ALARM_STATES = (
+    "raised",
+    "verified",
+    "false_alarm",
+    "test",
+    "pushed",
+    "acknowledged",
+    "dispatched",
+    "disposed",
+    "closed",
+)
 
 
 class Alarm(Base):
@@ -61,20 +79,46 @@ class Alarm(Base):
     __tablename__ = "alarm"
     __table_args__ = (
         CheckConstraint("level BETWEEN 1 AND 4", name="level"),
+        CheckConstraint(
+            "state IN (" + ", ".join(f"'{s}'" for s in ALARM_STATES) + ")", name="state"
+        ),
         Index("ix_alarm_state", "state"),
         Index("ix_alarm_geom", "geom", postgresql_using="gist"),
+        # One open alarm per (rule, subject): a persisting condition updates it, never duplicates.
+        Index(
+            "uq_alarm_open_subject",
+            "rule_code",
+            text("coalesce(sensor_id, 0)"),
+            text("coalesce(asset_id, 0)"),
+            unique=True,
+            postgresql_where=text("state <> 'closed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("rule.id", ondelete="RESTRICT"))
+    rule_code: Mapped[str] = mapped_column(Text)
     sensor_id: Mapped[int | None] = mapped_column(ForeignKey("sensor.id", ondelete="SET NULL"))
     asset_id: Mapped[int | None] = mapped_column(ForeignKey("asset.id", ondelete="SET NULL"))
     level: Mapped[int] = mapped_column(SmallInteger)
     state: Mapped[str] = mapped_column(Text, server_default="raised")
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    # Set when readings return to normal (auto-clear); the alarm stays visible until closed.
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disposed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    title: Mapped[str | None] = mapped_column(Text)
+    cause: Mapped[str | None] = mapped_column(Text)
+    owner_unit: Mapped[str | None] = mapped_column(Text)
+    first_value: Mapped[float | None] = mapped_column(Float)
     peak_value: Mapped[float | None] = mapped_column(Float)
     last_value: Mapped[float | None] = mapped_column(Float)
     geom: Mapped[WKBElement | None] = mapped_column(
