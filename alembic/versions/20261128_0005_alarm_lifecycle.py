@@ -57,11 +57,7 @@ def upgrade() -> None:
     op.create_index(
         "uq_alarm_open_subject",
         "alarm",
-        [
-            "rule_code",
-            sa.literal_column("coalesce(sensor_id, 0)"),
-            sa.literal_column("coalesce(asset_id, 0)"),
-        ],
+        ["rule_code", sa.literal_column("coalesce(sensor_id, -asset_id)")],
         unique=True,
         postgresql_where=sa.text("state <> 'closed'"),
     )

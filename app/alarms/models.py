@@ -85,11 +85,11 @@ class Alarm(Base):
         Index("ix_alarm_state", "state"),
         Index("ix_alarm_geom", "geom", postgresql_using="gist"),
         # One open alarm per (rule, subject): a persisting condition updates it, never duplicates.
+        # The subject is the sensor, or (asset-level alarms) minus the asset id.
         Index(
             "uq_alarm_open_subject",
             "rule_code",
-            text("coalesce(sensor_id, 0)"),
-            text("coalesce(asset_id, 0)"),
+            text("coalesce(sensor_id, -asset_id)"),
             unique=True,
             postgresql_where=text("state <> 'closed'"),
         ),

@@ -34,6 +34,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Text
 
+from app.alarms import engine
+from app.alarms.engine import EvaluationReport
 from app.errors import InvalidInput
 from app.sensors import partitions
 from app.sensors.indicators import INDICATORS
@@ -63,6 +65,7 @@ class IngestReport:
     rejected: list[ReadingRejection] = field(default_factory=list)
     mobile_accepted: int = 0
     mobile_joined: int = 0
+    alarms: EvaluationReport = field(default_factory=EvaluationReport)
 
 
 @dataclass
@@ -221,6 +224,10 @@ def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> In
             session, sensor_id[fixed], ts[fixed], values[fixed], quality[fixed].astype(np.int16)
         )
         report.duplicates = int(fixed.sum()) - report.accepted
+        if report.accepted:  # warn: evaluate the rules on what this batch changed
+            report.alarms = engine.evaluate(
+                session, np.unique(sensor_id[fixed]), set(kinds[fixed]), now=now
+            )
     mobile = good & is_mobile
     if mobile.any():
         stored, joined = _store_mobile(session, batch, mobile, ts, values, lon, lat)

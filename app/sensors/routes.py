@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -78,6 +79,7 @@ async def post_readings(request: Request, db_session: DbSession) -> JSONResponse
         "duplicates": report.duplicates,
         "mobile_accepted": report.mobile_accepted,
         "mobile_joined": report.mobile_joined,
+        "alarms": asdict(report.alarms),
         "rejected": [
             {"index": r.index, "sensor": r.sensor, "reason": r.reason} for r in report.rejected
         ],

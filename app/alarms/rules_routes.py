@@ -1,0 +1,83 @@
+"""HTTP routes for warning rules: list, create, new version, YAML import."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi import Path as PathParam
+
+from app.alarms import rules
+from app.alarms.rules import RuleSpec, StoredRule
+from app.db import DbSession
+from app.errors import InvalidInput
+
+router = APIRouter(prefix="/rules", tags=["rules"])
+Actor = Annotated[str, Header(alias="X-Actor", description="Who makes the change (audit)")]
+Code = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_.-]{1,63}$")]
+
+
+def _read(rule: StoredRule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "version": rule.version,
+        "is_current": rule.is_current,
+        **rule.spec.model_dump(mode="json", exclude_none=True),
+    }
+
+
+@router.get("")
+def list_rules(db_session: DbSession) -> list[dict[str, Any]]:
+    """The current version of every rule."""
+    return [_read(r) for r in rules.current_rules(db_session)]
+
+
+@router.get("/{code}")
+def get_rule(db_session: DbSession, code: Code) -> dict[str, Any]:
+    """One rule: its current version and every earlier one."""
+    history = rules.versions(db_session, code)
+    current = next((r for r in history if r.is_current), history[-1])
+    return {**_read(current), "versions": [_read(r) for r in history]}
+
+
+@router.post("", status_code=201)
+def create_rule(
+    db_session: DbSession, spec: RuleSpec, actor: Actor = "anonymous"
+) -> dict[str, Any]:
+    """Create a rule (409 if its code exists: use PUT for a new version)."""
+    stored = rules.save(db_session, spec, actor=actor, create_only=True)
+    db_session.commit()
+    return _read(stored)
+
+
+@router.put("/{code}")
+def update_rule(
+    db_session: DbSession, code: Code, spec: RuleSpec, actor: Actor = "anonymous"
+) -> dict[str, Any]:
+    """Store a new version of a rule (unchanged content keeps the current version)."""
+    if spec.code != code:
+        raise InvalidInput(f"the body's code {spec.code!r} differs from the path's {code!r}")
+    stored = rules.save(db_session, spec, actor=actor)
+    db_session.commit()
+    return _read(stored)
+
+
+@router.post(
+    "/import",
+    openapi_extra={
+        "requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}}
+    },
+)
+async def import_rules(
+    request: Request,
+    db_session: DbSession,
+    actor: Actor = "anonymous",
+    default_pack: Annotated[
+        bool, Query(description="Load the rules shipped with cityrisk; the body is ignored")
+    ] = False,
+) -> list[dict[str, Any]]:
+    """Import rules from a YAML body (a list, or `{rules: [...]}`); all or none."""
+    specs = rules.default_pack() if default_pack else rules.parse_yaml(await request.body())
+    stored = rules.load(db_session, specs, actor=actor)
+    db_session.commit()
+    return [_read(r) for r in stored]

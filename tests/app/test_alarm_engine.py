@@ -1,0 +1,304 @@
+"""The rules engine on real PostGIS: every rule kind, dedup, escalation, hysteresis, clearing,
+context, k-of-n, versions — driven through the real ingest path."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.alarms import engine, rules
+from app.alarms.rules import RuleSpec
+from app.sensors.ingest import ingest_payload
+
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+M_PER_DEG_LAT = 111_000.0
+
+
+def at(seconds: float) -> str:
+    return (BASE + timedelta(seconds=seconds)).isoformat()
+
+
+def send(session: Session, *readings: tuple[str, float, float]) -> None:
+    """Ingest (sensor, seconds after BASE, value) readings through the real ingest path."""
+    body = [{"sensor": s, "ts": at(t), "value": v} for s, t, v in readings]
+    report = ingest_payload(session, json.dumps(body).encode(), "application/json")
+    assert report.rejected == [], report.rejected
+
+
+def add_rule(session: Session, **spec: Any) -> int:
+    return rules.save(session, RuleSpec(**spec), actor="test").id
+
+
+def alarms(session: Session, code: str) -> list[Any]:
+    return list(
+        session.execute(
+            text(
+                "SELECT a.*, s.external_id AS sensor FROM alarm a "
+                "LEFT JOIN sensor s ON s.id = a.sensor_id WHERE rule_code = :c ORDER BY a.id"
+            ),
+            {"c": code},
+        )
+    )
+
+
+def events(session: Session, alarm_id: int) -> list[tuple[Any, ...]]:
+    rows = session.execute(
+        text(
+            "SELECT from_state, to_state, from_level, to_level, note FROM alarm_event "
+            "WHERE alarm_id = :a ORDER BY id"
+        ),
+        {"a": alarm_id},
+    )
+    return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def city(session: Session) -> dict[str, int]:
+    """A gas main with a manhole 5 m away, a manhole 300 m away, a bridge; their sensors."""
+    engine._cache.clear()
+    lat = 42.37
+    ids: dict[str, int] = {}
+    for eid, kind, wkt, attrs in [
+        ("main", "gas_pipe", f"LINESTRING(-71.11 {lat}, -71.10 {lat})", {}),
+        ("mh-near", "manhole", f"POINT(-71.105 {lat + 5 / M_PER_DEG_LAT})", {}),
+        ("mh-far", "manhole", f"POINT(-71.105 {lat + 300 / M_PER_DEG_LAT})", {}),
+        ("bridge", "bridge", f"LINESTRING(-71.20 {lat}, -71.19 {lat})", {"design_strain_ue": 1000}),
+        ("water", "water_pipe", f"LINESTRING(-71.30 {lat}, -71.29 {lat})", {}),
+        ("pond", "ponding_point", f"POINT(-71.40 {lat})", {}),
+    ]:
+        ids[eid] = session.execute(
+            text(
+                "INSERT INTO asset (source, external_id, plate, kind, geom, attributes) VALUES "
+                "('t', :e, 'lifeline', :k, ST_GeomFromText(:w, 4326), CAST(:a AS jsonb)) "
+                "RETURNING id"
+            ),
+            {"e": eid, "k": kind, "w": wkt, "a": json.dumps(attrs)},
+        ).scalar_one()
+    for eid, kind, unit, asset, lon, lat_ in [
+        ("ch4-near", "ch4_pct_lel", "%LEL", "mh-near", -71.105, lat + 5 / M_PER_DEG_LAT),
+        ("ch4-far", "ch4_pct_lel", "%LEL", "mh-far", -71.105, lat + 300 / M_PER_DEG_LAT),
+        ("strain-1", "strain_ue", "µε", "bridge", -71.195, lat),
+        ("strain-2", "strain_ue", "µε", "bridge", -71.194, lat),
+        ("press", "pressure_mpa", "MPa", "water", -71.295, lat),
+        ("ponding", "ponding_cm", "cm", "pond", -71.40, lat),
+    ]:
+        ids[eid] = session.execute(
+            text(
+                "INSERT INTO sensor (external_id, kind, unit, geom, asset_id, interval_s) VALUES "
+                "(:e, :k, :u, ST_SetSRID(ST_MakePoint(:x, :y), 4326), :a, 60) RETURNING id"
+            ),
+            {"e": eid, "k": kind, "u": unit, "x": lon, "y": lat_, "a": ids[asset]},
+        ).scalar_one()
+    return ids
+
+
+CH4 = {
+    "code": "ch4",
+    "title": "Methane in a manhole",
+    "indicator": "ch4_pct_lel",
+    "thresholds": {4: 10, 3: 20, 2: 35, 1: 50},
+    "target": {"asset_kinds": ["manhole"]},
+    "persistence_n": 2,
+    "hysteresis": 2,
+}
+
+
+def test_persistence_escalation_hysteresis_clear_and_recur(
+    session: Session, city: dict[str, int]
+) -> None:
+    add_rule(session, **CH4)
+    send(session, ("ch4-near", 0, 25))
+    assert alarms(session, "ch4") == []  # one reading is not persistence 2
+    send(session, ("ch4-near", 60, 25))
+    [alarm] = alarms(session, "ch4")
+    assert (alarm.level, alarm.state, alarm.first_value) == (3, "raised", 25)
+    send(session, ("ch4-near", 120, 40))
+    assert alarms(session, "ch4")[0].level == 3  # min(25, 40): not yet persistent at II
+    send(session, ("ch4-near", 180, 40))
+    assert alarms(session, "ch4")[0].level == 2
+    send(session, ("ch4-near", 240, 19))  # within hysteresis of III (20 - 2)
+    assert alarms(session, "ch4")[0].level == 3
+    send(session, ("ch4-near", 300, 7))  # below IV - hysteresis: cleared
+    [alarm] = alarms(session, "ch4")
+    assert alarm.cleared_at is not None
+    assert alarm.state == "raised"  # visible until an analyst closes it
+    assert alarm.peak_value == 40
+    send(session, ("ch4-near", 360, 12), ("ch4-near", 420, 12))
+    [alarm] = alarms(session, "ch4")  # the same alarm again, never a duplicate
+    assert alarm.cleared_at is None
+    assert alarm.level == 4
+    assert events(session, alarm.id) == [
+        (None, "raised", None, 3, None),
+        ("raised", "raised", 3, 2, "escalated"),
+        ("raised", "raised", 2, 3, "de-escalated"),
+        ("raised", "raised", 3, 3, "cleared"),
+        ("raised", "raised", 3, 4, "recurred"),
+    ]
+
+
+def test_context_separates_gas_leak_from_biogas(session: Session, city: dict[str, int]) -> None:
+    add_rule(
+        session,
+        **CH4,
+        context={
+            "near_kinds": ["gas_pipe"],
+            "within_m": 10,
+            "cause_if_near": "suspected gas-main leak",
+            "cause_otherwise": "suspected biogas",
+            "levels_lower_otherwise": 1,
+        },
+    )
+    send(session, ("ch4-near", 0, 40), ("ch4-near", 60, 40))
+    send(session, ("ch4-far", 0, 40), ("ch4-far", 60, 40))
+    got = {a.sensor: (a.level, a.cause) for a in alarms(session, "ch4")}
+    assert got == {
+        "ch4-near": (2, "suspected gas-main leak"),
+        "ch4-far": (3, "suspected biogas"),
+    }
+
+
+def test_rate_of_rise(session: Session, city: dict[str, int]) -> None:
+    add_rule(
+        session,
+        code="pond-rise",
+        title="Ponding rising",
+        kind="rate",
+        indicator="ponding_cm",
+        window_s=300,
+        thresholds={3: 10, 2: 20},
+    )
+    send(session, ("ponding", 0, 10), ("ponding", 150, 14))
+    assert alarms(session, "pond-rise") == []  # no reading 5 min before yet
+    send(session, ("ponding", 300, 30))  # 10 -> 30 cm in 5 min
+    assert [a.level for a in alarms(session, "pond-rise")] == [2]
+
+
+def test_pressure_drop_against_last_week(session: Session, city: dict[str, int]) -> None:
+    add_rule(
+        session,
+        code="drop",
+        title="Pressure drop",
+        kind="baseline",
+        indicator="pressure_mpa",
+        direction="below",
+        lag_s=7 * 86400,
+        window_s=3600,
+        thresholds={4: 0.1, 3: 0.2, 2: 0.3, 1: 0.5},
+    )
+    week = 7 * 86400
+    send(session, ("press", -week - 600, 0.40), ("press", -week + 600, 0.40))
+    send(session, ("press", 0, 0.36))  # 10 % drop
+    assert [a.level for a in alarms(session, "drop")] == [4]
+    send(session, ("press", 60, 0.25))  # 37.5 % drop
+    assert [a.level for a in alarms(session, "drop")] == [2]
+
+
+def test_k_of_n_raises_one_alarm_on_the_asset(session: Session, city: dict[str, int]) -> None:
+    add_rule(
+        session,
+        code="strain",
+        title="Bridge strain",
+        indicator="strain_ue",
+        relative_to="design_strain_ue",
+        thresholds={4: 0.6, 3: 0.8, 2: 0.9, 1: 1.0},
+        persistence_n=1,
+        confirm={"k": 2, "window_s": 300},
+    )
+    send(session, ("strain-1", 0, 850))
+    assert alarms(session, "strain") == []  # one sensor of two: not confirmed
+    send(session, ("strain-2", 30, 920))
+    [alarm] = alarms(session, "strain")
+    assert (alarm.sensor_id, alarm.asset_id, alarm.level) == (None, city["bridge"], 3)
+    assert alarm.cause == "2 of 2 sensors agree"
+
+
+def test_design_limit_missing_means_no_alarm(session: Session, city: dict[str, int]) -> None:
+    add_rule(
+        session,
+        code="defl",
+        title="Deflection",
+        indicator="strain_ue",
+        relative_to="design_deflection_mm",  # the bridge has no such attribute
+        thresholds={1: 1.0},
+    )
+    send(session, ("strain-1", 0, 99999), ("strain-1", 60, 99999))
+    assert alarms(session, "defl") == []
+
+
+def test_offline_flatline_and_spike(session: Session, city: dict[str, int]) -> None:
+    add_rule(session, code="offline", title="Offline", kind="offline", indicator="*", factor=3)
+    add_rule(session, code="flat", title="Flatline", kind="flatline", indicator="*", n=5)
+    add_rule(
+        session, code="spike", title="Spike", kind="spike", indicator="pressure_mpa",
+        thresholds={4: 1.0},
+    )  # fmt: skip
+    send(session, *[("press", t, 0.4) for t in (0, 60, 120, 180)])
+    assert alarms(session, "flat") == []
+    send(session, ("press", 240, 0.4))
+    assert [a.cause for a in alarms(session, "flat")] == ["sensor stuck (flatline)"]
+    send(session, ("press", 300, 1.9))
+    assert [a.level for a in alarms(session, "spike")] == [4]
+    assert alarms(session, "flat")[0].cleared_at is not None
+
+    # The last reading was 2 h ago; interval 60 s × 3 → offline now.
+    report = engine.check_offline(session)
+    assert report.raised >= 1
+    offline = {a.sensor for a in alarms(session, "offline")}
+    assert "press" in offline
+    send(session, ("press", 7000, 0.4))  # it reports again
+    [press] = [a for a in alarms(session, "offline") if a.sensor == "press"]
+    assert press.cleared_at is not None
+
+
+def test_hold_time(session: Session, city: dict[str, int]) -> None:
+    add_rule(
+        session, code="hold", title="Held", indicator="ponding_cm", thresholds={4: 3},
+        hold_s=120,
+    )  # fmt: skip
+    send(session, ("ponding", 0, 5), ("ponding", 60, 5))
+    assert alarms(session, "hold") == []  # above for 60 s only
+    send(session, ("ponding", 120, 5))
+    assert [a.level for a in alarms(session, "hold")] == [4]
+
+
+def test_alarm_names_the_rule_version_that_raised_it(
+    session: Session, city: dict[str, int]
+) -> None:
+    first = add_rule(session, **CH4)
+    assert rules.save(session, RuleSpec(**CH4), actor="t").id == first  # unchanged: no version
+    send(session, ("ch4-near", 0, 25), ("ch4-near", 60, 25))
+    second = add_rule(session, **{**CH4, "thresholds": {4: 5, 3: 20, 2: 35, 1: 50}})
+    assert second != first
+    [alarm] = alarms(session, "ch4")
+    assert alarm.rule_id == first
+    assert [v.version for v in rules.versions(session, "ch4")] == [1, 2]
+    assert [r.id for r in rules.current_rules(session) if r.spec.code == "ch4"] == [second]
+
+
+def test_default_pack_loads_and_is_idempotent(session: Session) -> None:
+    specs = rules.default_pack()
+    assert {"ch4-adjacent-space", "ponding-depth", "sensor-offline"} <= {s.code for s in specs}
+    first = rules.load(session, specs, actor="t")
+    again = rules.load(session, specs, actor="t")
+    assert [r.id for r in first] == [r.id for r in again]
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"indicator": "warp"}, "unknown indicator"),
+        ({"thresholds": {4: 30, 3: 20}}, "must not decrease"),
+        ({"kind": "rate"}, "needs window_s"),
+        ({"code": "Bad Code"}, "code must be"),
+        ({"thresholds": {}}, "needs thresholds"),
+        ({"target": {"asset_kinds": ["spaceship"]}}, "unknown asset kinds"),
+    ],
+)
+def test_bad_rules_are_refused(spec: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        RuleSpec(**{**CH4, **spec})
