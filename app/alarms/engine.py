@@ -325,38 +325,18 @@ def _judge(rule: StoredRule, row: Any) -> Observation:
     spec = rule.spec
     cause = None
     shift = 0
+    raise_level: int | None
+    keep_level: int | None
     if spec.context is not None:
         cause = spec.context.cause_if_near if row.near else spec.context.cause_otherwise
         shift = 0 if row.near else spec.context.levels_lower_otherwise
-    if spec.kind in ("flatline",):
-        level = spec.level if row.value == 1 else None
-        return Observation(
-            rule,
-            row.sensor_id,
-            row.asset_id,
-            row.ts,
-            row.raw_value,
-            level,
-            level,
-            "sensor stuck (flatline)" if level else None,
-            row.lon,
-            row.lat,
-        )
-    if spec.kind == "spike":
-        level = spec.level if graded(row.value, spec) is not None else None
-        return Observation(
-            rule,
-            row.sensor_id,
-            row.asset_id,
-            row.ts,
-            row.raw_value,
-            level,
-            level,
-            "impossible step between readings" if level else None,
-            row.lon,
-            row.lat,
-        )
-    if spec.kind in ("rate", "baseline"):
+    if spec.kind == "flatline":
+        raise_level = keep_level = spec.level if row.value == 1 else None
+        cause = "sensor stuck (flatline)"
+    elif spec.kind == "spike":
+        raise_level = keep_level = spec.level if graded(row.value, spec) is not None else None
+        cause = "impossible step between readings"
+    elif spec.kind in ("rate", "baseline"):
         raise_level = keep_level = graded(row.value, spec)
     else:
         held = None
@@ -375,7 +355,7 @@ def _judge(rule: StoredRule, row: Any) -> Observation:
         row.raw_value,
         _lower(raise_level, shift),
         _lower(keep_level, shift),
-        cause,
+        cause if raise_level is not None or keep_level is not None else None,
         row.lon,
         row.lat,
     )
