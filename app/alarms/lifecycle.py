@@ -1,0 +1,420 @@
+"""The analyst workflow of an alarm: allowed transitions, push routing, SLA timers, reads.
+
+Everything an operator may want to tune is data at the top of this module: the transition
+table, which timestamp each state sets, who an alarm is pushed to, and the SLA per level.
+
+The workflow (Hefei loop: monitor → discover → analyse → warn → dispose → feedback → archive)::
+
+    raised ──► verified ──► pushed ──► acknowledged ──► dispatched ──► disposed ──► closed
+       │
+       ├─────► false_alarm ──► closed
+       └─────► test ─────────► closed
+
+``raised`` is written by the rules engine; everything after it by people, through
+:func:`transition`. Auto-clearing (readings back to normal) is not a state: the engine sets
+``cleared_at`` and the alarm stays in the workflow until someone closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app.alarms.models import ALARM_STATES, WARNING_LEVELS, Alarm, AlarmEvent
+from app.errors import Conflict, InvalidInput, NotFound
+
+LEVEL_NAMES = {1: "I", 2: "II", 3: "III", 4: "IV"}
+
+# ---------------------------------------------------------------------------------------------
+# Transitions
+# ---------------------------------------------------------------------------------------------
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    # The analyst's verdict on a raised alarm: a true alarm, a false one, or a device test.
+    "raised": ("verified", "false_alarm", "test"),
+    # Only a true alarm is pushed to the owning unit (routing: see route_push).
+    "verified": ("pushed",),
+    "pushed": ("acknowledged",),
+    "acknowledged": ("dispatched",),
+    "dispatched": ("disposed",),
+    "disposed": ("closed",),
+    "false_alarm": ("closed",),
+    "test": ("closed",),
+    "closed": (),
+}
+assert set(TRANSITIONS) == set(ALARM_STATES), "every state needs a row in TRANSITIONS"
+
+VERDICTS = ("verified", "false_alarm", "test")
+TRUE_PATH = ("verified", "pushed", "acknowledged", "dispatched", "disposed")
+
+# Which timestamp column a state sets. The three verdicts share verified_at: it is the time of
+# the analyst's decision, whatever it was, so "time to verify" counts false alarms too.
+STATE_TIMESTAMP: dict[str, str] = {
+    "verified": "verified_at",
+    "false_alarm": "verified_at",
+    "test": "verified_at",
+    "pushed": "pushed_at",
+    "acknowledged": "acknowledged_at",
+    "dispatched": "dispatched_at",
+    "disposed": "disposed_at",
+    "closed": "closed_at",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Push routing: who owns an alarm, and who else hears of it by level
+# ---------------------------------------------------------------------------------------------
+
+# Checked in this order; the first that answers wins (the event note says which one did):
+#   1. the asset's own ``owner`` (explicit data always wins);
+#   2. the rule's indicator, where the hazard names its responder: methane in any underground
+#      space goes to the gas company (Hefei: a manhole CH4 alert reaches the gas company in
+#      < 1 min, whoever owns the well — domain.md);
+#   3. the asset kind; 4. the asset's plate; 5. the monitoring centre itself.
+INDICATOR_UNITS: dict[str, str] = {
+    "ch4_pct_vol": "gas utility",
+    "ch4_pct_lel": "gas utility",
+}
+KIND_UNITS: dict[str, str] = {
+    "gas_pipe": "gas utility",
+    "gas_station": "gas utility",
+    "valve": "gas utility",
+    "water_pipe": "water utility",
+    "hydrant": "water utility",
+    "pump_station": "water utility",
+    "drainage_pipe": "drainage authority",
+    "ponding_point": "drainage authority",
+    "heating_pipe": "heating utility",
+    "utility_tunnel": "utility tunnel operator",
+    "manhole": "municipal utilities bureau",
+    "bridge": "bridge and road authority",
+    "substation": "power grid company",
+    "power_plant": "power grid company",
+    "chemical_plant": "emergency management bureau (hazardous chemicals)",
+    "construction_site": "housing and construction bureau",
+    "crowded_place": "public security bureau",
+    "subway_station": "metro operator",
+    "flood_zone": "water resources bureau",
+    "landslide_zone": "natural resources bureau",
+}
+PLATE_UNITS: dict[str, str] = {
+    "lifeline": "municipal utilities bureau",
+    "public_safety": "public security bureau",
+    "production_safety": "emergency management bureau",
+    "natural_disaster": "emergency management bureau",
+    "exposure": "district government duty office",
+}
+DEFAULT_UNIT = "city monitoring centre"
+
+# Levels I and II (red, orange) are also reported up the line when pushed; III and IV stay with
+# the owning unit. Defaults to tune with the city's emergency plan.
+LEVEL_ALSO_NOTIFY: dict[int, tuple[str, ...]] = {
+    1: ("city emergency management office", "city government duty office"),
+    2: ("city emergency management office",),
+    3: (),
+    4: (),
+}
+
+# ---------------------------------------------------------------------------------------------
+# SLA per level
+# ---------------------------------------------------------------------------------------------
+
+# Every timer runs from ``opened_at`` (the alarm's birth), so they are cumulative deadlines:
+# "a red alarm is acknowledged by its owner within 15 min of being raised". No per-level SLA is
+# published for the Hefei model (its reported figures: gas alerts reach the gas company in
+# < 1 min; average response 7 min, Economic Daily 2025); these are defaults to tune.
+SLA_TIMERS: dict[str, str] = {
+    "verify": "verified_at",
+    "acknowledge": "acknowledged_at",
+    "dispose": "disposed_at",
+}
+SLA_SECONDS: dict[int, dict[str, int]] = {
+    1: {"verify": 5 * 60, "acknowledge": 15 * 60, "dispose": 2 * 3600},
+    2: {"verify": 10 * 60, "acknowledge": 30 * 60, "dispose": 4 * 3600},
+    3: {"verify": 30 * 60, "acknowledge": 2 * 3600, "dispose": 24 * 3600},
+    4: {"verify": 2 * 3600, "acknowledge": 8 * 3600, "dispose": 72 * 3600},
+}
+
+# How long a transition waits for a row another transaction holds before answering 409.
+LOCK_TIMEOUT = "5s"
+
+
+def allowed_next(state: str) -> tuple[str, ...]:
+    """The states ``state`` may move to (empty for ``closed`` and unknown states)."""
+    return TRANSITIONS.get(state, ())
+
+
+# ---------------------------------------------------------------------------------------------
+# Transition
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where a pushed alarm goes: the owning unit, who else is told, and by which rule."""
+
+    owner_unit: str
+    also_notify: tuple[str, ...]
+    routed_by: str
+
+    def describe(self) -> str:
+        also = f" (also notified: {', '.join(self.also_notify)})" if self.also_notify else ""
+        return f"pushed to {self.owner_unit} [by {self.routed_by}]{also}"
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    alarm: Alarm
+    event: AlarmEvent
+
+
+def route_push(
+    level: int,
+    *,
+    asset_owner: str | None,
+    indicator: str | None,
+    asset_kind: str | None,
+    plate: str | None,
+) -> Routing:
+    """The owning unit of an alarm and the units also notified at its level.
+
+    Parameters
+    ----------
+    level
+        Warning level 1..4 (I red … IV blue).
+    asset_owner, indicator, asset_kind, plate
+        What is known of the alarm's subject; each may be ``None``.
+    """
+    also = LEVEL_ALSO_NOTIFY.get(level, ())
+    if asset_owner and asset_owner.strip():
+        return Routing(asset_owner.strip(), also, "asset owner")
+    if indicator in INDICATOR_UNITS:
+        return Routing(INDICATOR_UNITS[indicator], also, f"indicator {indicator}")
+    if asset_kind in KIND_UNITS:
+        return Routing(KIND_UNITS[asset_kind], also, f"asset kind {asset_kind}")
+    if plate in PLATE_UNITS:
+        return Routing(PLATE_UNITS[plate], also, f"plate {plate}")
+    return Routing(DEFAULT_UNIT, also, "default")
+
+
+def transition(
+    session: Session, alarm_id: int, to: str, actor: str, note: str | None = None
+) -> TransitionResult:
+    """Move alarm ``alarm_id`` to state ``to`` and write its audit row.
+
+    The alarm row is locked (``SELECT … FOR UPDATE``) first, so two analysts acting on the same
+    alarm are serialised: the second one sees the state the first one left and gets a 409 if
+    its move is no longer allowed. Flushes; the caller commits.
+
+    Parameters
+    ----------
+    session
+        The caller's session (its transaction holds the lock until it ends).
+    alarm_id
+        The alarm to move.
+    to
+        The target state, one of ``ALARM_STATES``.
+    actor
+        Who does it (recorded in ``alarm_event.actor``).
+    note
+        Free text for the audit row.
+
+    Raises
+    ------
+    InvalidInput
+        ``to`` is not a state, or the actor is empty.
+    NotFound
+        No alarm has that id.
+    Conflict
+        ``to`` is not allowed from the alarm's current state (the message lists the allowed
+        ones), or another transaction held the alarm for longer than ``LOCK_TIMEOUT``.
+    """
+    if to not in ALARM_STATES:
+        raise InvalidInput(f"unknown state {to!r}; states are: {', '.join(ALARM_STATES)}")
+    actor = actor.strip()
+    if not actor:
+        raise InvalidInput("the actor must not be empty")
+    session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    try:
+        alarm = session.execute(
+            select(Alarm)
+            .where(Alarm.id == alarm_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+            raise Conflict(
+                f"alarm {alarm_id} is being changed by another transaction; try again"
+            ) from None
+        raise
+    if alarm is None:
+        raise NotFound(f"no alarm with id {alarm_id}")
+    current = alarm.state
+    allowed = allowed_next(current)
+    if to not in allowed:
+        listed = ", ".join(allowed) if allowed else "none (the alarm is closed)"
+        raise Conflict(f"alarm {alarm_id} cannot go from {current!r} to {to!r}; allowed: {listed}")
+
+    # The time the move happened (after any wait for the lock), not the transaction's start.
+    now = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+    setattr(alarm, STATE_TIMESTAMP[to], now)
+    alarm.state = to
+    alarm.updated_at = now
+    if to == "pushed":
+        routing = _routing_of(session, alarm)
+        alarm.owner_unit = routing.owner_unit
+        # Merged into the JSONB (never replaced) so keys the engine keeps there survive.
+        alarm.attributes = {
+            **(alarm.attributes or {}),
+            "push": {
+                "owner_unit": routing.owner_unit,
+                "also_notify": list(routing.also_notify),
+                "routed_by": routing.routed_by,
+                "level": alarm.level,
+            },
+        }
+        note = routing.describe() + (f"; {note}" if note else "")
+    event = AlarmEvent(
+        alarm_id=alarm.id,
+        at=now,
+        actor=actor,
+        from_state=current,
+        to_state=to,
+        note=note,
+    )
+    session.add(event)
+    session.flush()
+    return TransitionResult(alarm=alarm, event=event)
+
+
+def _routing_of(session: Session, alarm: Alarm) -> Routing:
+    """Routing for ``alarm`` from its asset (its own, else its sensor's) and rule indicator."""
+    row = session.execute(
+        text(
+            "SELECT t.owner, t.kind, t.plate, r.indicator "
+            "FROM alarm a JOIN rule r ON r.id = a.rule_id "
+            "LEFT JOIN sensor s ON s.id = a.sensor_id "
+            "LEFT JOIN asset t ON t.id = COALESCE(a.asset_id, s.asset_id) "
+            "WHERE a.id = :id"
+        ),
+        {"id": alarm.id},
+    ).one()
+    return route_push(
+        alarm.level,
+        asset_owner=row.owner,
+        indicator=row.indicator,
+        asset_kind=row.kind,
+        plate=row.plate,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# SLA timers
+# ---------------------------------------------------------------------------------------------
+
+
+def sla_timers(alarm: Mapping[Any, Any], now: datetime) -> list[dict[str, Any]]:
+    """The SLA timers of one alarm as plain dicts (see ``schemas.SlaTimer``).
+
+    ``alarm`` needs ``level``, ``state``, ``verdict``, ``opened_at``, ``closed_at`` and the
+    timer columns. A timer stops when its column is set, or when the alarm is closed. The
+    acknowledge and dispose timers do not apply to false alarms and tests (nothing to
+    acknowledge); until the verdict they run, since the alarm may well be true.
+    """
+    limits = SLA_SECONDS[alarm["level"]]
+    opened: datetime = alarm["opened_at"]
+    closed: datetime | None = alarm["closed_at"]
+    timers = []
+    for name, column in SLA_TIMERS.items():
+        limit = limits[name]
+        applicable = name == "verify" or alarm["verdict"] not in ("false_alarm", "test")
+        done: datetime | None = alarm[column]
+        end = done or closed or now
+        elapsed = max((end - opened).total_seconds(), 0.0)
+        timers.append(
+            {
+                "name": name,
+                "applicable": applicable,
+                "limit_s": limit,
+                "due_at": opened + timedelta(seconds=limit),
+                "done_at": done,
+                "elapsed_s": round(elapsed, 3),
+                "running": applicable and done is None and closed is None,
+                "breached": applicable and elapsed > limit,
+            }
+        )
+    return timers
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading alarms: one SELECT shared by the list, the detail, the stream and CAP
+# ---------------------------------------------------------------------------------------------
+
+# The alarm's point: its own, else its sensor's, else a point on its asset. The verdict is the
+# analyst's decision read from the audit trail (it survives later states), falling back to the
+# state for alarms written without events. No bind parameters and no '%' here: psycopg
+# (stream.py) and SQLAlchemy text() both take this fragment and add their own WHERE.
+ALARM_SELECT = """
+SELECT a.id, a.rule_id, a.rule_code, r.version AS rule_version, r.title AS rule_title,
+       r.indicator, a.sensor_id, s.external_id AS sensor, t.id AS asset_id,
+       t.name AS asset_name, t.kind AS asset_kind, t.plate, t.owner AS asset_owner,
+       a.level, a.state, a.title, a.cause, a.owner_unit, a.opened_at, a.updated_at,
+       a.last_seen_at, a.cleared_at, a.verified_at, a.pushed_at, a.acknowledged_at,
+       a.dispatched_at, a.disposed_at, a.closed_at, a.first_value, a.peak_value, a.last_value,
+       a.attributes, ST_X(p.pt) AS lon, ST_Y(p.pt) AS lat,
+       COALESCE(v.verdict, CASE
+           WHEN a.state IN ('false_alarm', 'test') THEN a.state
+           WHEN a.state IN ('verified', 'pushed', 'acknowledged', 'dispatched', 'disposed')
+               THEN 'verified'
+       END) AS verdict,
+       clock_timestamp() AS now
+FROM alarm a
+JOIN rule r ON r.id = a.rule_id
+LEFT JOIN sensor s ON s.id = a.sensor_id
+LEFT JOIN asset t ON t.id = COALESCE(a.asset_id, s.asset_id)
+CROSS JOIN LATERAL (SELECT COALESCE(a.geom, s.geom, ST_PointOnSurface(t.geom)) AS pt) p
+LEFT JOIN LATERAL (
+    SELECT e.to_state AS verdict FROM alarm_event e
+    WHERE e.alarm_id = a.id AND e.from_state = 'raised'
+      AND e.to_state IN ('verified', 'false_alarm', 'test')
+    ORDER BY e.id DESC LIMIT 1
+) v ON true
+"""
+
+EVENT_COLUMNS = "id, alarm_id, at, actor, from_state, to_state, from_level, to_level, note"
+
+
+def alarm_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """One row of ``ALARM_SELECT`` as the alarm representation (``schemas.AlarmRead``)."""
+    out = {k: v for k, v in row.items() if k not in ("now", "attributes")}
+    out["level_name"] = LEVEL_NAMES[row["level"]]
+    out["color"] = WARNING_LEVELS[row["level"]]
+    out["active"] = row["cleared_at"] is None and row["state"] != "closed"
+    out["attributes"] = row["attributes"] or {}
+    out["allowed_transitions"] = list(allowed_next(row["state"]))
+    out["sla"] = sla_timers(row, row["now"])
+    return out
+
+
+def get_alarm(session: Session, alarm_id: int) -> dict[str, Any]:
+    """One alarm with its events (oldest first); ``NotFound`` if there is none."""
+    row = (
+        session.execute(text(ALARM_SELECT + " WHERE a.id = :id"), {"id": alarm_id})
+        .mappings()
+        .one_or_none()
+    )
+    if row is None:
+        raise NotFound(f"no alarm with id {alarm_id}")
+    out = alarm_summary(row)
+    events = session.execute(
+        text(f"SELECT {EVENT_COLUMNS} FROM alarm_event WHERE alarm_id = :id ORDER BY id"),
+        {"id": alarm_id},
+    ).mappings()
+    out["events"] = [dict(e) for e in events]
+    return out
