@@ -13,6 +13,7 @@ HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup venv db migrate demo serve test lint typecheck pytest clean-db db-down clean
+.PHONY: broker broker-down clean-broker system-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +32,13 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	@$(BIN)/pip install -q -e '.[test]'
 	@touch $(STAMP)
 
+# GDAL's ogrinfo is a real OGC API client the tests use; Mosquitto and PostGIS come with
+# `cityrisk mq up` / `cityrisk db up`.
+system-deps: ## Debian packages the tests use (gdal-bin), installed with apt when missing
+	@command -v ogrinfo >/dev/null || { \
+	  echo "==> installing gdal-bin (ogrinfo) with apt-get"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q gdal-bin; }
+
 venv: $(STAMP) ## virtualenv with cityrisk installed (reinstalls only when pyproject.toml changes)
 
 db: venv ## PostGIS up: the project-local cluster under .data/pg unless DATABASE_URL is set
@@ -41,7 +49,11 @@ migrate: db ## schema at head (alembic upgrade head)
 	@echo "==> migrations"
 	@$(BIN)/cityrisk migrate
 
-setup: migrate ## venv + PostGIS + migrations (idempotent)
+broker: venv ## MQTT broker up: a local Mosquitto under .data/mosquitto unless MQTT_URL is set
+	@echo "==> MQTT broker"
+	@$(BIN)/cityrisk mq up
+
+setup: migrate broker ## venv + PostGIS + migrations + MQTT broker (idempotent)
 	@echo "==> setup done; database: $$($(BIN)/cityrisk db url 2>/dev/null | sed -E 's#://([^:]+):[^@]*@#://\1:***@#')"
 
 # -- run --------------------------------------------------------------------------------------
@@ -64,7 +76,7 @@ typecheck: venv ## mypy (strict on gis/ and layers/)
 	@echo "==> mypy"
 	@$(BIN)/mypy app gis layers
 
-pytest: setup ## the test suite against real PostGIS
+pytest: setup system-deps ## the test suite against real PostGIS
 	@echo "==> pytest"
 	@$(BIN)/pytest
 
@@ -74,8 +86,16 @@ test: lint typecheck pytest ## setup + lint + types + the whole test suite
 db-down: venv ## stop the local cluster
 	@$(BIN)/cityrisk db down
 
+broker-down: venv ## stop the local MQTT broker
+	@$(BIN)/cityrisk mq down
+
+clean-broker: venv ## stop the local MQTT broker and delete its queued messages
+	@$(BIN)/cityrisk mq down || true
+	@rm -rf .data/mosquitto
+
 clean-db: venv ## stop the local cluster and delete its data (.data/)
 	@echo "==> removing the local cluster"
+	@$(BIN)/cityrisk mq down || true
 	@$(BIN)/cityrisk db down || true
 	@rm -rf .data
 

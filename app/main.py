@@ -9,9 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__, health, pages
+from app.alarms import routes as alarms_routes
+from app.alarms import rules_routes
+from app.alarms.watch import OfflineWatch
 from app.assets import routes as assets_routes
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
+from app.ogc import routes as ogc_routes
+from app.sensors import routes as sensors_routes
+from app.sensors.mqtt import start_background_consumer
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("cityrisk")
@@ -31,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = None
         app.state.sessionmaker = None
         app.state.db_error = None
-        app.state.page_links = []
+        app.state.page_links = [{"href": "ogc", "title": "OGC API – Features: the assets"}]
         try:
             engine = create_db_engine(
                 database_url(settings), connect_timeout_s=settings.db_connect_timeout_s
@@ -42,9 +48,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             app.state.engine = engine
             app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.offline_watch = (
+            OfflineWatch(app.state.sessionmaker, settings.offline_check_s).start()
+            if app.state.sessionmaker is not None and settings.offline_check_s > 0
+            else None
+        )
+        # Live readings over MQTT, on a thread; None unless enabled and a broker is configured/up.
+        app.state.mqtt_consumer = start_background_consumer(settings)
         try:
             yield
         finally:
+            if app.state.mqtt_consumer is not None:
+                app.state.mqtt_consumer.stop()
+            if app.state.offline_watch is not None:
+                app.state.offline_watch.stop()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
@@ -58,4 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(assets_routes.router)
+    app.include_router(sensors_routes.router)
+    app.include_router(ogc_routes.router)
+    app.include_router(alarms_routes.router)
+    app.include_router(rules_routes.router)
     return app

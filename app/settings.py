@@ -63,7 +63,33 @@ class Settings(BaseSettings):
     mqtt_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("MQTT_URL", "mqtt_url"),
-        description="MQTT broker for live readings (used from the ingestion issue on).",
+        description="MQTT broker for live readings; unset: the local Mosquitto (`cityrisk mq up`).",
+    )
+    mqtt_port: Port = Field(
+        default=51883,
+        validation_alias=AliasChoices("CITYRISK_MQTT_PORT", "mqtt_port"),
+        description="TCP port of the project-local Mosquitto (127.0.0.1 only).",
+    )
+    mqtt_consumer: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("CITYRISK_MQTT_CONSUMER", "mqtt_consumer"),
+        description="`cityrisk serve` consumes readings from MQTT (when MQTT_URL is set or the "
+        "local broker is up).",
+    )
+    mqtt_client_id: str = Field(
+        default="cityrisk-ingest",
+        min_length=1,
+        max_length=64,
+        validation_alias=AliasChoices("CITYRISK_MQTT_CLIENT_ID", "mqtt_client_id"),
+        description="Client id of the reading consumer: the broker keeps its persistent session.",
+    )
+
+    offline_check_s: float = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        validation_alias=AliasChoices("CITYRISK_OFFLINE_CHECK_S", "offline_check_s"),
+        description="How often `cityrisk serve` checks for silent sensors (0: never).",
     )
 
     @field_validator("database_url", mode="before")
@@ -73,6 +99,17 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return normalise_database_url(str(value))
+
+    @field_validator("mqtt_url", mode="before")
+    @classmethod
+    def _check_mqtt_url(cls, value: object) -> str | None:
+        """Refuse an unusable MQTT_URL at start-up, as DATABASE_URL is (empty means unset)."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        from app.broker import parse_mqtt_url  # here: app.broker imports this module
+
+        parse_mqtt_url(str(value))
+        return str(value).strip()
 
     @property
     def uses_local_cluster(self) -> bool:

@@ -97,7 +97,14 @@ def session(engine: Engine) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path_factory.mktemp("data"))
+    # No MQTT consumer or offline timer in API tests unless a test asks for one: they would
+    # write into the test database behind the test's back.
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        mqtt_consumer=False,
+        offline_check_s=0,
+    )
 
 
 @pytest.fixture
