@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 from app.errors import CityriskError
 from app.settings import ConfigError, Settings
+from app.system import apt_install, is_root, run
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 BROKER_USER = "mosquitto"
@@ -150,24 +151,8 @@ def check_broker(url: str, timeout_s: float = 5.0) -> None:
         client.loop_stop()
 
 
-def _is_root() -> bool:
-    return os.geteuid() == 0
-
-
-def _sudo() -> list[str]:
-    """Prefix for commands that need root: nothing as root, ``sudo`` otherwise."""
-    if _is_root():
-        return []
-    if shutil.which("sudo") is None:
-        raise BrokerError("installing Mosquitto needs root: run as root or install sudo")
-    return ["sudo"]
-
-
 def _run(cmd: Sequence[str], *, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise BrokerError(f"`{' '.join(cmd)}` failed: {' | '.join(tail)}")
+    run(cmd, error=BrokerError, env=env)
 
 
 def ensure_installed(log: Log) -> Path:
@@ -179,12 +164,8 @@ def ensure_installed(log: Log) -> Path:
             "Mosquitto is not installed and this machine has no apt-get. Install an MQTT broker "
             "yourself and set MQTT_URL=mqtt://HOST:PORT to it."
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    apt = [*_sudo(), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
-    log("installing Mosquitto with apt-get (once)")
-    _run([*apt, "update", "-q"], env=env)
     # Only the daemon: the packaged system service (port 1883) is not used by cityrisk.
-    _run([*apt, "install", "-y", "-q", "--no-install-recommends", "mosquitto"], env=env)
+    apt_install(["mosquitto"], log=log, error=BrokerError, why="Mosquitto")
     if not MOSQUITTO.exists():
         raise BrokerError(f"apt-get installed mosquitto but {MOSQUITTO} is missing")
     return MOSQUITTO
@@ -240,7 +221,7 @@ class LocalBroker:
     def _locate(self) -> Path:
         """Where a first ``up`` puts the broker: can its user reach the data directory?"""
         preferred = self._preferred()
-        if not _is_root() or not _user_exists(BROKER_USER):
+        if not is_root() or not _user_exists(BROKER_USER):
             return preferred
         probe = self.data_dir if self.data_dir.exists() else self.data_dir.parent
         reachable = subprocess.run(
@@ -352,7 +333,7 @@ class LocalBroker:
         self.persistence_dir.mkdir(parents=True, exist_ok=True)
         self.conf_file.write_text(self._config())
         self.conf_file.chmod(0o644)
-        if _is_root():
+        if is_root():
             # Mosquitto writes its pid file, log and store after dropping to its own user.
             for path in (self.folder, self.persistence_dir):
                 shutil.chown(path, BROKER_USER, BROKER_USER)
@@ -364,7 +345,7 @@ class LocalBroker:
         self.pid_file.unlink(missing_ok=True)
 
     def _config(self) -> str:
-        user = f"user {BROKER_USER}\n" if _is_root() else ""
+        user = f"user {BROKER_USER}\n" if is_root() else ""
         return (
             "# written by `cityrisk mq up` on each start; edits are overwritten\n"
             f"pid_file {self.pid_file}\n"

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from app.settings import Settings
+from app.system import apt_install, is_root, run
 
 LOCAL_USER = "cityrisk"
 LOCAL_DB = "cityrisk"
@@ -56,22 +57,9 @@ class ClusterStatus:
     detail: str
 
 
-def _is_root() -> bool:
-    return os.geteuid() == 0
-
-
-def _sudo() -> list[str]:
-    """Prefix for commands that need root: nothing as root, ``sudo`` otherwise."""
-    if _is_root():
-        return []
-    if shutil.which("sudo") is None:
-        raise ClusterError("installing packages needs root: run as root or install sudo")
-    return ["sudo"]
-
-
 def _as_server_user() -> list[str]:
     """Prefix that runs a PostgreSQL server command as an unprivileged user."""
-    return ["runuser", "-u", "postgres", "--"] if _is_root() else []
+    return ["runuser", "-u", "postgres", "--"] if is_root() else []
 
 
 def find_bindir() -> Path | None:
@@ -110,30 +98,20 @@ def ensure_installed(log: Log) -> Path:
             "Install PostGIS >= 3.1 yourself, or set "
             "DATABASE_URL=postgresql://USER:PASS@HOST:PORT/DB to any PostGIS >= 3.1 server."
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    apt = [*_sudo(), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
-    log("installing PostgreSQL + PostGIS with apt-get (once)")
-    _run([*apt, "update", "-q"], env=env)
     if not _installed_majors():
-        _run([*apt, "install", "-y", "-q", "postgresql", "postgresql-contrib"], env=env)
+        apt_install(
+            ["postgresql", "postgresql-contrib"], log=log, error=ClusterError, why="PostgreSQL"
+        )
     major = _installed_majors()[0]
-    _run([*apt, "install", "-y", "-q", f"postgresql-{major}-postgis-3"], env=env)
+    apt_install([f"postgresql-{major}-postgis-3"], log=log, error=ClusterError, why="PostGIS")
     bindir = find_bindir()
     if bindir is None:
         raise ClusterError(f"apt-get installed postgresql-{major}-postgis-3 but it is not usable")
     return bindir
 
 
-def _run(
-    cmd: Sequence[str], *, env: dict[str, str] | None = None, input_text: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        list(cmd), env=env, input=input_text, capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ClusterError(f"`{' '.join(cmd)}` failed: {' | '.join(tail)}")
-    return proc
+def _run(cmd: Sequence[str], *, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    return run(cmd, error=ClusterError, input_text=input_text)
 
 
 class LocalCluster:
@@ -257,7 +235,7 @@ class LocalCluster:
     def _pgdata_location(self) -> Path:
         """``<data_dir>/pg``, unless the server user cannot reach it (a root-only checkout)."""
         preferred = self.data_dir / "pg"
-        if not _is_root():
+        if not is_root():
             return preferred
         self.data_dir.mkdir(parents=True, exist_ok=True)
         reachable = subprocess.run(
@@ -273,7 +251,7 @@ class LocalCluster:
         pgdata = self._pgdata_location()
         log(f"initialising a PostgreSQL cluster in {pgdata}")
         pgdata.mkdir(parents=True, exist_ok=True)
-        if _is_root():
+        if is_root():
             shutil.chown(pgdata, "postgres", "postgres")
         pgdata.chmod(0o700)
         password = secrets.token_urlsafe(18)
@@ -281,7 +259,7 @@ class LocalCluster:
         fd, pwfile = tempfile.mkstemp(prefix="cityrisk-pw-")
         with os.fdopen(fd, "w") as handle:
             handle.write(password + "\n")
-        if _is_root():
+        if is_root():
             shutil.chown(pwfile, "postgres", "postgres")
         try:
             _run(
