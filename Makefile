@@ -57,11 +57,17 @@ setup: migrate broker ## venv + PostGIS + migrations + MQTT broker (idempotent)
 	@echo "==> setup done; database: $$($(BIN)/cityrisk db url 2>/dev/null | sed -E 's#://([^:]+):[^@]*@#://\1:***@#')"
 
 # -- run --------------------------------------------------------------------------------------
-demo: setup ## setup + demo city + the API on http://$(HOST):$(PORT)
-	@echo "==> loading the demo city (Cambridge, MA; idempotent)"
+demo: setup ## setup + demo city + the API on http://$(HOST):$(PORT), with live readings replayed
+	@echo "==> loading the demo city (Cambridge, MA; idempotent) and the default warning rules"
 	@$(BIN)/cityrisk load demo > /dev/null
-	@echo "==> serving the demo on http://$(HOST):$(PORT) (Ctrl-C stops)"
-	@$(BIN)/cityrisk serve --host $(HOST) --port $(PORT)
+	@$(BIN)/cityrisk rules load > /dev/null
+	@mkdir -p .data
+	@echo "==> replaying the 'demo' scenario in the background (log: .data/replay.log, truth: .data/replay-truth.json)"
+	@echo "==> serving the demo on http://$(HOST):$(PORT) (Ctrl-C stops both)"
+	@$(BIN)/cityrisk replay demo --url http://$(HOST):$(PORT) --speed 10 --duration 4h \
+	    --truth .data/replay-truth.json > .data/replay.log 2>&1 & \
+	  trap "kill $$! 2>/dev/null" EXIT; \
+	  $(BIN)/cityrisk serve --host $(HOST) --port $(PORT)
 
 serve: venv ## the API only (no setup)
 	@$(BIN)/cityrisk serve --host $(HOST) --port $(PORT)

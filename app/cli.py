@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -36,6 +37,10 @@ db_cli = typer.Typer(
     help="The database: a project-local PostGIS cluster unless DATABASE_URL is set."
 )
 cli.add_typer(db_cli, name="db")
+mq_cli = typer.Typer(
+    help="The MQTT broker for live readings: a project-local Mosquitto unless MQTT_URL is set."
+)
+cli.add_typer(mq_cli, name="mq")
 
 if TYPE_CHECKING:
     from app.assets.importer import ImportReport
@@ -155,6 +160,66 @@ def db_url(
     typer.echo(current_url(settings_or_exit(), driver=sqlalchemy))
 
 
+# -- mq ---------------------------------------------------------------------------------------
+@mq_cli.command("up")
+@friendly_errors
+def mq_up() -> None:
+    """Make the broker available: install and start the local Mosquitto (idempotent)."""
+    from app.broker import LocalBroker, check_broker, parse_mqtt_url
+
+    settings = settings_or_exit()
+    if settings.mqtt_url is not None:
+        check_broker(settings.mqtt_url)
+        where = parse_mqtt_url(settings.mqtt_url).redacted()
+        say(f"using MQTT_URL (nothing to start): {where} answers")
+        return
+    broker = LocalBroker(settings)
+    did_work = broker.up(say)
+    check_broker(broker.url())
+    status = broker.status()
+    say(f"{'started' if did_work else 'already running'}: pid {status.pid}, {broker.url()}")
+
+
+@mq_cli.command("down")
+@friendly_errors
+def mq_down() -> None:
+    """Stop the local broker (its queued messages are saved under the data directory)."""
+    from app.broker import LocalBroker
+
+    settings = settings_or_exit()
+    if settings.mqtt_url is not None:
+        say("MQTT_URL is set: cityrisk does not manage that broker; nothing to stop")
+        return
+    stopped = LocalBroker(settings).down(say)
+    say("stopped" if stopped else "not running")
+
+
+@mq_cli.command("status")
+@friendly_errors
+def mq_status() -> None:
+    """Say whether the broker runs and answers (exit 3 when the local broker is stopped)."""
+    from app.broker import LocalBroker, broker_url, check_broker, parse_mqtt_url
+
+    settings = settings_or_exit()
+    if settings.mqtt_url is None:
+        status = LocalBroker(settings).status()
+        typer.echo(f"local broker {status.detail}")
+        if not status.running:
+            raise typer.Exit(3)
+    url = broker_url(settings)
+    check_broker(url)
+    typer.echo(f"MQTT broker {parse_mqtt_url(url).redacted()} answers")
+
+
+@mq_cli.command("url")
+@friendly_errors
+def mq_url() -> None:
+    """Print the MQTT URL in use (MQTT_URL, else the local broker's)."""
+    from app.broker import broker_url
+
+    typer.echo(broker_url(settings_or_exit()))
+
+
 # -- schema -----------------------------------------------------------------------------------
 @cli.command("migrate")
 @friendly_errors
@@ -253,7 +318,10 @@ def print_report(report: ImportReport, *, as_json: bool, dry_run: bool = False) 
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return
-    verb = "would write" if dry_run else ("committed" if report.committed else "NOT written")
+    if dry_run:
+        verb = "would write (dry run)" if report.written else "would NOT write (dry run)"
+    else:
+        verb = "committed" if report.committed else "NOT written"
     where = f"{report.file}" + (f" [{report.layer}]" if report.layer else "")
     typer.echo(
         f"{where} -> {report.kind} ({report.plate}, from {report.crs}): read {report.rows_read}, "
@@ -294,6 +362,157 @@ def links_rebuild() -> None:
     say(f"{sum(made.values())} derived links")
 
 
+risk_cli = typer.Typer(help="Risk scores: per asset, H3 cell and admin area.")
+cli.add_typer(risk_cli, name="risk")
+
+
+@risk_cli.command("refresh")
+@friendly_errors
+def risk_refresh(
+    h3_res: Annotated[int, typer.Option(help="H3 resolution of the cells.")] = 8,
+) -> None:
+    """Recompute every risk score (assets, cells, areas) in one transaction."""
+    from app.risk import service
+
+    with transaction(settings_or_exit()) as session:
+        report = service.refresh_all(session, h3_res=h3_res)
+    say(
+        f"risk scores: {report.assets} assets, {report.cells} cells, {report.areas} areas "
+        f"in {report.total_s:.2f} s ({report.db_s:.2f} s in the database)"
+    )
+
+
+readings_cli = typer.Typer(help="Stored readings: partitions and retention.")
+cli.add_typer(readings_cli, name="readings")
+
+
+@cli.command("import-sensors")
+@friendly_errors
+def import_sensor_file(
+    path: Annotated[Path, typer.Argument(help="Sensors file (any format `import` takes).")],
+    layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer file.")] = None,
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of the coordinates (overrides the file).")
+    ] = None,
+    partial: Annotated[bool, typer.Option("--partial", help="Keep the good rows.")] = False,
+    tolerance_m: Annotated[
+        float, typer.Option(help="Spatial binding: nearest compatible asset within this (m).")
+    ] = 25.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import sensors (upsert by external_id) and bind each to the asset it watches."""
+    from app.sensors.registry import import_sensors
+
+    with transaction(settings_or_exit()) as session:
+        report = import_sensors(
+            session, path, layer=layer, crs=crs, partial=partial, tolerance_m=tolerance_m
+        )
+        report.committed = report.written
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        typer.echo(
+            f"{report.file}: read {report.rows_read}, inserted {report.inserted}, updated "
+            f"{report.updated}, unchanged {report.unchanged}, rejected {len(report.rejected)}; "
+            f"bound {report.bound_explicit} explicitly, {report.bound_spatial} by position, "
+            f"{len(report.unbound)} unbound — {'committed' if report.committed else 'NOT written'}"
+        )
+        for issue in report.rejected[:50]:
+            typer.echo(f"  row {issue.row} ({issue.external_id or 'no id'}): {issue.reason}")
+        for issue in report.unbound[:50]:
+            typer.echo(f"  unbound {issue.external_id}: {issue.reason}")
+    if not report.committed:
+        raise typer.Exit(1)
+
+
+@readings_cli.command("partitions")
+@friendly_errors
+def readings_partitions(
+    ahead: Annotated[int, typer.Option(min=0, max=366, help="Days ahead to create.")] = 7,
+) -> None:
+    """Create the daily partitions from yesterday to AHEAD days ahead; list them all."""
+    from app.sensors import partitions
+
+    with transaction(settings_or_exit()) as session:
+        created = partitions.ensure(session, partitions.days_ahead(ahead=ahead))
+        days = sorted(partitions.existing(session))
+    for day in days:
+        typer.echo(f"{partitions.partition_name(day)}{'  (new)' if day in created else ''}")
+
+
+@readings_cli.command("prune")
+@friendly_errors
+def readings_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age like 90d, 12h or 2w: drop whole days older.")
+    ],
+) -> None:
+    """Retention: drop the daily partitions whose readings are all older than the given age."""
+    from app.sensors import partitions
+
+    age = parse_age(older_than)
+    with transaction(settings_or_exit()) as session:
+        dropped = partitions.prune(session, older_than=age)
+    for name in dropped:
+        typer.echo(f"dropped {name}")
+    say(f"{len(dropped)} partition(s) dropped (older than {older_than})")
+
+
+def parse_age(raw: str) -> timedelta:
+    """``90d`` / ``12h`` / ``2w`` / ``30m`` → timedelta; a clear error otherwise."""
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    number, unit = raw[:-1], raw[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise ConfigError(f"age {raw!r} is not like 90d, 12h, 2w or 30m")
+    return timedelta(**{units[unit]: int(number)})
+
+
+rules_cli = typer.Typer(help="Warning rules (versioned) and alarm checks.")
+cli.add_typer(rules_cli, name="rules")
+
+
+@rules_cli.command("load")
+@friendly_errors
+def rules_load(
+    path: Annotated[
+        Path | None, typer.Argument(help="A rules YAML file [the pack shipped with cityrisk]")
+    ] = None,
+) -> None:
+    """Load rules from YAML (new versions only where something changed)."""
+    from app.alarms import rules
+
+    specs = rules.parse_yaml(path.read_bytes()) if path else rules.default_pack()
+    with transaction(settings_or_exit()) as session:
+        stored = rules.load(session, specs, actor="cli")
+    for rule in stored:
+        typer.echo(f"{rule.spec.code:<28} v{rule.version}  {rule.spec.title}")
+
+
+@rules_cli.command("list")
+@friendly_errors
+def rules_list() -> None:
+    """List the current rules."""
+    from app.alarms import rules
+
+    with transaction(settings_or_exit()) as session:
+        current = rules.current_rules(session)
+    for rule in current:
+        state = "" if rule.spec.is_enabled else "  (disabled)"
+        kind = f"{rule.spec.kind:<9}"
+        typer.echo(f"{rule.spec.code:<28} v{rule.version}  {kind} {rule.spec.title}{state}")
+
+
+@rules_cli.command("check-offline")
+@friendly_errors
+def rules_check_offline() -> None:
+    """Raise offline alarms for silent sensors (run it every minute, e.g. from cron)."""
+    from app.alarms import engine
+
+    with transaction(settings_or_exit()) as session:
+        report = engine.check_offline(session)
+    say(f"offline check: {report.raised} raised, {report.updated} still offline")
+
+
 @load_cli.command("demo")
 @friendly_errors
 def load_demo() -> None:
@@ -301,12 +520,26 @@ def load_demo() -> None:
     from app.assets import demo
 
     with transaction(settings_or_exit()) as session:
-        reports, made = demo.load(session)
+        reports, made, sensors = demo.load(session)
         for report in reports:
             report.committed = True
     for report in reports:
         print_report(report, as_json=False)
-    say(f"demo city loaded: {sum(r.accepted for r in reports)} assets, {sum(made.values())} links")
+    bound = 0
+    if sensors is not None:
+        bound = sensors.bound_explicit + sensors.bound_spatial
+        typer.echo(
+            f"{sensors.file} -> sensors: read {sensors.rows_read}, inserted {sensors.inserted}, "
+            f"updated {sensors.updated}, unchanged {sensors.unchanged}; bound "
+            f"{sensors.bound_explicit} explicitly, {sensors.bound_spatial} by position, "
+            f"{len(sensors.unbound)} unbound — committed"
+        )
+        for issue in sensors.unbound[:50]:
+            typer.echo(f"  unbound {issue.external_id}: {issue.reason}")
+    say(
+        f"demo city loaded: {sum(r.accepted for r in reports)} assets, {sum(made.values())} links"
+        + (f", {sensors.rows_read} sensors ({bound} bound)" if sensors is not None else "")
+    )
 
 
 # -- service ----------------------------------------------------------------------------------
@@ -332,6 +565,74 @@ def serve(
         workers=workers,
         log_level="info",
     )
+
+
+@cli.command("ingest-mqtt")
+@friendly_errors
+def ingest_mqtt() -> None:
+    """Store live readings from MQTT (cityrisk/readings/#) until Ctrl-C; ack after each commit."""
+    import logging
+    import signal
+    import threading
+
+    from app.broker import broker_url, parse_mqtt_url
+    from app.sensors.mqtt import TOPIC_FILTER, run_consumer
+
+    settings = settings_or_exit()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Finish the message in hand (commit, then ack) instead of dying in the middle of it.
+        signal.signal(signum, lambda *_: stop.set())
+    where = parse_mqtt_url(broker_url(settings)).redacted()
+    say(f"consuming {TOPIC_FILTER} from {where} as {settings.mqtt_client_id!r} (Ctrl-C stops)")
+    stats = run_consumer(settings, stop)
+    say(
+        f"stopped: {stats.received} messages, {stats.readings_accepted} readings stored, "
+        f"{stats.readings_duplicate} already stored, {stats.rejected_payloads} messages rejected"
+    )
+
+
+@cli.command("replay")
+@friendly_errors
+def replay(
+    scenario: Annotated[
+        str, typer.Argument(help="gas-leak, water-burst, bridge-strain, flood-rain or demo.")
+    ],
+    to: Annotated[str, typer.Option("--to", help="http (POST /readings) or mqtt.")] = "http",
+    url: Annotated[
+        str | None,
+        typer.Option(help="Target (http: http://127.0.0.1:$PORT; mqtt: `cityrisk mq url`)."),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=0, help="Simulated seconds per second; 0 = as fast as possible.")
+    ] = 1.0,
+    duration: Annotated[str, typer.Option(help="Simulated span: 2h, 30m, 1h30m, 1d…")] = "2h",
+    start: Annotated[
+        str | None,
+        typer.Option(help="'now' or RFC 3339 (default: now at speed 1, else now - duration)."),
+    ] = None,
+    batch_s: Annotated[
+        int, typer.Option("--batch-s", min=1, help="Simulated seconds per batch.")
+    ] = 10,
+    truth: Annotated[
+        Path | None, typer.Option(help="Write the incidents' ground truth here (JSON).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same readings.")] = 1,
+) -> None:
+    """Publish realistic readings, with scripted incidents, for the sensors in the database."""
+    from app.broker import broker_url
+    from app.sensors import replay as rp
+
+    settings = settings_or_exit()
+    options = rp.Options(scenario, to, url, speed, duration, start, batch_s, truth, seed)
+    with transaction(settings) as session:
+        prepared = rp.prepare(
+            session, options, http_port=settings.port, mqtt_url=broker_url(settings)
+        )
+    typer.echo(rp.execute(prepared, say))
 
 
 def main() -> None:

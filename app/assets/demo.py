@@ -9,25 +9,62 @@ from sqlalchemy.orm import Session
 
 from app.assets import links
 from app.assets.importer import ImportOptions, ImportReport, import_file
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
+from app.sensors.registry import SensorImportReport, import_sensors
 from app.settings import project_root
+
+BUILD_SENSORS = "data/demo/build_sensors.py"
 
 
 def demo_path() -> Path:
     return project_root() / "data" / "demo" / "cambridge.gpkg"
 
 
-def load(session: Session, path: Path | None = None) -> tuple[list[ImportReport], dict[str, int]]:
-    """Import every layer (named by its kind) and rebuild the derived links, in one transaction.
+def demo_sensors_path() -> Path:
+    return project_root() / "data" / "demo" / "sensors.geojson"
 
-    Each feature carries its own ``source`` (``cambridge_gis`` or ``derived``), so loading
-    again updates nothing.
+
+def load(
+    session: Session, path: Path | None = None, sensors: Path | None = None
+) -> tuple[list[ImportReport], dict[str, int], SensorImportReport | None]:
+    """Import every layer, rebuild the derived links, then import the demo sensors.
+
+    All in the caller's transaction. Each feature carries its own ``source`` (``cambridge_gis``
+    or ``derived``), so loading again updates nothing. Sensors come after the assets because
+    they are bound to them (explicitly or to the nearest compatible asset).
+
+    Parameters
+    ----------
+    session : Session
+        Where to write; flushed, never committed.
+    path : Path, optional
+        The demo GeoPackage (default ``data/demo/cambridge.gpkg``).
+    sensors : Path, optional
+        The sensors to import (built by ``data/demo/build_sensors.py``). Default: the demo's
+        ``data/demo/sensors.geojson`` with the default ``path``; none (``None`` in the result)
+        with a custom ``path``, whose assets the demo sensors would not fit.
+
+    Returns
+    -------
+    tuple
+        The per-layer import reports, links made per rule, and the sensor import report.
     """
-    path = path or demo_path()
+    if path is None:
+        path, sensors = demo_path(), sensors or demo_sensors_path()
     if not path.exists():
         raise NotFound(f"demo data not found at {path}; rebuild it with data/demo/build.py")
     reports = [
         import_file(session, path, ImportOptions(kind=str(layer), layer=str(layer)))
         for layer, _ in pyogrio.list_layers(path)
     ]
-    return reports, links.rebuild(session)
+    made = links.rebuild(session)
+    if sensors is None:
+        return reports, made, None
+    if not sensors.exists():
+        raise NotFound(f"demo sensors not found at {sensors}; build them with {BUILD_SENSORS}")
+    report = import_sensors(session, sensors)
+    if not report.written:
+        # The file is ours: a rejected row is a bug in build_sensors.py, not a user error.
+        first = "; ".join(f"{r.external_id}: {r.reason}" for r in report.rejected[:3])
+        raise InvalidInput(f"demo sensors rejected ({len(report.rejected)}): {first}")
+    return reports, made, report
