@@ -6,10 +6,11 @@ CLI command owns the transaction, so several service calls commit or roll back t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
+import pandas as pd
 import psycopg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, create_engine, text
@@ -163,3 +164,40 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(get_session)]
+
+
+def stage_table(session: Session, ddl: str, name: str) -> None:
+    """Create (``ddl``: a ``CREATE TEMP TABLE IF NOT EXISTS … ON COMMIT DROP``) and empty a
+    staging table for a COPY in this transaction."""
+    session.execute(text(ddl))
+    session.execute(text(f"TRUNCATE {name}"))
+
+
+def copy_into(
+    session: Session,
+    copy_sql: str,
+    rows: Iterable[Sequence[Any]] | bytes,
+    *,
+    every: int = 10_000,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
+    """COPY ``rows`` (tuples, or a ready binary COPY payload) on the session's connection."""
+    raw = session.connection().connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+        if isinstance(rows, bytes):
+            copy.write(rows)
+            return
+        for done, row in enumerate(rows, start=1):
+            copy.write_row(row)
+            if on_progress is not None and done % every == 0:
+                on_progress(done)
+
+
+def frame_rows(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``frame`` with every missing value (None, NaN, NA, NaT) as None.
+
+    pandas may hold a missing string as NaN; written as is, COPY would store the text 'nan'.
+    """
+    clean = frame.astype(object).where(frame.notna(), None)
+    return clean.itertuples(index=False, name=None)

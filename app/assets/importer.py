@@ -19,13 +19,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from psycopg import Connection as PgConnection
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.assets.models import PLATES
 from app.assets.readers import read_layer
 from app.assets.taxonomy import AssetKind, Attribute, get_kind
+from app.db import copy_into, frame_rows, stage_table
 from app.errors import InvalidInput
 from gis.crs import CrsSpec, resolve_crs, to_wgs84
 from gis.hygiene import clean_geometries, finite_and_present
@@ -438,17 +438,15 @@ SELECT count(*) FILTER (WHERE is_insert), count(*) FILTER (WHERE NOT is_insert) 
 
 def _upsert(session: Session, staged: pd.DataFrame, progress: Progress | None) -> tuple[int, int]:
     """COPY the rows into a temporary table, then one set-based upsert; (inserted, updated)."""
-    session.execute(text(STAGE_SQL))
-    session.execute(text("TRUNCATE asset_import_stage"))
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, PgConnection)
+    stage_table(session, STAGE_SQL, "asset_import_stage")
     total = len(staged)
-    records = staged.itertuples(index=False, name=None)
-    with raw.cursor() as cur, cur.copy("COPY asset_import_stage FROM STDIN") as copy:
-        for done, record in enumerate(records, start=1):
-            copy.write_row(record)
-            if done % COPY_CHUNK == 0:
-                _tick(progress, "write", done, total)
+    copy_into(
+        session,
+        "COPY asset_import_stage FROM STDIN",
+        frame_rows(staged),
+        every=COPY_CHUNK,
+        on_progress=lambda done: _tick(progress, "write", done, total),
+    )
     _tick(progress, "write", total, total)
     inserted, updated = session.execute(text(UPSERT_SQL)).one()
     return int(inserted), int(updated)

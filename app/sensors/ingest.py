@@ -28,7 +28,6 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
-from psycopg import Connection as PgConnection
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -36,6 +35,7 @@ from sqlalchemy.types import BigInteger, Text
 
 from app.alarms import engine
 from app.alarms.engine import EvaluationReport
+from app.db import copy_into, stage_table
 from app.errors import InvalidInput
 from app.sensors import partitions
 from app.sensors.indicators import INDICATORS
@@ -468,12 +468,9 @@ def _store_fixed(
     value: npt.NDArray[np.float64],
     quality: npt.NDArray[np.int16],
 ) -> int:
-    session.execute(text(STAGE_SQL))
-    session.execute(text("TRUNCATE reading_stage"))
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, PgConnection)
-    with raw.cursor() as cur, cur.copy("COPY reading_stage FROM STDIN (FORMAT binary)") as copy:
-        copy.write(binary_copy_rows(sensor_id, ts, value, quality))
+    stage_table(session, STAGE_SQL, "reading_stage")
+    payload = binary_copy_rows(sensor_id, ts, value, quality)
+    copy_into(session, "COPY reading_stage FROM STDIN (FORMAT binary)", payload)
     return int(session.execute(STORE_SQL).scalar_one())
 
 
@@ -518,22 +515,11 @@ def _store_mobile(
     lat: npt.NDArray[np.float64],
 ) -> tuple[int, int]:
     """Store mobile readings joined set-based to the nearest compatible asset; (stored, joined)."""
-    session.execute(text(MOBILE_STAGE_SQL))
-    session.execute(text("TRUNCATE mobile_stage"))
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, PgConnection)
-    stamps = pd.to_datetime(ts[mask], utc=True)
-    with raw.cursor() as cur, cur.copy("COPY mobile_stage FROM STDIN") as copy:
-        for kind, stamp, value, x, y, device in zip(
-            batch.kind[mask],
-            stamps,
-            values[mask],
-            lon[mask],
-            lat[mask],
-            batch.device[mask],
-            strict=True,
-        ):
-            copy.write_row((kind, stamp.to_pydatetime(), value, x, y, _text(device)))
+    stage_table(session, MOBILE_STAGE_SQL, "mobile_stage")
+    stamps = pd.to_datetime(ts[mask], utc=True).to_pydatetime()
+    devices = [_text(d) for d in batch.device[mask]]
+    rows = zip(batch.kind[mask], stamps, values[mask], lon[mask], lat[mask], devices, strict=True)
+    copy_into(session, "COPY mobile_stage FROM STDIN", rows)
     stored, joined = session.execute(
         MOBILE_SQL,
         {

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import shapely
-from psycopg import Connection as PgConnection
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
 from app.assets.readers import read_layer
+from app.db import copy_into, frame_rows, stage_table
 from app.errors import InvalidInput
 from app.sensors.indicators import INDICATORS
 from app.sensors.models import SENSOR_STATUSES
@@ -228,10 +228,7 @@ SELECT count(*) FILTER (WHERE is_insert), count(*) FILTER (WHERE NOT is_insert) 
 
 
 def _upsert(session: Session, staged: pd.DataFrame) -> tuple[int, int]:
-    session.execute(text(STAGE_SQL))
-    session.execute(text("TRUNCATE sensor_stage"))
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, PgConnection)
+    stage_table(session, STAGE_SQL, "sensor_stage")
     columns = [
         "external_id",
         "kind",
@@ -243,12 +240,8 @@ def _upsert(session: Session, staged: pd.DataFrame) -> tuple[int, int]:
         "installed_on",
         "geom",
     ]
-    with (
-        raw.cursor() as cur,
-        cur.copy(f"COPY sensor_stage ({', '.join(columns)}) FROM STDIN") as copy,
-    ):
-        for record in staged[columns].itertuples(index=False, name=None):
-            copy.write_row(record)
+    copy_sql = f"COPY sensor_stage ({', '.join(columns)}) FROM STDIN"
+    copy_into(session, copy_sql, frame_rows(staged[columns]))
     inserted, updated = session.execute(text(UPSERT_SQL)).one()
     return int(inserted), int(updated)
 

@@ -349,3 +349,19 @@ def test_content_ids_cope_with_missing_values(session: Session, tmp_path: Path) 
     report = run(session, path, kind="bridge", source="nulls")
     assert (report.inserted, report.rejected) == (2, [])
     assert run(session, path, kind="bridge", source="nulls").unchanged == 2
+
+
+def test_missing_names_are_null_not_the_text_nan(session: Session, tmp_path: Path) -> None:
+    """Regression: pandas turned a missing name into NaN, which COPY stored as 'nan'."""
+    path = write_geojson(
+        tmp_path / "clinics.geojson",
+        [
+            feature(point(*CAMBRIDGE), external_id="c1", name=None, owner="City"),
+            feature(point(*CAMBRIDGE), external_id="c2", name="Windsor St", owner=None),
+        ],
+    )
+    assert run(session, path, kind="clinic", source="nan").inserted == 2
+    got = session.execute(
+        text("SELECT external_id, name, owner FROM asset WHERE source = 'nan' ORDER BY 1")
+    ).all()
+    assert [tuple(r) for r in got] == [("c1", None, "City"), ("c2", "Windsor St", None)]
