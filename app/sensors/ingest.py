@@ -319,7 +319,10 @@ def _resolve_sensors(
         if wanted
         else []
     )
-    table = pd.DataFrame(rows, columns=["id", "external_id", "kind", "unit", "status"])
+    names_ = ["id", "external_id", "kind", "unit", "status"]
+    # Columns from transposed tuples: pandas probes Row objects one by one (~7 µs each).
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names_)
+    table = pd.DataFrame(dict(zip(names_, columns, strict=True)))
     # External id first, numeric id second: one vectorised lookup per key.
     index = {str(i): n for n, i in enumerate(table["id"])}
     index.update({str(e): n for n, e in enumerate(table["external_id"])})

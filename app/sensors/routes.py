@@ -14,12 +14,14 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
 from app.ogc.params import parse_bbox
 from app.sensors.indicators import INDICATORS
-from app.sensors.ingest import ingest_payload
+from app.sensors.ingest import IngestReport, ingest_payload
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
 
 router = APIRouter(tags=["sensors"])
@@ -69,8 +71,8 @@ async def post_readings(request: Request, db_session: DbSession) -> JSONResponse
     if len(body) > MAX_BODY_BYTES:
         raise InvalidInput(f"body is {len(body):,} bytes; the limit is {MAX_BODY_BYTES:,}")
     content_type = request.headers.get("content-type", "application/json")
-    report = ingest_payload(db_session, body, content_type)
-    db_session.commit()  # acknowledged means committed
+    # The ingest is synchronous work: run it off the event loop so batches overlap.
+    report = await run_in_threadpool(_ingest_and_commit, db_session, body, content_type)
     stored = report.accepted + report.duplicates + report.mobile_accepted
     status = 422 if report.received and not stored else 200
     content = {
@@ -85,6 +87,12 @@ async def post_readings(request: Request, db_session: DbSession) -> JSONResponse
         ],
     }
     return JSONResponse(status_code=status, content=content)
+
+
+def _ingest_and_commit(session: Session, body: bytes, content_type: str) -> IngestReport:
+    report = ingest_payload(session, body, content_type)
+    session.commit()  # acknowledged means committed
+    return report
 
 
 _LATEST_SQL = """
