@@ -32,7 +32,6 @@ from app.main import create_app
 from app.ogc import service
 from app.ogc.catalog import COLLECTIONS
 from app.ogc.params import ItemsQuery
-from app.ogc.routes import router
 from app.settings import Settings
 from tests.conftest import scratch_database  # type: ignore[import-not-found]
 
@@ -205,11 +204,8 @@ def seeded(server_url: str) -> Iterator[Seeded]:
 
 
 def ogc_app(settings: Settings) -> FastAPI:
-    """The app with the OGC router (mounted here until app.main mounts it itself)."""
-    app = create_app(settings)
-    if not any(getattr(r, "path", "").startswith("/ogc") for r in app.routes):
-        app.include_router(router)
-    return app
+    """The service as it runs (app.main mounts the OGC router)."""
+    return create_app(settings)
 
 
 @pytest.fixture(scope="module")
