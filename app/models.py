@@ -6,6 +6,7 @@ from app.db import Base
 from app.impact.models import Incident
 from app.risk.models import RiskScore
 from app.sensors.models import LatestReading, MobileReading, Reading, Sensor
+from app.tiles.models import DataVersion
 
 __all__ = [
     "Alarm",
@@ -13,6 +14,7 @@ __all__ = [
     "Asset",
     "AssetLink",
     "Base",
+    "DataVersion",
     "Incident",
     "LatestReading",
     "MobileReading",
