@@ -16,9 +16,11 @@ from app.assets import routes as assets_routes
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
 from app.ogc import routes as ogc_routes
+from app.risk import routes as risk_routes
 from app.sensors import routes as sensors_routes
 from app.sensors.mqtt import start_background_consumer
 from app.settings import Settings, get_settings
+from app.tiles import routes as tiles_routes
 
 log = logging.getLogger("cityrisk")
 
@@ -38,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = None
         app.state.db_error = None
         app.state.page_links = [{"href": "ogc", "title": "OGC API – Features: the assets"}]
+        # The layer registry is validated here, once: a broken layer stops the start-up.
+        app.state.tiles = tiles_routes.build_service()
         try:
             engine = create_db_engine(
                 database_url(settings), connect_timeout_s=settings.db_connect_timeout_s
@@ -62,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.mqtt_consumer.stop()
             if app.state.offline_watch is not None:
                 app.state.offline_watch.stop()
+            app.state.tiles.close()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
@@ -79,4 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ogc_routes.router)
     app.include_router(alarms_routes.router)
     app.include_router(rules_routes.router)
+    app.include_router(risk_routes.router)
+    app.include_router(tiles_routes.router)
     return app

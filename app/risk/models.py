@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -18,7 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -37,6 +38,7 @@ class RiskScore(Base):
         CheckConstraint("risk_class BETWEEN 1 AND 4", name="risk_class"),
         Index("ix_risk_score_asset_id", "asset_id"),
         Index("ix_risk_score_cell_id", "cell_id"),
+        Index("ix_risk_score_scope_plate", "scope", "plate"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -50,6 +52,41 @@ class RiskScore(Base):
     score: Mapped[float] = mapped_column(Float)
     risk_class: Mapped[int] = mapped_column(SmallInteger)
     components: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    computed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    # Band-aligned [0, 1] score (layers/risk.py), comparable across methods; cells aggregate it.
+    norm: Mapped[float | None] = mapped_column(Float)
+    # A cell's hexagon (scope 'cell'); areas and assets take theirs from ``asset``.
+    geom: Mapped[WKBElement | None] = mapped_column(
+        Geometry("GEOMETRY", srid=4326, spatial_index=False)
+    )
+
+
+class RiskAssetContext(Base):
+    """What scoring derives from an asset's geometry, kept so a rescore skips the joins."""
+
+    __tablename__ = "risk_asset_context"
+    __table_args__ = (
+        Index("ix_risk_asset_context_cell_id", "cell_id"),
+        Index("ix_risk_asset_context_area_ids", "area_ids", postgresql_using="gin"),
+    )
+
+    asset_id: Mapped[int] = mapped_column(
+        ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True
+    )
+    h3_res: Mapped[int] = mapped_column(SmallInteger)
+    cell_id: Mapped[str] = mapped_column(Text)
+    area_ids: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger), server_default=text("'{}'::bigint[]")
+    )
+    radius_m: Mapped[float] = mapped_column(Float)
+    radius_basis: Mapped[str] = mapped_column(Text)
+    population: Mapped[float] = mapped_column(Float)
+    site_persons: Mapped[float] = mapped_column(Float)
+    sites: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    flood_rp_yr: Mapped[float | None] = mapped_column(Float)
+    landslide: Mapped[str | None] = mapped_column(Text)
     computed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

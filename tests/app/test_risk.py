@@ -1,0 +1,288 @@
+"""Risk refresh on real PostGIS: a small city scored end to end, explained, incrementally
+updated after an alarm, aggregated into H3 cells and admin areas, and served by the API."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import h3
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from app.risk import service
+
+# Far from the demo city, so other tests' data does not share cells or exposure.
+LON, LAT = 10.0, 45.0
+YEAR = 2026
+
+
+def add(db: Any, kind: str, plate: str, wkt: str, source: str, **attrs: Any) -> int:
+    import orjson
+
+    return int(
+        db.execute(
+            text(
+                "INSERT INTO asset (source, external_id, plate, kind, geom, attributes) "
+                "VALUES (:s, :e, :p, :k, ST_GeomFromText(:w, 4326), CAST(:a AS jsonb)) "
+                "RETURNING id"
+            ),
+            {
+                "s": source,
+                "e": secrets.token_hex(6),
+                "p": plate,
+                "k": kind,
+                "w": wkt,
+                "a": orjson.dumps(attrs).decode(),
+            },
+        ).scalar_one()
+    )
+
+
+def square(lon: float, lat: float, half_deg_lon: float, half_deg_lat: float) -> str:
+    x0, x1, y0, y1 = lon - half_deg_lon, lon + half_deg_lon, lat - half_deg_lat, lat + half_deg_lat
+    return f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+
+
+def build_city(db: Any, source: str) -> dict[str, int]:
+    """A school under an old cast-iron high-pressure main; a new PE main 5 km away."""
+    ids = {
+        "school": add(db, "school", "exposure", f"POINT({LON} {LAT})", source),
+        # ≈ 200 m × 200 m block with 1,000 residents around the school.
+        "block": add(
+            db, "population_cell", "exposure", square(LON, LAT, 0.00127, 0.0009), source,
+            population=1000,
+        ),
+        "district": add(
+            db, "admin_area", "exposure", square(LON, LAT, 0.01, 0.01), source,
+            admin_level="district",
+        ),
+        # 22 m north of the school, 1.6 MPa, 300 mm: PIR ≈ 37.8 m reaches it.
+        "red": add(
+            db, "gas_pipe", "lifeline",
+            f"LINESTRING({LON - 0.0005} {LAT + 0.0002},{LON + 0.0005} {LAT + 0.0002})", source,
+            material="cast_iron", install_year=1950, pressure_mpa=1.6, pressure_class="high",
+            diameter_mm=300, condition="poor",
+        ),
+        # Same cell as "red", moderate: steel, 1990, medium; no site in its small PIR.
+        "peer": add(
+            db, "gas_pipe", "lifeline",
+            f"LINESTRING({LON + 0.002} {LAT - 0.002},{LON + 0.003} {LAT - 0.002})", source,
+            material="steel", install_year=1990, pressure_mpa=0.2, diameter_mm=150,
+        ),
+        "blue": add(
+            db, "gas_pipe", "lifeline",
+            f"LINESTRING({LON + 0.05} {LAT + 0.05},{LON + 0.051} {LAT + 0.05})", source,
+            material="PE", install_year=YEAR - 2, pressure_mpa=0.005, pressure_class="low",
+            diameter_mm=110, condition="good",
+        ),
+    }  # fmt: skip
+    return ids
+
+
+def asset_rows(db: Any, ids: list[int]) -> dict[int, Any]:
+    rows = db.execute(
+        text(
+            "SELECT id, asset_id, cell_id, risk_class, score, norm, likelihood, consequence, "
+            "components FROM risk_score WHERE scope = 'asset' AND asset_id = ANY(:ids)"
+        ),
+        {"ids": ids},
+    ).all()
+    return {r.asset_id: r for r in rows}
+
+
+@pytest.fixture
+def city(session: Session) -> dict[str, int]:
+    ids = build_city(session, f"test-risk-{secrets.token_hex(3)}")
+    service.refresh_all(session, now_year=YEAR)
+    return ids
+
+
+def test_red_by_the_school_blue_in_the_empty_area(session: Session, city: dict[str, int]) -> None:
+    rows = asset_rows(session, [city["red"], city["blue"]])
+    red, blue = rows[city["red"]], rows[city["blue"]]
+    assert (red.risk_class, red.score) == (1, 25.0)
+    assert (blue.risk_class, blue.score) == (4, 3.0)
+    # Exposure and population cells are not scored themselves.
+    assert asset_rows(session, [city["school"], city["block"]]) == {}
+
+
+def test_components_explain_the_score(session: Session, city: dict[str, int]) -> None:
+    c = asset_rows(session, [city["red"]])[city["red"]].components
+    f = c["likelihood"]["factors"]
+    assert f["material"] == {"value": 3.0, "input": "cast_iron", "source": "material"}
+    assert f["age"]["input"] == 76.0
+    assert f["age"]["value"] == 2.0
+    assert f["pressure"]["value"] == 1.5
+    assert f["condition"]["value"] == 2.0
+    product = 1.0
+    for factor in f.values():
+        product *= factor["value"]
+    assert c["likelihood"]["index"] == pytest.approx(product, rel=1e-3)
+    q = c["consequence"]
+    assert q["radius_basis"] == "pir"
+    assert q["radius_m"] == pytest.approx(0.0997 * 300 * 1.6**0.5, abs=0.2)
+    assert q["sites"]["value"] == {"school": 1}
+    assert q["sites"]["persons"] == 1000.0  # 500 default occupancy × vulnerability 2
+    # Area-weighted: the ≈ 0.0105 km² zone inside a 0.04 km² block of 1,000 people.
+    assert 200 < q["population"]["value"] < 320
+    assert (q["severity"]["value"], q["exposure_level"], q["level"]) == (5, 5, 5)
+    assert c["score"] == {"value": 25.0, "band": "R25", "norm": 1.0, "class": 1,
+                          "source": "matrix"}  # fmt: skip
+
+
+def add_alarm(db: Any, asset_id: int, level: int) -> int:
+    code = f"test-risk-rule-{secrets.token_hex(4)}"
+    rule_id = db.execute(
+        text(
+            "INSERT INTO rule (code, version, title, indicator, thresholds) VALUES "
+            "(:c, 1, 'Methane', 'ch4_pct_lel', CAST('{\"1\": 50}' AS jsonb)) RETURNING id"
+        ),
+        {"c": code},
+    ).scalar_one()
+    return int(
+        db.execute(
+            text(
+                "INSERT INTO alarm (rule_id, rule_code, asset_id, level) "
+                "VALUES (:r, :c, :a, :l) RETURNING id"
+            ),
+            {"r": rule_id, "c": code, "a": asset_id, "l": level},
+        ).scalar_one()
+    )
+
+
+def cell_rows(db: Any) -> dict[tuple[str, str], Any]:
+    rows = db.execute(
+        text(
+            "SELECT id, cell_id, plate, score, norm, risk_class, components FROM risk_score "
+            "WHERE scope = 'cell'"
+        )
+    ).all()
+    return {(r.cell_id, r.plate): r for r in rows}
+
+
+def test_incremental_refresh_after_an_alarm_touches_only_that_asset_and_its_cells(
+    session: Session, city: dict[str, int]
+) -> None:
+    ids = [city["red"], city["peer"], city["blue"]]
+    before = asset_rows(session, ids)
+    cells_before = cell_rows(session)
+    alarm = add_alarm(session, city["blue"], level=1)
+
+    report = service.refresh_alarms(session, [alarm])
+
+    after = asset_rows(session, ids)
+    assert report.assets == 1
+    assert report.contexts == 0
+    # Untouched rows are the very same rows (same id); the alarmed one was rewritten.
+    assert after[city["red"]].id == before[city["red"]].id
+    assert after[city["peer"]].id == before[city["peer"]].id
+    blue = after[city["blue"]]
+    assert blue.id != before[city["blue"]].id
+    assert blue.components["likelihood"]["factors"]["alarm"] == {
+        "value": 4.0, "input": 1, "source": "alarm",
+    }  # fmt: skip
+    assert blue.likelihood > before[city["blue"]].likelihood
+    cells_after = cell_rows(session)
+    blue_cell = blue.cell_id
+    for key, row in cells_after.items():
+        if key[0] == blue_cell:
+            assert row.id != cells_before[key].id
+        else:
+            assert row.id == cells_before[key].id, key
+    assert report.cells == 2  # lifeline + composite rows of one cell
+
+
+def test_h3_cells_sum_and_max_their_assets(session: Session, city: dict[str, int]) -> None:
+    assets = asset_rows(session, [city["red"], city["peer"], city["blue"]])
+    cell = assets[city["red"]].cell_id
+    assert h3.is_valid_cell(cell)
+    assert h3.get_resolution(cell) == service.DEFAULT_H3_RES
+    members = [
+        r for r in session.execute(
+            text("SELECT norm, risk_class FROM risk_score WHERE scope = 'asset' AND cell_id = :c"),
+            {"c": cell},
+        ).all()
+    ]  # fmt: skip
+    assert len(members) >= 2  # red and peer share the cell
+    rows = cell_rows(session)
+    for plate in ("lifeline", service.COMPOSITE):
+        row = rows[(cell, plate)]
+        assert row.norm == pytest.approx(max(m.norm for m in members))
+        assert row.risk_class == min(m.risk_class for m in members) == 1
+        assert row.components["assets"] == len(members)
+        assert row.components["sum_norm"] == pytest.approx(sum(m.norm for m in members))
+        assert row.components["worst_asset_id"] == city["red"]
+        assert sum(row.components["by_class"].values()) == len(members)
+    hexagon = session.execute(
+        text("SELECT ST_Contains(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) FROM risk_score "
+             "WHERE scope = 'cell' AND cell_id = :c AND plate = 'composite'"),
+        {"c": cell, "x": h3.cell_to_latlng(cell)[1], "y": h3.cell_to_latlng(cell)[0]},
+    ).scalar_one()  # fmt: skip
+    assert hexagon is True
+    area = session.execute(
+        text("SELECT risk_class, components FROM risk_score WHERE scope = 'area' "
+             "AND asset_id = :a AND plate = 'composite'"),
+        {"a": city["district"]},
+    ).one()  # fmt: skip
+    assert area.risk_class == 1
+    assert area.components["assets"] == 2  # red and peer; blue is 5 km away
+
+
+# -- API (committed data, removed afterwards) ------------------------------------------------
+@pytest.fixture
+def committed_city(engine: Engine) -> Iterator[dict[str, int]]:
+    source = f"test-risk-api-{secrets.token_hex(3)}"
+    with engine.begin() as conn:
+        ids = build_city(conn, source)
+    try:
+        yield ids
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM asset WHERE source = :s"), {"s": source})
+            conn.execute(text("DELETE FROM risk_score WHERE scope = 'cell'"))
+
+
+def test_api_refresh_explain_cells_areas(
+    client: TestClient, committed_city: dict[str, int]
+) -> None:
+    r = client.post("/risk/refresh", json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["mode"] == "full"
+    assert r.json()["assets"] >= 3
+
+    body = client.get(f"/assets/{committed_city['red']}/risk").json()
+    assert body["risk_class"] == 1
+    assert body["class_colour"] == "red"
+    assert body["method"] == "matrix"
+    material = body["components"]["likelihood"]["factors"]["material"]
+    assert material["value"] == 3.0
+    assert "cast iron" in material["source"]
+    assert "B31.8S" in body["components"]["consequence"]["radius_source"]
+
+    assert client.get(f"/assets/{committed_city['school']}/risk").status_code == 404
+    bbox = f"{LON - 0.01},{LAT - 0.01},{LON + 0.01},{LAT + 0.01}"
+    cells = client.get("/risk/cells", params={"plate": "lifeline", "bbox": bbox})
+    assert cells.status_code == 200
+    features = cells.json()["features"]
+    assert features
+    assert all(f["properties"]["plate"] == "lifeline" for f in features)
+    assert features[0]["geometry"]["type"] == "Polygon"
+    assert client.get("/risk/cells", params={"plate": "nope"}).status_code in (400, 422)
+
+    areas = client.get("/risk/areas").json()
+    mine = [a for a in areas if a["area_id"] == committed_city["district"]]
+    assert mine
+    assert mine[0]["risk_class"] == 1
+    cells_in = client.get(f"/risk/areas/{committed_city['district']}/cells").json()["features"]
+    assert cells_in
+    drill = client.get(f"/risk/cells/{cells_in[0]['id']}/assets").json()
+    assert {d["asset_id"] for d in drill} <= {committed_city["red"], committed_city["peer"]}
+
+    alarm_free = client.post("/risk/refresh", json={"asset_ids": [committed_city["blue"]]})
+    assert alarm_free.json()["mode"] == "incremental"
+    assert alarm_free.json()["assets"] == 1
