@@ -31,13 +31,13 @@ import pandas as pd
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
-from sqlalchemy.types import BigInteger, Text
+from sqlalchemy.types import Text
 
 from app.alarms import engine
 from app.alarms.engine import EvaluationReport
 from app.db import copy_into, stage_table
 from app.errors import InvalidInput
-from app.sensors import partitions
+from app.sensors import catalogue, partitions
 from app.sensors.indicators import INDICATORS
 
 MAX_FUTURE = timedelta(minutes=5)  # device clocks drift; further ahead is a wrong clock
@@ -310,23 +310,10 @@ def _resolve_sensors(
     """Sensor ids and indicator kinds per row; unknown sensors and unit mismatches rejected.
 
     A ``sensor`` value is looked up as an external id first, then (if it is a whole number)
-    as the numeric id. One query for the whole batch.
+    as the numeric id. The catalogue is held in memory (see :mod:`app.sensors.catalogue`).
     """
-    wanted = [str(v) for v in pd.unique(names[is_fixed])]
-    numeric = [int(v) for v in wanted if v.isdigit() and len(v) < 19]
-    rows = (
-        session.execute(_SENSORS_SQL, {"external_ids": wanted, "ids": numeric}).all()
-        if wanted
-        else []
-    )
-    names_ = ["id", "external_id", "kind", "unit", "status"]
-    # Columns from transposed tuples: pandas probes Row objects one by one (~7 µs each).
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names_)
-    table = pd.DataFrame(dict(zip(names_, columns, strict=True)))
-    # External id first, numeric id second: one vectorised lookup per key.
-    index = {str(i): n for n, i in enumerate(table["id"])}
-    index.update({str(e): n for n, e in enumerate(table["external_id"])})
-    position = pd.Series(names, dtype=object).map(index)
+    cat = catalogue.current(session)
+    position = pd.Series(names, dtype=object).map(cat.position)
     found = (position.notna() & pd.Series(is_fixed)).to_numpy(dtype=bool)
     at = position[found].astype(int).to_numpy()
     n = len(names)
@@ -334,10 +321,10 @@ def _resolve_sensors(
     kinds = np.full(n, None, dtype=object)
     units = np.full(n, None, dtype=object)
     status = np.full(n, None, dtype=object)
-    sensor_id[found] = table["id"].to_numpy(dtype=np.int64)[at]
-    kinds[found] = table["kind"].to_numpy(dtype=object)[at]
-    units[found] = table["unit"].to_numpy(dtype=object)[at]
-    status[found] = table["status"].to_numpy(dtype=object)[at]
+    sensor_id[found] = cat.id[at]
+    kinds[found] = cat.kind[at]
+    units[found] = cat.unit[at]
+    status[found] = cat.status[at]
     verdicts.reject(is_fixed & ~found, "unknown sensor")
     verdicts.reject(status == "retired", "sensor is retired")
     given = found & pd.notna(given_units)
@@ -355,14 +342,6 @@ def _resolve_sensors(
             lambda i: f"unit {given_units[i]!r} does not match the sensor's unit {units[i]!r}",
         )
     return sensor_id, kinds
-
-
-_SENSORS_SQL = text(
-    "SELECT id, external_id, kind, unit, status FROM sensor "
-    "WHERE external_id = ANY(:external_ids) OR id = ANY(:ids)"
-).bindparams(
-    bindparam("external_ids", type_=ARRAY(Text)), bindparam("ids", type_=ARRAY(BigInteger))
-)
 
 
 def _check_range(

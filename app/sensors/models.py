@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
@@ -86,6 +86,8 @@ class LatestReading(Base):
     """The newest reading of each sensor, upserted with every ingest batch."""
 
     __tablename__ = "latest_reading"
+    # Room on each page for in-place (HOT) updates: every batch rewrites these rows.
+    __table_args__: ClassVar[dict[str, Any]] = {"postgresql_with": {"fillfactor": 50}}
 
     sensor_id: Mapped[int] = mapped_column(
         ForeignKey("sensor.id", ondelete="CASCADE"), primary_key=True
