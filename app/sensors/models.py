@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
@@ -87,7 +87,7 @@ class LatestReading(Base):
 
     __tablename__ = "latest_reading"
     # Room on each page for in-place (HOT) updates: every batch rewrites these rows.
-    __table_args__: ClassVar[dict[str, Any]] = {"postgresql_with": {"fillfactor": 50}}
+    __table_args__ = ({"postgresql_with": {"fillfactor": 50}},)
 
     sensor_id: Mapped[int] = mapped_column(
         ForeignKey("sensor.id", ondelete="CASCADE"), primary_key=True
