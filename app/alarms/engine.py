@@ -503,8 +503,7 @@ def _raise(session: Session, obs: Observation, now: datetime) -> None:
                                last_value, geom)
             VALUES (:rule_id, :code, :sensor_id, :asset_id, :level, 'raised', :now, :now, :ts,
                     :title, :cause, :value, :value, :value,
-                    CASE WHEN :lon IS NULL THEN NULL
-                         ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END)
+                    ST_SetSRID(ST_MakePoint(CAST(:lon AS float8), CAST(:lat AS float8)), 4326))
             -- a concurrent batch raised it first: leave it to that one (its event is written)
             ON CONFLICT (rule_code, (coalesce(sensor_id, -asset_id))) WHERE state <> 'closed'
             DO NOTHING

@@ -150,6 +150,11 @@ class RuleSpec(BaseModel):
             raise ValueError("'above' thresholds must not decrease from level IV to level I")
         if self.kind == "threshold" and self.direction == "below" and not falling:
             raise ValueError("'below' thresholds must not increase from level IV to level I")
+        held = {"persistence_n": self.persistence_n > 1, "hysteresis": self.hysteresis > 0}
+        held["hold_s"] = self.hold_s > 0
+        misplaced = [name for name, is_set in held.items() if is_set]
+        if self.kind != "threshold" and misplaced:
+            raise ValueError(f"{', '.join(misplaced)} only apply to threshold rules")
         if self.kind == "rate" and self.window_s is None:
             raise ValueError("a rate rule needs window_s")
         if self.kind == "baseline" and self.lag_s is None:

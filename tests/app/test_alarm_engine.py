@@ -293,7 +293,8 @@ def test_default_pack_loads_and_is_idempotent(session: Session) -> None:
     [
         ({"indicator": "warp"}, "unknown indicator"),
         ({"thresholds": {4: 30, 3: 20}}, "must not decrease"),
-        ({"kind": "rate"}, "needs window_s"),
+        ({"kind": "rate", "persistence_n": 1, "hysteresis": 0}, "needs window_s"),
+        ({"kind": "rate", "window_s": 60}, "only apply to threshold rules"),
         ({"code": "Bad Code"}, "code must be"),
         ({"thresholds": {}}, "needs thresholds"),
         ({"target": {"asset_kinds": ["spaceship"]}}, "unknown asset kinds"),
@@ -302,3 +303,32 @@ def test_default_pack_loads_and_is_idempotent(session: Session) -> None:
 def test_bad_rules_are_refused(spec: dict[str, Any], says: str) -> None:
     with pytest.raises(ValueError, match=says):
         RuleSpec(**{**CH4, **spec})
+
+
+def test_sensor_without_position_can_raise(session: Session) -> None:
+    """Regression: a NULL sensor position made the alarm INSERT fail (untyped parameter)."""
+    engine._cache.clear()
+    session.execute(
+        text(
+            "INSERT INTO sensor (external_id, kind, unit, interval_s) "
+            "VALUES ('nowhere', 'ponding_cm', 'cm', 60)"
+        )
+    )
+    add_rule(session, code="pond", title="Ponding", indicator="ponding_cm", thresholds={4: 10})
+    send(session, ("nowhere", 0, 20))
+    [alarm] = alarms(session, "pond")
+    assert (alarm.level, alarm.geom) == (4, None)
+
+
+@pytest.mark.parametrize("field", [{"persistence_n": 3}, {"hysteresis": 1.0}, {"hold_s": 60}])
+def test_threshold_only_options_are_refused_on_rate_rules(field: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="only apply to threshold rules"):
+        RuleSpec(
+            code="rate-1",
+            title="r",
+            kind="rate",
+            indicator="ponding_cm",
+            window_s=60,
+            thresholds={4: 10},
+            **field,
+        )
