@@ -15,10 +15,9 @@ commit, to the event). Goal (issue 5): p99 < 250 ms at 5,000 readings/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,29 +26,19 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
-from app import migrations
 from app.alarms import rules
 from app.alarms.rules import RuleSpec
 from app.cli import current_url
 from app.db import create_db_engine, make_sessionmaker
+from app.scratch import free_port, scratch_database
 from app.settings import Settings
 
 BATCH_S = 0.1
 ABNORMAL_PER_BATCH = 2
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def prepare(url: str, sensors: int) -> None:
-    migrations.upgrade(url)
     engine = create_db_engine(url, pool_size=1)
     with engine.begin() as conn:
         conn.exec_driver_sql(
@@ -168,12 +157,10 @@ def main() -> int:
     parser.add_argument("--sensors", type=int, default=2000)
     args = parser.parse_args()
 
-    server = current_url(Settings())
-    name = f"cityrisk_bench_{secrets.token_hex(4)}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    scratch = contextlib.ExitStack()  # the throwaway database, dropped in `finally`
+    url = scratch.enter_context(
+        scratch_database(current_url(Settings()), prefix="cityrisk_bench", migrate=True)
+    )
     proc = None
     try:
         prepare(url, args.sensors)
@@ -192,10 +179,7 @@ def main() -> int:
         if proc is not None:
             proc.terminate()
             proc.wait(10)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        scratch.close()
 
     from_send = [(seen[s] - a) * 1000 for s, (a, _) in marks.items() if s in seen]
     from_ack = [(seen[s] - b) * 1000 for s, (_, b) in marks.items() if s in seen]

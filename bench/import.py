@@ -14,7 +14,6 @@ says what that costs. A re-import (all rows unchanged) is timed too.
 from __future__ import annotations
 
 import argparse
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -26,16 +25,14 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import psycopg
 import shapely
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from app import migrations
 from app.assets.demo import demo_path
 from app.assets.importer import ImportOptions, import_file
 from app.cli import current_url
 from app.db import create_db_engine, make_sessionmaker
+from app.scratch import scratch_database
 from app.settings import Settings
 
 
@@ -113,25 +110,16 @@ def main() -> int:
         return 2
 
     server = current_url(Settings())
-    name = f"cityrisk_bench_{secrets.token_hex(4)}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrations.upgrade(url)
-        with tempfile.TemporaryDirectory() as tmp:
-            path, rows = build_input(args.copies, Path(tmp))
-            ogr = statistics.median(time_ogr2ogr(path, url) for _ in range(args.repeat))
-            ours = statistics.median(
-                time_cityrisk(path, url, clear=True)[0] for _ in range(args.repeat)
-            )
-            again, changed = time_cityrisk(path, url, clear=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with (
+        scratch_database(server, prefix="cityrisk_bench", migrate=True) as url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        path, rows = build_input(args.copies, Path(tmp))
+        ogr = statistics.median(time_ogr2ogr(path, url) for _ in range(args.repeat))
+        ours = statistics.median(
+            time_cityrisk(path, url, clear=True)[0] for _ in range(args.repeat)
+        )
+        again, changed = time_cityrisk(path, url, clear=False)
 
     print(f"input: {rows:,} gas-pipe lines (GeoPackage), median of {args.repeat} runs")
     print(f"ogr2ogr (COPY, GiST)         {ogr:7.2f} s  {rows / ogr:10,.0f} rows/s")

@@ -32,7 +32,6 @@ import http.client
 import io
 import os
 import pstats
-import secrets
 import socket
 import statistics
 import subprocess
@@ -48,15 +47,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import psycopg
-from psycopg import sql
 from sqlalchemy.engine import Engine, make_url
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python bench/ingest.py` from anywhere
 
-from app import migrations  # noqa: E402 - after the path fix
 from app.cli import current_url  # noqa: E402
 from app.db import create_db_engine, make_sessionmaker  # noqa: E402
+from app.scratch import scratch_database  # noqa: E402
 from app.sensors import partitions  # noqa: E402
 from app.sensors import replay as rp  # noqa: E402
 from app.sensors.ingest import binary_copy_rows, ingest_payload  # noqa: E402
@@ -77,20 +75,8 @@ def libpq(url: str) -> str:
 @contextmanager
 def bench_database() -> Iterator[str]:
     """A migrated throwaway database on cityrisk's server; dropped whatever happens."""
-    server = current_url(Settings())
-    name = f"cityrisk_bench_{secrets.token_hex(4)}"
-    admin = libpq(server)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrations.upgrade(url)
+    with scratch_database(current_url(Settings()), prefix="cityrisk_bench", migrate=True) as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def make_sensors(url: str, n: int) -> npt.NDArray[np.int64]:

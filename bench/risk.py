@@ -20,18 +20,15 @@ transaction:
 from __future__ import annotations
 
 import argparse
-import secrets
+import contextlib
 import time
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from app import migrations
 from app.cli import current_url
 from app.db import create_db_engine, make_sessionmaker
 from app.risk import service
+from app.scratch import scratch_database
 from app.settings import Settings
 
 GOAL_FULL_S = 2.0
@@ -100,15 +97,12 @@ def main() -> int:
     parser.add_argument("--h3-res", type=int, default=service.DEFAULT_H3_RES)
     args = parser.parse_args()
 
-    server = current_url(Settings())
-    name = f"cityrisk_bench_{secrets.token_hex(4)}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    scratch = contextlib.ExitStack()  # the throwaway database, dropped in `finally`
+    url = scratch.enter_context(
+        scratch_database(current_url(Settings()), prefix="cityrisk_bench", migrate=True)
+    )
     engine = None
     try:
-        migrations.upgrade(url)
         engine = create_db_engine(url, pool_size=1)
         factory = make_sessionmaker(engine)
         started = time.perf_counter()
@@ -149,10 +143,7 @@ def main() -> int:
     finally:
         if engine is not None:
             engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        scratch.close()
 
     def stages(r: service.RefreshReport) -> str:
         return ", ".join(f"{k} {v:.2f} s" for k, v in r.stages.items())

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ import morecantile
 from sqlalchemy.engine import make_url
 
 from app.cli import current_url
+from app.scratch import free_port
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,12 +51,6 @@ def tile_list(seed: int = 7) -> list[tuple[int, int, int]]:
     tiles = [(t.z, t.x, t.y) for t in tms.tiles(*CITY_BBOX, zooms=list(ZOOMS))]
     random.Random(seed).shuffle(tiles)  # noqa: S311 - a fixed order, not a secret
     return tiles
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -89,7 +89,6 @@ import json
 import math
 import os
 import re
-import secrets
 import statistics
 import sys
 import tempfile
@@ -106,17 +105,14 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
-import psycopg
-from psycopg import sql
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app import migrations
 from app.alarms import rules
 from app.alarms.rules import RuleSpec, Target
 from app.cli import current_url
 from app.db import create_db_engine, make_sessionmaker
+from app.scratch import scratch_database
 from app.sensors.ingest import ingest_payload
 from app.settings import Settings, project_root
 
@@ -270,20 +266,8 @@ def describe_rule(spec: RuleSpec) -> str:
 @contextlib.contextmanager
 def throwaway_database() -> Iterator[str]:
     """A fresh database on the server cityrisk uses, migrated to head; dropped afterwards."""
-    server = current_url(Settings())
-    name = f"cityrisk_bench_{secrets.token_hex(4)}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        migrations.upgrade(url)
+    with scratch_database(current_url(Settings()), prefix="cityrisk_bench", migrate=True) as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @contextlib.contextmanager

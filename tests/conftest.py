@@ -8,31 +8,19 @@ permission tests); the test database is dropped at the end, whatever happened.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg import sql
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from app import migrations
 from app.cli import current_url
 from app.db import create_db_engine
 from app.main import create_app
+from app.scratch import libpq_url, scratch_database
 from app.settings import Settings
-
-
-def libpq(url: str) -> str:
-    """A SQLAlchemy URL in the form psycopg.connect takes."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def with_database(url: str, dbname: str) -> str:
-    return make_url(url).set(database=dbname).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +28,7 @@ def server_url() -> str:
     """The URL cityrisk would use; the suite makes its own databases on that server."""
     try:
         url = current_url(Settings())
-        with psycopg.connect(libpq(url), connect_timeout=5):
+        with psycopg.connect(libpq_url(url), connect_timeout=5):
             pass
     except Exception as exc:
         pytest.fail(
@@ -51,30 +39,10 @@ def server_url() -> str:
     return url
 
 
-@contextmanager
-def scratch_database(server_url: str, *, postgis: bool = True) -> Iterator[str]:
-    """Create an empty database (with PostGIS unless told otherwise), yield its URL, drop it."""
-    name = f"cityrisk_test_{secrets.token_hex(4)}"
-    with psycopg.connect(libpq(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(server_url, name)
-    try:
-        if postgis:
-            with psycopg.connect(libpq(url), autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION postgis")
-        yield url
-    finally:
-        with psycopg.connect(libpq(server_url), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
     """A throwaway database for this test session, migrated to head through Alembic."""
-    with scratch_database(server_url, postgis=False) as url:
-        migrations.upgrade(url)
+    with scratch_database(server_url, prefix="cityrisk_test", migrate=True) as url:
         yield url
 
 

@@ -15,7 +15,8 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 
 from app.migrations import alembic_config
-from tests.conftest import libpq, scratch_database, with_database  # type: ignore[import-not-found]
+from app.scratch import libpq_url as libpq
+from app.scratch import scratch_database, with_database
 
 
 def cityrisk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

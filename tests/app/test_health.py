@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app.main import create_app
+from app.scratch import scratch_database
 from app.settings import Settings
-from tests.conftest import scratch_database  # type: ignore[import-not-found]
 
 
 def closed_port() -> int:

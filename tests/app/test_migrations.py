@@ -11,7 +11,7 @@ from app import migrations
 from app.db import create_db_engine
 from app.migrations import include_object
 from app.models import Base
-from tests.conftest import scratch_database  # type: ignore[import-not-found]
+from app.scratch import scratch_database
 
 CORE_TABLES = {
     "asset",

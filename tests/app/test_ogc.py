@@ -32,8 +32,8 @@ from app.main import create_app
 from app.ogc import service
 from app.ogc.catalog import COLLECTIONS
 from app.ogc.params import ItemsQuery
+from app.scratch import scratch_database
 from app.settings import Settings
-from tests.conftest import scratch_database  # type: ignore[import-not-found]
 
 # -- the rows -------------------------------------------------------------------------------
 

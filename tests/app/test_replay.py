@@ -33,12 +33,13 @@ from app.assets.demo import demo_sensors_path
 from app.broker import LocalBroker
 from app.db import create_db_engine, make_sessionmaker
 from app.errors import InvalidInput
+from app.scratch import libpq_url as libpq
+from app.scratch import scratch_database
 from app.sensors import replay as rp
 from app.sensors.indicators import INDICATORS
 from app.sensors.mqtt import BackgroundConsumer
 from app.sensors.registry import import_sensors
 from app.settings import Settings
-from tests.conftest import libpq, scratch_database  # type: ignore[import-not-found]
 
 LON, LAT = -71.1, 42.37
 M_PER_DEG_LAT = 111_000.0

@@ -1,0 +1,66 @@
+"""Throwaway databases and free ports, for the test suite and the benchmarks.
+
+Both need a fresh, migrated database on the server cityrisk uses (DATABASE_URL or the local
+cluster) that is dropped whatever happens, and a free local port for a real server.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL in the form psycopg / libpq take."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def with_database(url: str, dbname: str) -> str:
+    return make_url(url).set(database=dbname).render_as_string(hide_password=False)
+
+
+@contextmanager
+def scratch_database(
+    server_url: str,
+    *,
+    prefix: str = "cityrisk_scratch",
+    postgis: bool = True,
+    migrate: bool = False,
+) -> Iterator[str]:
+    """Create an empty database on ``server_url``'s server, yield its URL, drop it at the end.
+
+    ``postgis`` creates the extension; ``migrate`` brings the schema to head with Alembic (which
+    creates the extension itself).
+    """
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = libpq_url(server_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        if migrate:
+            from app import migrations  # here: migrations import the app's models
+
+            migrations.upgrade(url)
+        elif postgis:
+            with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION postgis")
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on now (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
