@@ -13,7 +13,7 @@ HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup venv db migrate demo serve test lint typecheck pytest clean-db db-down clean
-.PHONY: broker broker-down clean-broker system-deps
+.PHONY: broker broker-down clean-broker system-deps vendor
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,23 @@ system-deps: ## Debian packages the tests use (gdal-bin), installed with apt whe
 	@command -v ogrinfo >/dev/null || { \
 	  echo "==> installing gdal-bin (ogrinfo) with apt-get"; \
 	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q gdal-bin; }
+	@command -v chromium >/dev/null || { \
+	  echo "==> installing chromium (the map page's browser test) with apt-get"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+# The map page's JS/CSS (leaflet and plugins, pinned in package-lock.json), served by the app at
+# /static/vendor/<pkg>/; never committed. npm comes from apt when missing (bare Debian 12).
+NODE_STAMP := node_modules/.cityrisk-installed
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { \
+	  echo "==> installing nodejs and npm with apt-get"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
+	@echo "==> npm ci: the map page's browser assets (only when package-lock.json changed)"
+	@npm ci --no-audit --no-fund --ignore-scripts
+	@touch $(NODE_STAMP)
+
+vendor: $(NODE_STAMP) ## the map page's JS/CSS into node_modules (npm ci, pinned versions)
 
 venv: $(STAMP) ## virtualenv with cityrisk installed (reinstalls only when pyproject.toml changes)
 
@@ -53,7 +70,7 @@ broker: venv ## MQTT broker up: a local Mosquitto under .data/mosquitto unless M
 	@echo "==> MQTT broker"
 	@$(BIN)/cityrisk mq up
 
-setup: migrate broker ## venv + PostGIS + migrations + MQTT broker (idempotent)
+setup: migrate broker vendor ## venv + PostGIS + migrations + MQTT broker (idempotent)
 	@echo "==> setup done; database: $$($(BIN)/cityrisk db url 2>/dev/null | sed -E 's#://([^:]+):[^@]*@#://\1:***@#')"
 
 # -- run --------------------------------------------------------------------------------------

@@ -382,6 +382,35 @@ def risk_refresh(
     )
 
 
+@cli.command("map")
+@friendly_errors
+def write_map(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    base_url: Annotated[
+        str, typer.Option(help="The running server the page loads its JS, CSS, tiles from.")
+    ] = "http://127.0.0.1:8000",
+    layers: Annotated[
+        str | None, typer.Option(help="Layer ids shown on load, comma-separated.")
+    ] = None,
+) -> None:
+    """Write the map page as one HTML file; it loads everything from --base-url."""
+    from app.db import create_db_engine
+    from app.maps.service import map_page
+    from layers.maps import render_page
+    from layers.registry import default_registry
+
+    settings = settings_or_exit()
+    engine = create_db_engine(current_url(settings), pool_size=1)
+    try:
+        page = map_page(engine, default_registry(), layers, base_url=base_url)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    out.write_text(render_page(page), encoding="utf-8")
+    say(f"wrote {out} (assets, tiles and alarms from {page.base_url})")
+
+
 readings_cli = typer.Typer(help="Stored readings: partitions and retention.")
 cli.add_typer(readings_cli, name="readings")
 

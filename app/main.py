@@ -15,7 +15,9 @@ from app.alarms.watch import OfflineWatch
 from app.assets import routes as assets_routes
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
+from app.maps import routes as map_routes
 from app.ogc import routes as ogc_routes
+from app.ogc import tiles as ogc_tiles
 from app.risk import routes as risk_routes
 from app.sensors import routes as sensors_routes
 from app.sensors.mqtt import start_background_consumer
@@ -79,9 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(map_routes.router)
     app.include_router(assets_routes.router)
     app.include_router(sensors_routes.router)
     app.include_router(ogc_routes.router)
+    app.include_router(ogc_tiles.router)
     app.include_router(alarms_routes.router)
     app.include_router(rules_routes.router)
     app.include_router(risk_routes.router)

@@ -14,9 +14,10 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(tags=["pages"])
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+# `GET /` is the map page now (app/maps/routes.py); this placeholder stays reachable here.
+@router.get("/start", response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request) -> HTMLResponse:
-    """The start page."""
+    """The placeholder start page (links only)."""
     links: list[dict[str, str]] = request.app.state.page_links
     return templates.TemplateResponse(
         request, "index.html", {"version": __version__, "links": links}

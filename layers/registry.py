@@ -50,6 +50,9 @@ MAX_ZOOM = 24
 #: Plate of the live layers (alarms, readings), which belong to no asset plate.
 LIVE_PLATE = "live"
 
+#: Plate of layers that combine every plate (the composite risk layers).
+COMPOSITE_PLATE = "composite"
+
 _LAYER_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 #: Circumference of the Web Mercator world (EPSG:3857 x range) [m].
@@ -265,7 +268,7 @@ class Layer:
         """
         if not _LAYER_ID.match(self.id):
             raise ValueError(f"layer id {self.id!r} must match {_LAYER_ID.pattern}")
-        if self.plate not in PLATE_TITLES and self.plate != LIVE_PLATE:
+        if self.plate not in PLATE_TITLES and self.plate not in (LIVE_PLATE, COMPOSITE_PLATE):
             raise ValueError(f"layer {self.id!r}: unknown plate {self.plate!r}")
         if not self.tables:
             raise ValueError(f"layer {self.id!r} names no tables it reads")
@@ -524,8 +527,14 @@ def live_layers() -> list[Layer]:
     return [alarms_layer(), latest_readings_layer()]
 
 
+def _risk_layers() -> list[Layer]:
+    from layers.risk_layers import risk_layers  # imported here: that module imports this one
+
+    return risk_layers()
+
+
 #: Functions adding layers to :func:`default_registry`, in order. Risk layers go here.
-LAYER_BUILDERS: list[Callable[[], list[Layer]]] = [asset_layers, live_layers]
+LAYER_BUILDERS: list[Callable[[], list[Layer]]] = [asset_layers, live_layers, _risk_layers]
 
 
 def default_registry() -> Registry:

@@ -14,7 +14,7 @@ change, and a new one is inserted ``ON CONFLICT DO NOTHING``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +52,9 @@ class EvaluationReport:
     deescalated: int = 0
     cleared: int = 0
     recurred: int = 0
+    # Alarms whose level or open/cleared status changed (not mere updates): what the risk
+    # scores depend on, so the caller can rescore their assets in the same transaction.
+    alarm_ids: list[int] = field(default_factory=list)
 
 
 def graded(value: float | None, spec: RuleSpec, *, relax: float = 0.0) -> int | None:
@@ -455,8 +458,10 @@ def _decide(
 ) -> None:
     spec = obs.rule.spec
     if alarm is None:
-        _raise(session, obs, now)
+        raised_id = _raise(session, obs, now)
         report.raised += 1
+        if raised_id is not None:
+            report.alarm_ids.append(raised_id)
         return
     peak = _peak(spec, alarm.peak_value, obs.raw_value)
     if alarm.cleared_at is not None:
@@ -467,6 +472,7 @@ def _decide(
             session, alarm.id, alarm.state, alarm.state, alarm.level, obs.raise_level, "recurred"
         )
         report.recurred += 1
+        report.alarm_ids.append(alarm.id)
         return
     level = alarm.level
     if obs.raise_level is not None and obs.raise_level < level:
@@ -476,6 +482,7 @@ def _decide(
         _update(session, alarm.id, obs, now, level=level, peak=peak, clear=True)
         _event(session, alarm.id, alarm.state, alarm.state, level, level, "cleared")
         report.cleared += 1
+        report.alarm_ids.append(alarm.id)
         return
     elif obs.keep_level > level:
         new_level, note = obs.keep_level, "de-escalated"
@@ -486,6 +493,7 @@ def _decide(
     _update(session, alarm.id, obs, now, level=new_level, peak=peak, clear=False)
     if note:
         _event(session, alarm.id, alarm.state, alarm.state, level, new_level, note)
+        report.alarm_ids.append(alarm.id)
 
 
 def _peak(spec: RuleSpec, peak: float | None, value: float) -> float:
@@ -494,7 +502,7 @@ def _peak(spec: RuleSpec, peak: float | None, value: float) -> float:
     return max(peak, value) if spec.direction == "above" else min(peak, value)
 
 
-def _raise(session: Session, obs: Observation, now: datetime) -> None:
+def _raise(session: Session, obs: Observation, now: datetime) -> int | None:
     alarm_id = session.execute(
         text(
             """
@@ -527,6 +535,7 @@ def _raise(session: Session, obs: Observation, now: datetime) -> None:
     ).scalar_one_or_none()
     if alarm_id is not None:
         _event(session, alarm_id, None, "raised", None, obs.raise_level, obs.cause)
+    return None if alarm_id is None else int(alarm_id)
 
 
 def _update(

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.alarms.models import ALARM_STATES, WARNING_LEVELS, Alarm, AlarmEvent
 from app.errors import Conflict, InvalidInput, NotFound
+from app.risk import service as risk_service
 
 LEVEL_NAMES = {1: "I", 2: "II", 3: "III", 4: "IV"}
 
@@ -290,6 +291,9 @@ def transition(
     )
     session.add(event)
     session.flush()
+    if risk_service.alarm_counts_changed(current, to):
+        # The asset's likelihood reads open / past alarms: rescore it in this transaction.
+        risk_service.refresh_after_alarms(session, [alarm.id])
     return TransitionResult(alarm=alarm, event=event)
 
 

@@ -45,6 +45,14 @@ CONFORMANCE = (
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
+    # OGC API – Tiles (app.ogc.tiles): collections' tilesets, MVT, WebMercatorQuad only.
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 )
 
 _GEOMETRY_FORMATS = {
@@ -100,6 +108,7 @@ def landing(url: URL, base: URL) -> dict[str, Any]:
             link(f"{root}/conformance", OGC_REL + "conformance", JSON, "conformance classes"),
             link(f"{root}/collections", "data", JSON, "collections"),
             link(f"{root}/collections", OGC_REL + "data", JSON, "collections"),
+            link(f"{root}/tileMatrixSets", OGC_REL + "tiling-schemes", JSON, "tile matrix sets"),
         ],
     }
 
@@ -125,6 +134,7 @@ def collection(coll: Collection, extent: Extent | None, base: URL) -> dict[str, 
             link(f"{root}/queryables", OGC_REL + "queryables", SCHEMA_JSON, "queryables"),
             link(f"{root}/schema", OGC_REL + "schema", SCHEMA_JSON, "feature schema"),
             link(f"{root}/schema", "describedby", SCHEMA_JSON, "feature schema"),
+            link(f"{root}/tiles", OGC_REL + "tilesets-vector", JSON, "vector tilesets"),
         ],
     }
     if extent is not None:

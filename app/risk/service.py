@@ -737,6 +737,42 @@ def refresh_alarms(session: Session, alarm_ids: Iterable[int]) -> RefreshReport:
     return refresh_assets(session, assets_of_alarms(session, alarm_ids))
 
 
+def _alarm_weight(state: str) -> str:
+    """How an alarm in ``state`` enters a score (as ``_INPUTS_SQL`` reads it): open, past, none."""
+    if state in OPEN_STATES:
+        return "open"
+    return "none" if state in NOT_ANOMALIES else "past"
+
+
+def alarm_counts_changed(from_state: str, to_state: str) -> bool:
+    """Whether moving an alarm between these states can change its asset's score.
+
+    Scoring reads only the state's bucket (open alarms by level; recent past anomalies), so
+    e.g. raised → verified changes nothing while raised → false_alarm and dispatched →
+    disposed do.
+    """
+    return _alarm_weight(from_state) != _alarm_weight(to_state)
+
+
+def refresh_after_alarms(session: Session, alarm_ids: Iterable[int]) -> RefreshReport | None:
+    """Rescore the assets of changed alarms in the caller's transaction, if scoring is on.
+
+    Called by ingest (alarms the engine raised, levelled or cleared) and by analyst
+    transitions. Returns None without touching anything when no alarm was given or there are
+    no scores yet (before the first full refresh): an incremental refresh would score these
+    few assets alone and make a partial map look complete.
+    """
+    ids = sorted(set(alarm_ids))
+    if not ids:
+        return None
+    scored = session.execute(
+        text("SELECT EXISTS (SELECT 1 FROM risk_score WHERE scope = 'asset')")
+    ).scalar_one()
+    if not scored:
+        return None
+    return refresh_alarms(session, ids)
+
+
 # -- reads ---------------------------------------------------------------------------------
 def explain(components: Any, key: str | None = None) -> Any:
     """Stored components with each ``source`` key replaced by its text (and input units)."""

@@ -221,7 +221,8 @@ def layer_summary(layer: Layer, base: str) -> dict[str, Any]:
         "title": layer.title,
         "description": layer.description,
         "plate": layer.plate,
-        "plate_title": "Live" if layer.plate == LIVE_PLATE else PLATE_TITLES[layer.plate],
+        "plate_title": PLATE_TITLES.get(layer.plate)
+        or ("Live" if layer.plate == LIVE_PLATE else "Composite (all plates)"),
         "data": layer.data,
         "tilejson": f"{base}/tiles/{layer.id}.json",
         "tiles": f"{base}/tiles/{layer.id}/{{z}}/{{x}}/{{y}}.mvt",

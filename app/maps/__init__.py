@@ -1,0 +1,1 @@
+"""The map page (``GET /``, ``GET /map``) and the vendored browser assets it loads."""

@@ -1,0 +1,76 @@
+"""``GET /`` and ``GET /map``: the folium map page; ``/static/vendor/<pkg>/…``: its JS and CSS.
+
+The browser assets are the npm packages of ``package.json`` installed into ``node_modules``
+(``make setup`` runs ``npm ci``); only the packages the page loads are served, from their own
+directory, so nothing else under ``node_modules`` is reachable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import InvalidInput, NotFound
+from app.maps.service import map_page
+from app.tiles.routes import _service as tile_service
+from layers.maps import VENDOR_FILES, VENDOR_PATH, render_page
+
+router = APIRouter(tags=["map"])
+
+#: Where ``npm ci`` put the packages; ``CITYRISK_NODE_MODULES`` overrides (e.g. a packaged copy).
+NODE_MODULES = Path(
+    os.environ.get("CITYRISK_NODE_MODULES", Path(__file__).resolve().parents[2] / "node_modules")
+)
+
+LayersQuery = Annotated[
+    str | None,
+    Query(description="Layer ids shown on load, comma-separated (see GET /layers), or risk_heat"),
+]
+
+
+async def _page(request: Request, layers: str | None) -> HTMLResponse:
+    links: list[dict[str, str]] = getattr(request.app.state, "page_links", [])
+    registry = tile_service(request).registry
+    try:
+        # The extent and heatmap queries block: off the event loop.
+        page = await run_in_threadpool(
+            map_page,
+            request.app.state.engine,
+            registry,
+            layers,
+            links=tuple(("/" + link["href"].lstrip("/"), link["title"]) for link in links),
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    return HTMLResponse(render_page(page), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index(request: Request) -> HTMLResponse:
+    """The start page: the map with its default layers."""
+    return await _page(request, None)
+
+
+@router.get("/map", response_class=HTMLResponse, summary="The risk map page (HTML)")
+async def map_html(request: Request, layers: LayersQuery = None) -> HTMLResponse:
+    """The map with ``layers`` (comma-separated ids) shown on load; 422 names unknown ids."""
+    return await _page(request, layers)
+
+
+@router.get(VENDOR_PATH + "/{package}/{path:path}", include_in_schema=False)
+def vendor(package: str, path: str) -> FileResponse:
+    """One file of a vendored npm package (``Cache-Control`` long: versions are pinned)."""
+    if package not in VENDOR_FILES:
+        raise NotFound(f"no vendored package {package!r}")
+    root = (NODE_MODULES / package).resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        if not root.is_dir():
+            raise NotFound(f"{package} is not installed: run `npm ci` (make setup does)")
+        raise NotFound(f"no file {path!r} in {package}")
+    return FileResponse(target, headers={"Cache-Control": "public, max-age=86400"})

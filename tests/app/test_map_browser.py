@@ -1,0 +1,215 @@
+"""A real browser loads the map page: Debian's headless Chromium, driven by Playwright.
+
+Playwright only drives the system ``/usr/bin/chromium`` (``make test`` installs it with apt);
+its own browser download is never used. The server is uvicorn on a free port over a database
+of this module's own: a few gas mains, hydrants, an admin area, a sensor and an open alarm,
+with risk scores refreshed so that hexagons and the heatmap have data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app import migrations
+from app.db import create_db_engine
+from app.main import create_app
+from app.risk import service as risk
+from app.scratch import scratch_database
+from app.settings import Settings
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAYERS = "admin_area,gas_pipe,hydrant,risk_cells_composite,risk_heat,alarms"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed(url: str) -> None:
+    """A small district of Cambridge, MA, committed."""
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            insert = text(
+                "INSERT INTO asset (source, external_id, plate, kind, name, geom, attributes) "
+                "VALUES ('map-test', :x, :plate, :kind, :name, ST_GeomFromText(:wkt, 4326), "
+                "CAST(:attrs AS jsonb))"
+            )
+            for i in range(8):  # a grid of gas mains, E-W and N-S
+                y, x = 42.360 + 0.003 * i, -71.120 + 0.005 * i
+                for ext, wkt in (
+                    (f"gas-ew-{i}", f"LINESTRING(-71.120 {y:.3f}, -71.085 {y:.3f})"),
+                    (f"gas-ns-{i}", f"LINESTRING({x:.3f} 42.360, {x:.3f} 42.381)"),
+                ):
+                    conn.execute(
+                        insert,
+                        {"x": ext, "plate": "lifeline", "kind": "gas_pipe", "name": ext,
+                         "wkt": wkt, "attrs": '{"material": "cast_iron", "install_year": 1950,'
+                         ' "diameter_mm": 300, "pressure_class": "medium"}'},
+                    )  # fmt: skip
+            for i in range(6):
+                conn.execute(
+                    insert,
+                    {"x": f"hy-{i}", "plate": "lifeline", "kind": "hydrant", "name": f"H{i}",
+                     "wkt": f"POINT({-71.118 + 0.006 * i:.3f} 42.371)", "attrs": "{}"},
+                )  # fmt: skip
+            conn.execute(
+                insert,
+                {"x": "area-1", "plate": "exposure", "kind": "admin_area", "name": "District",
+                 "wkt": "POLYGON((-71.125 42.355, -71.08 42.355, -71.08 42.385, -71.125 42.385,"
+                 " -71.125 42.355))", "attrs": "{}"},
+            )  # fmt: skip
+            rule_id = conn.execute(
+                text(
+                    "INSERT INTO rule (code, title, indicator, thresholds) VALUES "
+                    "('map-ch4', 'Methane', 'ch4_pct_lel', '{\"1\": 50}') RETURNING id"
+                )
+            ).scalar_one()
+            sensor_id = conn.execute(
+                text(
+                    "INSERT INTO sensor (external_id, kind, unit, geom) VALUES ('map-s1', "
+                    "'ch4_pct_lel', '%LEL', ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326)) "
+                    "RETURNING id"
+                )
+            ).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO alarm (rule_id, rule_code, level, sensor_id, title) "
+                    "VALUES (:r, 'map-ch4', 1, :s, 'Methane 62 %LEL')"
+                ),
+                {"r": rule_id, "s": sensor_id},
+            )
+        with Session(engine) as session, session.begin():
+            risk.refresh_all(session)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """http://127.0.0.1:PORT: the whole app under uvicorn, on a seeded database of its own."""
+    with scratch_database(server_url, postgis=False) as url:
+        migrations.upgrade(url)
+        seed(url)
+        settings = Settings(
+            database_url=url,
+            data_dir=tmp_path_factory.mktemp("map"),
+            mqtt_consumer=False,
+            offline_check_s=0,
+        )
+        port = free_port()
+        srv = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=srv.run, name="map-uvicorn", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not srv.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail("uvicorn did not start", pytrace=False)
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            srv.should_exit = True
+            thread.join(timeout=10)
+
+
+@dataclass
+class Visit:
+    console: list[str] = field(default_factory=list)  # errors and warnings the page logged
+    failed: list[str] = field(default_factory=list)  # requests that never got an answer
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)  # (kind, status)
+    bad: list[str] = field(default_factory=list)  # answers >= 400
+    popup: str = ""
+
+
+def kind_of(url: str) -> str:
+    path = url.split("//", 1)[-1].split("/", 1)[-1]
+    return path.split("/", 1)[0].split("?", 1)[0]
+
+
+@pytest.mark.slow
+def test_chromium_loads_the_map_without_errors(server: str, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("no chromium: `make test` installs it (apt-get install chromium)")
+    visit = Visit()
+    shot = tmp_path / "map.png"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+
+            def on_console(m: object) -> None:
+                kind, msg = m.type, m.text  # type: ignore[attr-defined]
+                # Chromium's performance hint about leaflet.heat's canvas is not a fault.
+                if kind in ("error", "warning") and "willReadFrequently" not in msg:
+                    visit.console.append(f"{kind}: {msg}")
+
+            page.on("console", on_console)
+            page.on("pageerror", lambda e: visit.console.append(f"pageerror: {e}"))
+            page.on("requestfailed", lambda r: visit.failed.append(f"{r.url}: {r.failure}"))
+
+            def on_response(r: object) -> None:
+                status, url = r.status, r.url  # type: ignore[attr-defined]
+                visit.statuses[(kind_of(url), status)] += 1
+                if status >= 400:
+                    visit.bad.append(f"{status} {url}")
+
+            page.on("response", on_response)
+            page.goto(f"{server}/map?layers={LAYERS}", wait_until="networkidle")
+            # Two alarm polls (every 5 s), so the live layer has refreshed at least once.
+            page.wait_for_timeout(6000)
+            page.screenshot(path=str(shot))
+            # Click-to-inspect: a click on a gas main (gas-ew-3 at 42.369 N) asks OGC
+            # items?bbox= and fills a popup.
+            x, y = page.evaluate(
+                "() => { const m = window[Object.keys(window).find(k => k.startsWith('map_'))];"
+                " const p = m.latLngToContainerPoint([42.369, -71.1025]); return [p.x, p.y]; }"
+            )
+            page.mouse.click(x, y)
+            page.wait_for_selector(".cr-inspect, .leaflet-popup-content", timeout=10_000)
+            page.wait_for_function(
+                "() => !document.querySelector('.leaflet-popup-content')"
+                ".textContent.includes('Looking up')",
+                timeout=10_000,
+            )
+            visit.popup = page.inner_text(".leaflet-popup-content")
+            page.screenshot(path=str(tmp_path / "map-inspect.png"))
+        finally:
+            browser.close()
+    print(f"\nmap screenshot: {shot}")  # kept out of git: pytest's tmp dir only
+
+    assert visit.console == [], visit.console
+    assert visit.failed == [], visit.failed
+    assert visit.bad == [], visit.bad
+    tiles_ok = visit.statuses[("tiles", 200)] + visit.statuses[("tiles", 304)]
+    assert tiles_ok >= 4, visit.statuses
+    assert visit.statuses[("static", 200)] >= 5, visit.statuses
+    assert visit.statuses[("alarms", 200)] >= 2, visit.statuses  # polled, not loaded once
+    assert "gas-ew-3" in visit.popup, visit.popup
+    assert shot.stat().st_size > 10_000
