@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -26,6 +26,8 @@ from sqlalchemy.types import BigInteger, Text
 from app.alarms.rules import ANY_INDICATOR, RuleSpec, StoredRule, current_rules
 
 ACTOR = "engine"
+# Readings older than this do not count as "the last N readings" of a live sensor.
+LOOKBACK = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,19 @@ def evaluate(
     indicators: set[str],
     *,
     now: datetime | None = None,
+    oldest: datetime | None = None,
 ) -> EvaluationReport:
-    """Evaluate every enabled rule for the sensors of a batch; flushes, never commits."""
+    """Evaluate every enabled rule for the sensors of a batch; flushes, never commits.
+
+    ``oldest`` is the batch's oldest reading time: lookups reach back from it (a backfill of
+    old readings is judged on its own history).
+    """
     ids = sorted({int(i) for i in sensor_ids})
     report = EvaluationReport()
     if not ids:
         return report
     now = now or datetime.now(UTC)
+    since_anchor = min(now, oldest) if oldest is not None else now
     observations: list[Observation] = []
     for rule in enabled_rules(session):
         spec = rule.spec
@@ -123,7 +131,7 @@ def evaluate(
             continue
         if spec.indicator != ANY_INDICATOR and spec.indicator not in indicators:
             continue
-        observations += _observe(session, rule, ids)
+        observations += _observe(session, rule, ids, since_anchor)
     _apply(session, observations, now, report)
     return report
 
@@ -227,7 +235,16 @@ def _observe_reporting(session: Session, rule: StoredRule, ids: list[int]) -> li
     ]
 
 
-def _observe(session: Session, rule: StoredRule, ids: list[int]) -> list[Observation]:
+def _lookback(spec: RuleSpec) -> timedelta:
+    """How far back a rule may look: bounds every ``reading`` lookup, so the planner prunes
+    the daily partitions it does not need (there may be hundreds)."""
+    reach = (spec.lag_s or 0) + (spec.window_s or 0) + spec.hold_s
+    return max(LOOKBACK, timedelta(seconds=reach) + timedelta(days=1))
+
+
+def _observe(
+    session: Session, rule: StoredRule, ids: list[int], anchor: datetime
+) -> list[Observation]:
     spec = rule.spec
     extreme = "min" if spec.direction == "above" else "max"
     divisor = (
@@ -264,7 +281,7 @@ def _observe(session: Session, rule: StoredRule, ids: list[int]) -> list[Observa
                    min(value) AS lowest, max(value) AS highest, count(*) AS n,
                    (array_agg(value ORDER BY ts DESC))[2] AS previous
             FROM (SELECT ts, value, row_number() OVER (ORDER BY ts DESC) AS rn
-                  FROM (SELECT ts, value FROM reading WHERE sensor_id = s.id
+                  FROM (SELECT ts, value FROM reading WHERE sensor_id = s.id AND ts >= :since
                         ORDER BY ts DESC LIMIT :n_needed) last_n) r
         ) w
         CROSS JOIN LATERAL ({metric}) m
@@ -278,6 +295,7 @@ def _observe(session: Session, rule: StoredRule, ids: list[int]) -> list[Observa
         "window_s": spec.window_s or 0,
         "lag_s": spec.lag_s or 0,
         "hold_s": spec.hold_s,
+        "since": anchor - _lookback(spec),
         **_target_params(spec),
     }
     if spec.context:
@@ -293,7 +311,7 @@ def _metric_sql(spec: RuleSpec, extreme: str) -> str:
         sign = "" if spec.direction == "above" else "-"
         return f"""
             SELECT {sign}(w.latest - p.value) / s.div AS value, NULL::float AS hold_value
-            FROM (SELECT value FROM reading WHERE sensor_id = s.id
+            FROM (SELECT value FROM reading WHERE sensor_id = s.id AND ts >= :since
                   AND ts <= w.ts - make_interval(secs => :window_s)
                   ORDER BY ts DESC LIMIT 1) p
         """
@@ -305,7 +323,7 @@ def _metric_sql(spec: RuleSpec, extreme: str) -> str:
         )
         return f"""
             SELECT CASE WHEN b.base > 0 THEN {change} END AS value, NULL::float AS hold_value
-            FROM (SELECT avg(value) AS base FROM reading WHERE sensor_id = s.id
+            FROM (SELECT avg(value) AS base FROM reading WHERE sensor_id = s.id AND ts >= :since
                   AND ts >= w.ts - make_interval(secs => :lag_s + :window_s / 2)
                   AND ts < w.ts - make_interval(secs => :lag_s - :window_s / 2)) b
         """
@@ -315,8 +333,8 @@ def _metric_sql(spec: RuleSpec, extreme: str) -> str:
         return """SELECT CASE WHEN w.n >= :n_needed AND w.lowest = w.highest THEN 1 ELSE 0 END
                   AS value, NULL::float AS hold_value"""
     hold = (
-        f"""(SELECT {extreme}(value) FROM reading WHERE sensor_id = s.id
-             AND ts >= (SELECT max(ts) FROM reading WHERE sensor_id = s.id
+        f"""(SELECT {extreme}(value) FROM reading WHERE sensor_id = s.id AND ts >= :since
+             AND ts >= (SELECT max(ts) FROM reading WHERE sensor_id = s.id AND ts >= :since
                         AND ts <= w.ts - make_interval(secs => :hold_s)))"""
         if spec.hold_s
         else "NULL::float"

@@ -226,8 +226,9 @@ def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> In
         )
         report.duplicates = int(fixed.sum()) - report.accepted
         if report.accepted:  # warn: evaluate the rules on what this batch changed
+            oldest = pd.Timestamp(ts[fixed].min(), tz="UTC").to_pydatetime()
             report.alarms = engine.evaluate(
-                session, np.unique(sensor_id[fixed]), set(kinds[fixed]), now=now
+                session, np.unique(sensor_id[fixed]), set(kinds[fixed]), now=now, oldest=oldest
             )
             # Rescore the assets of alarms that changed, in this transaction: the risk map is
             # never behind the alarms (≈ 7 ms per alarm; nothing before the first refresh).

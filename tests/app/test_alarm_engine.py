@@ -332,3 +332,11 @@ def test_threshold_only_options_are_refused_on_rate_rules(field: dict[str, Any])
             thresholds={4: 10},
             **field,
         )
+
+
+def test_a_backfill_is_judged_on_its_own_history(session: Session, city: dict[str, int]) -> None:
+    """Readings from days ago (a gateway catching up) still raise, with lookups bounded."""
+    add_rule(session, **CH4)
+    days = -5 * 86400  # BASE is 2 h ago: these are 5 days older
+    send(session, ("ch4-near", days, 25), ("ch4-near", days + 60, 25))
+    assert [a.level for a in alarms(session, "ch4")] == [3]
