@@ -288,7 +288,12 @@ def _refresh_context(
 _INPUTS_SQL = text(
     f"""
     WITH al AS (
-        SELECT coalesce(x.asset_id, s.asset_id) AS asset_id, x.level, x.state, x.opened_at
+        -- a closed alarm keeps only 'closed': its verdict is in the audit trail
+        SELECT coalesce(x.asset_id, s.asset_id) AS asset_id, x.level, x.opened_at,
+               CASE WHEN x.state = 'closed' AND EXISTS (
+                        SELECT 1 FROM alarm_event e WHERE e.alarm_id = x.id
+                        AND e.to_state IN ({", ".join(f"'{s}'" for s in NOT_ANOMALIES)}))
+                    THEN 'false_alarm' ELSE x.state END AS state
         FROM alarm x LEFT JOIN sensor s ON s.id = x.sensor_id
     ),
     open_al AS (

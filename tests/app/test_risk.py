@@ -286,3 +286,24 @@ def test_api_refresh_explain_cells_areas(
     alarm_free = client.post("/risk/refresh", json={"asset_ids": [committed_city["blue"]]})
     assert alarm_free.json()["mode"] == "incremental"
     assert alarm_free.json()["assets"] == 1
+
+
+def test_closed_false_alarms_are_not_recent_anomalies(
+    session: Session, city: dict[str, int]
+) -> None:
+    """Regression: once closed, a false alarm's state is 'closed' and it counted as an anomaly."""
+    real = add_alarm(session, city["blue"], level=2)
+    false = add_alarm(session, city["blue"], level=2)
+    session.execute(
+        text(
+            "INSERT INTO alarm_event (alarm_id, actor, from_state, to_state) VALUES "
+            "(:r, 't', 'raised', 'verified'), (:f, 't', 'raised', 'false_alarm')"
+        ),
+        {"r": real, "f": false},
+    )
+    session.execute(
+        text("UPDATE alarm SET state = 'closed' WHERE id = ANY(:ids)"), {"ids": [real, false]}
+    )
+    service.refresh_alarms(session, [real, false])
+    blue = asset_rows(session, [city["blue"]])[city["blue"]]
+    assert blue.components["likelihood"]["factors"]["recent"]["input"] == 1
