@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,13 +23,13 @@ from typing import Any
 import httpx2 as httpx
 import psycopg
 import pytest
-import uvicorn
 from psycopg.rows import dict_row
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
 from app.alarms.stream import CHANNEL, event_stream
 from app.main import create_app
+from app.scratch import free_port, serve_in_thread
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,25 +53,8 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         offline_check_s=0,  # no background job adding alarm events of its own
         mqtt_consumer=False,
     )
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn stopped at start-up"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(20)
+    with serve_in_thread(create_app(settings)) as base:
+        yield base
 
 
 @dataclass
@@ -365,12 +347,6 @@ def test_client_disconnect_closes_the_listen_connection(live: str, engine: Engin
         lines.close()
     # The client is gone: the server notices and closes its connection.
     assert wait_for_listeners(engine, 0) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_sigterm_ends_open_streams_and_the_server_exits(database_url: str, tmp_path: Path) -> None:

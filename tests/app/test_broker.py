@@ -24,17 +24,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from app.broker import BrokerAddress, LocalBroker, parse_mqtt_url
+from app.scratch import free_port
 from app.settings import ConfigError, Settings
 
 TIMEOUT_S = 10.0
 # Settings the tests pass explicitly, so a developer's environment cannot leak into them.
 ENV_NAMES = ("MQTT_URL", "CITYRISK_DATA_DIR", "CITYRISK_MQTT_PORT", "CITYRISK_MQTT_CONSUMER")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cityrisk(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

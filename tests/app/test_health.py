@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -10,15 +9,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app.main import create_app
+from app.scratch import free_port as closed_port
 from app.scratch import scratch_database
 from app.settings import Settings
-
-
-def closed_port() -> int:
-    """A local TCP port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_healthz_says_alive(client: TestClient) -> None:

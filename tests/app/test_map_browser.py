@@ -9,16 +9,12 @@ with risk scores refreshed so that hexagons and the heatmap have data.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -26,7 +22,7 @@ from app import migrations
 from app.db import create_db_engine
 from app.main import create_app
 from app.risk import service as risk
-from app.scratch import scratch_database
+from app.scratch import scratch_database, serve_in_thread
 from app.settings import Settings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -40,12 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LAYERS = "admin_area,gas_pipe,hydrant,risk_cells_composite,risk_heat,alarms"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def seed(url: str) -> None:
@@ -120,22 +110,8 @@ def server(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             mqtt_consumer=False,
             offline_check_s=0,
         )
-        port = free_port()
-        srv = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=srv.run, name="map-uvicorn", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not srv.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                pytest.fail("uvicorn did not start", pytrace=False)
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            srv.should_exit = True
-            thread.join(timeout=10)
+        with serve_in_thread(create_app(settings)) as base:
+            yield base
 
 
 @dataclass

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from app.broker import LocalBroker, parse_mqtt_url
 from app.main import create_app
+from app.scratch import free_port
 from app.sensors.ingest import IngestReport, ingest_payload
 from app.sensors.mqtt import JSON, NDJSON, BackgroundConsumer, content_type_of
 from app.settings import Settings
@@ -51,12 +52,6 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 def quiet(_: str) -> None:
     """A ``log`` for LocalBroker that says nothing."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def libpq(url: str) -> str:

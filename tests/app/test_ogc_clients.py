@@ -10,17 +10,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from owslib.ogcapi.features import Features
 
 from app.assets.taxonomy import KINDS
+from app.scratch import serve_in_thread
 from app.settings import Settings
 from tests.app.test_ogc import (  # type: ignore[import-not-found]
     EXPOSURE,
@@ -34,32 +31,12 @@ from tests.app.test_ogc import (  # type: ignore[import-not-found]
 __all__ = ["seeded"]  # the module-scoped fixture, imported for this module's own database
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def base_url(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """http://127.0.0.1:PORT/ogc, served by uvicorn until the module's tests are done."""
     settings = Settings(database_url=seeded.url, data_dir=tmp_path_factory.mktemp("clients"))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(ogc_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="ogc-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start", pytrace=False)
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/ogc"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(ogc_app(settings)) as base:
+        yield f"{base}/ogc"
 
 
 # -- OWSLib ----------------------------------------------------------------------------------

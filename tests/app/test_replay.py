@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,8 +32,8 @@ from app.assets.demo import demo_sensors_path
 from app.broker import LocalBroker
 from app.db import create_db_engine, make_sessionmaker
 from app.errors import InvalidInput
+from app.scratch import free_port, scratch_database
 from app.scratch import libpq_url as libpq
-from app.scratch import scratch_database
 from app.sensors import replay as rp
 from app.sensors.indicators import INDICATORS
 from app.sensors.mqtt import BackgroundConsumer
@@ -141,12 +140,6 @@ def city(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         assert report.written
         assert report.bound_explicit + report.bound_spatial == len(SENSORS), report.unbound
         yield City(libpq(url), url)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def child_env(city: City, **extra: str) -> dict[str, str]:
