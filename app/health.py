@@ -25,7 +25,7 @@ class Readiness(BaseModel):
 
 
 @router.get("/healthz", response_model=Liveness)
-def healthz() -> Liveness:
+async def healthz() -> Liveness:
     """The process is alive (says nothing about the database)."""
     return Liveness(status="ok")
 

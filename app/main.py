@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.mqtt_consumer.stop()
             if app.state.offline_watch is not None:
                 app.state.offline_watch.stop()
-            app.state.tiles.close()
+            await app.state.tiles.aclose()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
@@ -80,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    # Routes match in order, each a regex test: the hottest paths (tiles) go first.
+    app.include_router(tiles_routes.router)
     app.include_router(pages.router)
     app.include_router(map_routes.router)
     app.include_router(assets_routes.router)
@@ -89,5 +91,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alarms_routes.router)
     app.include_router(rules_routes.router)
     app.include_router(risk_routes.router)
-    app.include_router(tiles_routes.router)
     return app

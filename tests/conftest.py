@@ -8,6 +8,7 @@ permission tests); the test database is dropped at the end, whatever happened.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import psycopg
@@ -21,6 +22,11 @@ from app.db import create_db_engine
 from app.main import create_app
 from app.scratch import libpq_url, scratch_database
 from app.settings import Settings
+
+# Tests that write and then fetch a tile at once need read-your-writes: the default (notify)
+# learns of a write within the notification's delivery, ~1 ms later. The notify mode has its own
+# tests (tests/app/test_tile_freshness.py), which set it explicitly.
+os.environ.setdefault("CITYRISK_TILE_FRESHNESS", "strict")
 
 
 @pytest.fixture(scope="session")

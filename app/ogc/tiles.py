@@ -177,13 +177,11 @@ def _dimension(layer: Layer) -> int | None:
     return dims.get(layer.style.geometry)  # None for mixed layers: dropped from the document
 
 
-@router.get(
-    "/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}",
-    name="ogc_collection_tile",
-    response_class=Response,
-    responses={200: {"content": {tile_routes.MVT: {}}, "description": "An MVT tile"}},
-)
-def collection_tile(
+class OGCTileRoute(OGCRoute, tile_routes.StringParamsRoute):
+    """OGC exception bodies around the tile route's string-parameter handler."""
+
+
+async def collection_tile(
     request: Request,
     collection_id: str,
     tms_id: str,
@@ -196,4 +194,15 @@ def collection_tile(
     if tms_id != TMS_ID:
         raise NotFound(f"no tileset {tms_id!r}; the only tile matrix set is {TMS_ID}")
     # Same code path as /tiles: the cache, the ETag, 304 and gzip all apply.
-    return tile_routes.get_tile(request, layer.id, tile_matrix, tile_col, tile_row)
+    return await tile_routes.get_tile(request, layer.id, tile_matrix, tile_col, tile_row)
+
+
+router.add_api_route(
+    "/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}",
+    collection_tile,
+    methods=["GET"],
+    name="ogc_collection_tile",
+    response_class=Response,
+    responses={200: {"content": {tile_routes.MVT: {}}, "description": "An MVT tile"}},
+    route_class_override=OGCTileRoute,
+)

@@ -17,10 +17,12 @@ URL carries none and is revalidated every time (``no-cache``), or after its ``ma
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine, func, select, union_all
 
 from app import __version__
@@ -88,18 +90,33 @@ def _cache_control(layers: tuple[Layer, ...], v: str | None, token: str | None) 
     return f"public, max-age={max_age}"
 
 
-@router.get(
-    "/tiles/{layers}/{z}/{x}/{y}.mvt",
-    name="get_tile",
-    response_class=Response,
-    responses={
-        200: {"content": {MVT: {}}, "description": "An MVT tile (zero-length when empty)"},
-        304: {"description": "Not modified: the client's ETag is the current one"},
-        404: {"description": "Unknown layer, or no such tile in WebMercatorQuad"},
-        422: {"description": "z, x or y is not a non-negative integer"},
-    },
-)
-def get_tile(
+class StringParamsRoute(APIRoute):
+    """A route documented from its signature but called without FastAPI's parameter solving.
+
+    For the hottest endpoints (tiles): every parameter is a string taken as is from the path or
+    the query, so validating them through pydantic would only cost time — a fifth of a cache
+    hit's. The endpoint must take ``request`` and ``str`` (or ``str | None``) parameters only;
+    it checks their values itself.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+        query = tuple(param.name for param in self.dependant.query_params)
+        for param in (*self.dependant.path_params, *self.dependant.query_params):
+            if param.field_info.annotation not in (str, str | None):
+                raise TypeError(f"{self.path}: parameter {param.name} must be a string")
+
+        async def handle(request: Request) -> Response:
+            values = request.query_params
+            response: Response = await endpoint(
+                request, **request.path_params, **{name: values.get(name) for name in query}
+            )
+            return response
+
+        return handle
+
+
+async def get_tile(
     request: Request, layers: str, z: str, x: str, y: str, v: str | None = None
 ) -> Response:
     """A vector tile of one layer or several (comma-separated ids), built in PostGIS."""
@@ -111,7 +128,7 @@ def get_tile(
         raise NotFound(str(exc)) from None
     except TileAddressError as exc:
         raise InvalidInput(str(exc)) from None
-    result = service.get_tile(
+    result = await service.get_tile(
         _engine(request), resolved, tile, if_none_match=_if_none_match(request)
     )
     token = None if result.version is None else _token(result.version)
@@ -138,6 +155,22 @@ def get_tile(
         return Response(built.gz, media_type=MVT, headers=headers)
     headers["ETag"] = etag(result.etag_base, False)
     return Response(built.raw, media_type=MVT, headers=headers)
+
+
+router.add_api_route(
+    "/tiles/{layers}/{z}/{x}/{y}.mvt",
+    get_tile,
+    methods=["GET"],
+    name="get_tile",
+    response_class=Response,
+    responses={
+        200: {"content": {MVT: {}}, "description": "An MVT tile (zero-length when empty)"},
+        304: {"description": "Not modified: the client's ETag is the current one"},
+        404: {"description": "Unknown layer, or no such tile in WebMercatorQuad"},
+        422: {"description": "z, x or y is not a non-negative integer"},
+    },
+    route_class_override=StringParamsRoute,
+)
 
 
 def _token(version: str) -> str:

@@ -1,26 +1,46 @@
-"""Serving tiles: resolve layers, read data versions, answer from the cache or from PostGIS."""
+"""Serving tiles: resolve layers, read data versions, answer from the cache or from PostGIS.
+
+The tile path is asynchronous end to end (no worker-thread hop) and costs at most one database
+round trip per request: data versions are read by :class:`VersionReader`, which lets requests
+that arrive while one read is in flight share the next one, and a tile statement is one
+prepared query on a connection whose ``statement_timeout`` and ``jit`` are set when it opens.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
 
+import psycopg
 from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from app.errors import CityriskError, NotFound
+from app.errors import CityriskError, DatabaseUnavailable, NotFound
+from app.scratch import libpq_url
 from app.tiles.cache import CachedTile, TileCache
 from app.tiles.settings import TileSettings
-from app.tiles.versions import layers_version, read_versions, short_hash
+from app.tiles.versions import (
+    VersionReader,
+    VersionWatch,
+    layers_version,
+    read_versions,
+    short_hash,
+)
 from layers.registry import Layer, Registry
 from layers.tiles import TileAddress, TileOptions, TileSQL, compile_tile, mode_of
 
 #: Most layers one composite request may name (each adds a subquery to the statement).
 MAX_COMPOSITE = 16
+#: Tiles larger than this (bytes) are gzipped on a worker thread, not on the event loop.
+GZIP_OFFLOAD_BYTES = 256 * 1024
+
+_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]  # compiles tile SQL only
 
 
 class TileTimeout(CityriskError):
@@ -42,7 +62,7 @@ class TileResult:
 
 
 class TileService:
-    """Per-process tile machinery: registry, compiled statements, cache. Thread-safe."""
+    """Per-process tile machinery: registry, compiled statements, cache, database pools."""
 
     def __init__(self, registry: Registry, settings: TileSettings) -> None:
         self.registry = registry
@@ -52,15 +72,15 @@ class TileService:
         self._compiled: dict[tuple[tuple[str, ...], tuple[str, ...]], TileSQL] = {}
         self._lock = threading.Lock()
         self._db: Engine | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._opening: asyncio.Future[AsyncConnectionPool] | None = None
+        self._versions: VersionReader | VersionWatch | None = None
+        self._building: dict[Hashable, asyncio.Future[CachedTile]] = {}
+
+    # -- connections -------------------------------------------------------------------
 
     def db(self, app_engine: Engine) -> Engine:
-        """The tiles' own pool on the app's database: autocommit, no pre-ping.
-
-        Reading the data versions is then one round trip per request (the app engine's
-        checkout adds a ping, a BEGIN and a ROLLBACK: three more, which on a cache hit cost
-        more than everything else). A connection that died is invalidated by SQLAlchemy on
-        the error, so one request fails with 503 and the next reconnects.
-        """
+        """A small synchronous pool for TileJSON and the map page (version tokens, bounds)."""
         if self._db is None:
             with self._lock:
                 if self._db is None:
@@ -68,17 +88,77 @@ class TileService:
                         app_engine.url,
                         pool_pre_ping=False,
                         isolation_level="AUTOCOMMIT",
-                        pool_size=8,
-                        max_overflow=8,
+                        pool_size=2,
+                        max_overflow=4,
                         connect_args={"connect_timeout": 5, "application_name": "cityrisk-tiles"},
                     )
         return self._db
 
+    async def pool(self, app_engine: Engine) -> AsyncConnectionPool:
+        """The tiles' async pool on the app's database, opened on first use in this loop.
+
+        Autocommit (a tile is one read-only statement); ``statement_timeout`` and JIT off are
+        connection options, so they cost no round trip per tile. JIT off: tile statements are
+        short, and their estimated cost often crosses ``jit_above_cost``, where compiling
+        would take longer than the query (~200 ms).
+        """
+        if self._pool is not None:
+            return self._pool
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open(app_engine))
+        try:
+            return await asyncio.shield(self._opening)
+        except Exception:
+            self._opening = None  # the next request tries again
+            raise
+
+    async def _open(self, app_engine: Engine) -> AsyncConnectionPool:
+        options = f"-c statement_timeout={int(self.settings.statement_timeout_ms)} -c jit=off"
+        pool = AsyncConnectionPool(
+            libpq_url(app_engine.url.render_as_string(hide_password=False)),
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": None,  # prepared on request only (prepare=True)
+                "connect_timeout": 5,
+                "application_name": "cityrisk-tiles",
+                "options": options,
+            },
+            min_size=1,
+            max_size=self.settings.pool_size,
+            timeout=self.settings.pool_timeout_s,
+            open=False,
+        )
+        await pool.open(wait=False)
+        conninfo = libpq_url(app_engine.url.render_as_string(hide_password=False))
+        reader = VersionReader(conninfo)
+        self._versions = (
+            VersionWatch(conninfo, reader) if self.settings.freshness == "notify" else reader
+        )
+        self._pool = pool
+        return pool
+
     def close(self) -> None:
-        """Close the tiles' pool (at shutdown)."""
+        """Close the synchronous pool (the async one closes in :meth:`aclose`)."""
         if self._db is not None:
             self._db.dispose()
             self._db = None
+
+    async def aclose(self) -> None:
+        """Close both pools (at shutdown, in the loop that opened the async one)."""
+        self.close()
+        pool, self._pool, self._opening = self._pool, None, None
+        versions, self._versions = self._versions, None
+        if versions is not None:
+            versions.close()
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def versions(self) -> VersionReader | VersionWatch | None:
+        """How this process learns data versions (None until the first tile request)."""
+        return self._versions
+
+    # -- layers and statements ---------------------------------------------------------
 
     def resolve(self, spec: str) -> tuple[Layer, ...]:
         """``"a"`` or ``"a,b"`` to layers; :class:`NotFound` naming unknown ids."""
@@ -95,18 +175,20 @@ class TileService:
             )
         return tuple(self.registry.get(i) for i in ids)
 
-    def statement(self, layers: tuple[Layer, ...], z: int, engine: Engine) -> TileSQL:
+    def statement(self, layers: tuple[Layer, ...], z: int) -> TileSQL:
         """The compiled statement for ``layers`` at zoom ``z`` (compiled once per mode)."""
         modes = tuple(mode_of(layer, z) for layer in layers)
         key = (tuple(layer.id for layer in layers), modes)
         found = self._compiled.get(key)
         if found is None:
-            found = compile_tile(layers, z, self.options, engine.dialect)
+            found = compile_tile(layers, z, self.options, _DIALECT)
             with self._lock:
                 self._compiled.setdefault(key, found)
         return found
 
-    def get_tile(
+    # -- tiles -------------------------------------------------------------------------
+
+    async def get_tile(
         self,
         engine: Engine,
         layers: tuple[Layer, ...],
@@ -116,60 +198,79 @@ class TileService:
     ) -> TileResult:
         """The tile, from the cache when its data version is unchanged, else from PostGIS.
 
-        One small query reads the data versions; a client already holding this version's
-        ETag gets a 304 without the tile being looked up or built.
+        The data versions are read first (see :class:`VersionReader`); a client already
+        holding this version's ETag gets a 304 without the tile being looked up or built.
         """
+        pool = await self.pool(engine)
+        assert self._versions is not None
         ids = ",".join(layer.id for layer in layers)
-        with self.db(engine).connect() as conn:
-            version = layers_version(layers, read_versions(conn))
-            if version is not None:
-                etag_base = short_hash(ids, tile.z, tile.x, tile.y, version)
-                matched = _matching(etag_base, if_none_match)
-                if matched is not None:
-                    return TileResult(None, etag_base, version, cache_hit=True, matched=matched)
-                key = (ids, tile.z, tile.x, tile.y, version)
-                cached = self.cache.get(key)
-                if cached is not None:
-                    return TileResult(cached, etag_base, version, cache_hit=True)
-            built = self._build(conn, layers, tile, engine)
+        try:
+            versions = await self._versions.current()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailable(f"tiles: the database did not answer: {exc}") from None
+        version = layers_version(layers, versions)
         if version is None:
+            built = await self._build(pool, layers, tile)
             etag_base = short_hash(ids, tile.z, tile.x, tile.y, built.raw)
             matched = _matching(etag_base, if_none_match)
             if matched is not None:
                 return TileResult(None, etag_base, None, cache_hit=False, matched=matched)
-        else:
-            self.cache.put(key, built)
+            return TileResult(built, etag_base, None, cache_hit=False)
+        etag_base = short_hash(ids, tile.z, tile.x, tile.y, version)
+        matched = _matching(etag_base, if_none_match)
+        if matched is not None:
+            return TileResult(None, etag_base, version, cache_hit=True, matched=matched)
+        key = (ids, tile.z, tile.x, tile.y, version)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return TileResult(cached, etag_base, version, cache_hit=True)
+        built = await self._build_once(key, pool, layers, tile)
         return TileResult(built, etag_base, version, cache_hit=False)
 
-    def _build(
-        self, conn: Any, layers: tuple[Layer, ...], tile: TileAddress, engine: Engine
+    async def _build_once(
+        self, key: Hashable, pool: AsyncConnectionPool, layers: tuple[Layer, ...], tile: TileAddress
     ) -> CachedTile:
-        compiled = self.statement(layers, tile.z, engine)
-        if all(mode == "none" for mode in compiled.modes):
-            return CachedTile(b"", b"", tuple(0 for _ in layers))
-        conn.exec_driver_sql("BEGIN")  # the pool is autocommit: a transaction for SET LOCAL
+        """Build and cache a tile; concurrent misses of the same key share one build."""
+        pending = self._building.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[CachedTile] = asyncio.get_running_loop().create_future()
+        self._building[key] = future
         try:
-            # Local settings end with this transaction: the pooled connection keeps none. JIT
-            # off: tile statements are short, and their estimated cost often crosses
-            # jit_above_cost, where compiling would take longer than the query (~200 ms).
-            conn.exec_driver_sql(
-                "SELECT set_config('statement_timeout', %(ms)s, true), "
-                "set_config('jit', 'off', true)",
-                {"ms": str(int(self.settings.statement_timeout_ms))},
-            )
-            row = conn.exec_driver_sql(compiled.sql, compiled.params(tile)).one()
-        except DBAPIError as exc:
-            if isinstance(exc.orig, pg_errors.QueryCanceled):
-                raise TileTimeout(
-                    f"tile {tile.z}/{tile.x}/{tile.y} of {','.join(x.id for x in layers)} took "
-                    f"longer than {self.settings.statement_timeout_ms} ms; zoom in or retry"
-                ) from None
+            built = await self._build(pool, layers, tile)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters (if any) raise it themselves
             raise
         finally:
-            conn.exec_driver_sql("ROLLBACK")  # read-only: nothing to commit; ends the settings
+            del self._building[key]
+        self.cache.put(key, built)
+        future.set_result(built)
+        return built
+
+    async def _build(
+        self, pool: AsyncConnectionPool, layers: tuple[Layer, ...], tile: TileAddress
+    ) -> CachedTile:
+        compiled = self.statement(layers, tile.z)
+        if all(mode == "none" for mode in compiled.modes):
+            return CachedTile(b"", b"", tuple(0 for _ in layers))
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(compiled.sql, compiled.params(tile), prepare=True)
+                row = await cur.fetchone()
+        except pg_errors.QueryCanceled:
+            raise TileTimeout(
+                f"tile {tile.z}/{tile.x}/{tile.y} of {','.join(x.id for x in layers)} took "
+                f"longer than {self.settings.statement_timeout_ms} ms; zoom in or retry"
+            ) from None
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailable(f"tiles: the database did not answer: {exc}") from None
+        assert row is not None
         raw = bytes(row[0] or b"")
-        # mtime=0: the same tile compresses to the same bytes in every process.
-        gz = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
+        if len(raw) > GZIP_OFFLOAD_BYTES:
+            gz = await asyncio.to_thread(_gzip, raw)
+        else:
+            gz = _gzip(raw)
         return CachedTile(raw, gz, tuple(int(n or 0) for n in row[1:]))
 
     def version_token(self, engine: Engine, layers: tuple[Layer, ...]) -> str | None:
@@ -177,6 +278,11 @@ class TileService:
         with self.db(engine).connect() as conn:
             version = layers_version(layers, read_versions(conn))
         return None if version is None else short_hash(version)[:12]
+
+
+def _gzip(raw: bytes) -> bytes:
+    # mtime=0: the same tile compresses to the same bytes in every process.
+    return gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
 
 
 def etag(base: str, gzipped: bool) -> str:
