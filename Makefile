@@ -38,9 +38,11 @@ system-deps: ## Debian packages the tests use (gdal-bin), installed with apt whe
 	@command -v ogrinfo >/dev/null || { \
 	  echo "==> installing gdal-bin (ogrinfo) with apt-get"; \
 	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q gdal-bin; }
-	@command -v chromium >/dev/null || { \
-	  echo "==> installing chromium (the map page's browser test) with apt-get"; \
-	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	@# fonts-wqy-zenhei: CJK glyphs for the legend (重大 / 较大 / 一般 / 低) in the screenshots.
+	@command -v chromium >/dev/null && \
+	  dpkg-query -W -f='$${Status}' fonts-wqy-zenhei 2>/dev/null | grep -q 'ok installed' || { \
+	  echo "==> installing chromium and fonts-wqy-zenhei (the map page's browser test) with apt-get"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-zenhei; }
 
 # The map page's JS/CSS (leaflet and plugins, pinned in package-lock.json), served by the app at
 # /static/vendor/<pkg>/; never committed. npm comes from apt when missing (bare Debian 12).

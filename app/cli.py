@@ -409,6 +409,10 @@ def write_map(
         engine.dispose()
     out.write_text(render_page(page), encoding="utf-8")
     say(f"wrote {out} (assets, tiles and alarms from {page.base_url})")
+    say(
+        "opened from disk or another host, the page needs CORS from that server: start it "
+        """with CITYRISK_CORS_ORIGINS='["null"]' (or the page's origin)"""
+    )
 
 
 readings_cli = typer.Typer(help="Stored readings: partitions and retention.")

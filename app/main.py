@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__, health, pages
 from app.alarms import routes as alarms_routes
@@ -25,6 +26,9 @@ from app.settings import Settings, get_settings
 from app.tiles import routes as tiles_routes
 
 log = logging.getLogger("cityrisk")
+
+#: Response headers a cross-origin client may read (the tile cache's and the conditional GET's).
+CORS_EXPOSE_HEADERS = ("ETag", "X-Tile-Cache", "Tile-Feature-Cap-Reached", "Content-Encoding")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,4 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alarms_routes.router)
     app.include_router(rules_routes.router)
     app.include_router(risk_routes.router)
+    if settings.cors_origins:
+        # Opt-in only: every middleware layer costs the tile hot path throughput.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "OPTIONS"],
+            allow_headers=["If-None-Match"],
+            allow_credentials=False,
+            expose_headers=list(CORS_EXPOSE_HEADERS),
+        )
     return app

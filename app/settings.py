@@ -6,12 +6,14 @@ Nothing here is instantiated at import time: call :func:`get_settings` (cached) 
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -23,6 +25,9 @@ def project_root() -> Path:
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+#: What a browser sends as ``Origin``: ``scheme://host[:port]``, or ``null`` (a file from disk).
+_ORIGIN = re.compile(r"(?:https?://[^/\s?#]+|null)")
 
 
 class Settings(BaseSettings):
@@ -91,6 +96,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CITYRISK_OFFLINE_CHECK_S", "offline_check_s"),
         description="How often `cityrisk serve` checks for silent sensors (0: never).",
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("CITYRISK_CORS_ORIGINS", "cors_origins"),
+        description="Origins allowed to read the API from a browser (CORS), a JSON list such as "
+        '`["null", "http://wall.intranet"]` (`"null"`: a page opened from disk), or `*` for any. '
+        "Empty (the default): no CORS headers at all.",
+    )
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -110,6 +122,39 @@ class Settings(BaseSettings):
 
         parse_mqtt_url(str(value))
         return str(value).strip()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_cors_origins(cls, value: object) -> list[str]:
+        """A JSON list of origins, or ``*``; each origin as browsers send it (no path, no ``/``)."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            raw = value.strip()
+            if not raw:
+                return []
+            if raw == "*":
+                return ["*"]
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                raise ValueError(
+                    "CITYRISK_CORS_ORIGINS must be a JSON list of origins, e.g. "
+                    '["null", "http://wall.intranet"], or * for any origin'
+                ) from None
+        if not isinstance(value, list | tuple) or not all(isinstance(o, str) for o in value):
+            raise ValueError("CITYRISK_CORS_ORIGINS must be a JSON list of strings, or *")
+        origins: list[str] = []
+        for item in value:
+            origin = item.strip().rstrip("/")  # browsers never send the trailing slash
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"CITYRISK_CORS_ORIGINS: {item!r} is not an origin; expected "
+                    "scheme://host[:port] (no path), null (a file opened from disk) or *"
+                )
+            if origin not in origins:
+                origins.append(origin)
+        return origins
 
     @property
     def uses_local_cluster(self) -> bool:

@@ -215,3 +215,21 @@ def test_load_demo_is_idempotent(server_url: str) -> None:
     assert "inserted 0, updated 0" in second.stdout
     assert "inserted 1" not in second.stdout
     assert "updated 1" not in second.stdout
+
+
+def test_map_out_writes_a_standalone_page_and_says_it_needs_cors(
+    database_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "risk.html"
+    proc = cityrisk(
+        "map", "--out", str(out), "--base-url", "http://wall.intranet:8000/",
+        env={"DATABASE_URL": database_url},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text(encoding="utf-8")
+    assert "http://wall.intranet:8000/static/vendor/leaflet/" in html
+    assert "http://wall.intranet:8000/tiles/" in html
+    assert "cdn" not in html.lower()
+    assert "CITYRISK_CORS_ORIGINS" in proc.stderr
+    bad = cityrisk("map", "--out", str(out), "--layers", "nope", env={"DATABASE_URL": database_url})
+    assert_one_line_error(bad, 1, "nope")

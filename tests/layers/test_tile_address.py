@@ -13,7 +13,7 @@ TMS = morecantile.tms.get("WebMercatorQuad")
 
 
 def test_centre_latitude_matches_morecantile_bounds() -> None:
-    rng = random.Random(3)  # noqa: S311 - test sampling
+    rng = random.Random(3)
     for z in range(25):
         n = 2**z
         for y in {0, n - 1, rng.randrange(n), rng.randrange(n)}:
