@@ -14,7 +14,7 @@ transaction:
 3. one alarm raised on one asset → incremental refresh of that asset, its cell and its areas.
 
 "DB time" is the wall time spent inside database calls (execute / COPY), as the goals say;
-"total" adds the Python side (h3 indexing, numpy scoring, JSON of components).
+"total" adds the Python side (h3 indexing, radii, numpy scoring, building the COPY payload).
 """
 
 from __future__ import annotations

@@ -376,12 +376,15 @@ class Scores:
 # -- pieces ------------------------------------------------------------------------------------
 def _lookup(values: ObjArray, table: Mapping[str, float], default: float = 1.0) -> FloatArray:
     """Map categorical values through ``table``: one dict lookup per distinct value."""
-    if values.size == 0:
-        return np.zeros(0)
-    keys = np.array(["" if v is None else str(v) for v in values], dtype=object)
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    mapped = np.array([table.get(str(u), default) for u in uniq], dtype=np.float64)
-    return mapped[inverse.reshape(-1)]
+    memo: dict[object, float] = {}
+
+    def get(v: object) -> float:
+        f = memo.get(v)
+        if f is None:
+            f = memo[v] = float(table.get("" if v is None else str(v), default))
+        return f
+
+    return np.fromiter(map(get, values.tolist()), dtype=np.float64, count=values.size)
 
 
 def _norm_material(values: ObjArray) -> ObjArray:

@@ -11,7 +11,6 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Float,
-    ForeignKey,
     Identity,
     Index,
     SmallInteger,
@@ -38,12 +37,29 @@ class RiskScore(Base):
         CheckConstraint("risk_class BETWEEN 1 AND 4", name="risk_class"),
         Index("ix_risk_score_asset_id", "asset_id"),
         Index("ix_risk_score_cell_id", "cell_id"),
-        Index("ix_risk_score_scope_plate", "scope", "plate"),
+        # Reads by plate are of cell and area rows; leaving the 100 k asset rows out saves a
+        # refresh the upkeep of an index nobody reads them by.
+        Index(
+            "ix_risk_score_scope_plate",
+            "scope",
+            "plate",
+            postgresql_where=text("scope <> 'asset'"),
+        ),
+        # One alarm re-aggregates only its areas: their assets without a scan.
+        Index(
+            "ix_risk_score_area_ids",
+            "area_ids",
+            postgresql_using="gin",
+            postgresql_where=text("scope = 'asset'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     scope: Mapped[str] = mapped_column(Text)
-    asset_id: Mapped[int | None] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))
+    # No foreign key: checking 100 k rows per refresh against ``asset`` (with a row lock on
+    # each) cost as much as writing them. A statement-level trigger on ``asset`` deletes the
+    # scores of deleted assets instead (migration 0011), as ON DELETE CASCADE did.
+    asset_id: Mapped[int | None] = mapped_column(BigInteger)
     cell_id: Mapped[str | None] = mapped_column(Text)
     plate: Mapped[str] = mapped_column(Text)
     method: Mapped[str] = mapped_column(Text)
@@ -61,32 +77,17 @@ class RiskScore(Base):
     geom: Mapped[WKBElement | None] = mapped_column(
         Geometry("GEOMETRY", srid=4326, spatial_index=False)
     )
-
-
-class RiskAssetContext(Base):
-    """What scoring derives from an asset's geometry, kept so a rescore skips the joins."""
-
-    __tablename__ = "risk_asset_context"
-    __table_args__ = (
-        Index("ix_risk_asset_context_cell_id", "cell_id"),
-        Index("ix_risk_asset_context_area_ids", "area_ids", postgresql_using="gin"),
-    )
-
-    asset_id: Mapped[int] = mapped_column(
-        ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True
-    )
-    h3_res: Mapped[int] = mapped_column(SmallInteger)
-    cell_id: Mapped[str] = mapped_column(Text)
-    area_ids: Mapped[list[int]] = mapped_column(
-        ARRAY(BigInteger), server_default=text("'{}'::bigint[]")
-    )
-    radius_m: Mapped[float] = mapped_column(Float)
-    radius_basis: Mapped[str] = mapped_column(Text)
-    population: Mapped[float] = mapped_column(Float)
-    site_persons: Mapped[float] = mapped_column(Float)
-    sites: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # Asset rows only: what scoring derived from the geometry (kept so a rescore after an
+    # alarm skips the spatial joins) …
+    h3_res: Mapped[int | None] = mapped_column(SmallInteger)
+    area_ids: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
+    radius_m: Mapped[float | None] = mapped_column(Float)
+    radius_basis: Mapped[str | None] = mapped_column(Text)
+    population: Mapped[float | None] = mapped_column(Float)
+    site_persons: Mapped[float | None] = mapped_column(Float)
+    sites: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     flood_rp_yr: Mapped[float | None] = mapped_column(Float)
     landslide: Mapped[str | None] = mapped_column(Text)
-    computed_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    # … and the attribute / alarm inputs of the score, a short JSON array from which
+    # ``GET /assets/{id}/risk`` rebuilds every component (app/risk/service.py).
+    inputs: Mapped[list[Any] | None] = mapped_column(JSONB)

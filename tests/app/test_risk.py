@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import h3
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -85,14 +87,19 @@ def build_city(db: Any, source: str) -> dict[str, int]:
 
 
 def asset_rows(db: Any, ids: list[int]) -> dict[int, Any]:
+    """Asset score rows with ``components``: the explanation the service rebuilds from the
+    inputs stored with the score (no longer a stored JSON column per asset)."""
     rows = db.execute(
         text(
-            "SELECT id, asset_id, cell_id, risk_class, score, norm, likelihood, consequence, "
-            "components FROM risk_score WHERE scope = 'asset' AND asset_id = ANY(:ids)"
+            "SELECT id, asset_id, cell_id, risk_class, score, norm, likelihood, consequence "
+            "FROM risk_score WHERE scope = 'asset' AND asset_id = ANY(:ids)"
         ),
         {"ids": ids},
     ).all()
-    return {r.asset_id: r for r in rows}
+    components = service.asset_components(db, ids)
+    return {
+        r.asset_id: SimpleNamespace(**r._mapping, components=components[r.asset_id]) for r in rows
+    }
 
 
 @pytest.fixture
@@ -307,3 +314,132 @@ def test_closed_false_alarms_are_not_recent_anomalies(
     service.refresh_alarms(session, [real, false])
     blue = asset_rows(session, [city["blue"]])[city["blue"]]
     assert blue.components["likelihood"]["factors"]["recent"]["input"] == 1
+
+
+def aggregates(db: Any) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+    """Every cell and area row, keyed by scope, key and plate, without its row id."""
+    rows = db.execute(
+        text(
+            "SELECT scope, coalesce(cell_id, asset_id::text) AS key, plate, method, likelihood, "
+            "consequence, score, risk_class, norm, components, ST_AsText(geom) AS geom "
+            "FROM risk_score WHERE scope IN ('cell', 'area')"
+        )
+    ).all()
+    return {(r.scope, r.key, r.plate): tuple(r[3:]) for r in rows}
+
+
+def test_incremental_refresh_after_an_alarm_equals_a_full_refresh(
+    session: Session, city: dict[str, int]
+) -> None:
+    """Cells and areas after one alarm's incremental refresh are exactly a full refresh's:
+    same rows, same floats (sums in numeric, so the order rows are read in cannot matter)."""
+    # More assets in the red main's cell and district, so sums and the worst asset matter.
+    source = session.execute(
+        text("SELECT source FROM asset WHERE id = :a"), {"a": city["red"]}
+    ).scalar_one()
+    for i in range(6):
+        y = LAT - 0.001 * (i + 1)
+        add(
+            session, "water_pipe", "lifeline", f"LINESTRING({LON - 0.001} {y},{LON + 0.001} {y})",
+            source, material=("cast_iron", "PE", "steel")[i % 3], install_year=1940 + 10 * i,
+            condition=("poor", "good")[i % 2],
+        )  # fmt: skip
+    service.refresh_all(session)
+    for asset, level in ((city["peer"], 1), (city["red"], 4), (city["blue"], 2)):
+        alarm = add_alarm(session, asset, level=level)
+        service.refresh_alarms(session, [alarm])
+        incremental = aggregates(session)
+        service.refresh_all(session)
+        full = aggregates(session)
+        assert incremental == full
+
+
+def test_population_shares_are_exact_inside_and_across_cell_edges(session: Session) -> None:
+    """The closed-form zone areas (inside a cell) and the rectangle clips (across an edge)
+    equal a plain buffer ∩ cell overlay in the asset's local frame."""
+    source = f"test-risk-pop-{secrets.token_hex(3)}"
+    lon, lat = 12.0, 45.0
+    cells = [
+        add(session, "population_cell", "exposure", square(lon + dx, lat, 0.0025, 0.002),
+            source, population=4000)
+        for dx in (0.0, 0.005)
+    ]  # fmt: skip
+    ids = [
+        add(session, "hydrant", "lifeline", f"POINT({lon} {lat})", source),  # inside
+        add(session, "water_pipe", "lifeline",
+            f"LINESTRING({lon - 0.001} {lat},{lon + 0.0005} {lat + 0.0004})", source),  # inside
+        add(session, "water_pipe", "lifeline",
+            f"LINESTRING({lon + 0.0022} {lat},{lon + 0.0029} {lat + 0.001})", source),  # across
+        add(session, "gas_pipe", "lifeline",
+            f"LINESTRING({lon + 0.002} {lat + 0.0018},{lon + 0.002} {lat + 0.0019},"
+            f"{lon + 0.0031} {lat + 0.0019})", source, pressure_mpa=0.4, diameter_mm=300),
+    ]  # fmt: skip
+    service.refresh_assets(session, ids, recontext=True)
+    kx, ky = service.metres_per_degree(np.array([lat]))
+    rows = session.execute(
+        text(
+            "WITH p AS (SELECT ST_PointOnSurface(geom) AS pt, geom, id FROM asset "
+            "WHERE id = ANY(:ids)), "
+            "f AS (SELECT p.id, r.population, r.radius_m, "
+            "  :kx * cos(radians(ST_Y(p.pt))) / cos(radians(:lat)) AS kx, ST_X(p.pt) AS x0, "
+            "  ST_Y(p.pt) AS y0, p.geom FROM p JOIN risk_score r ON r.asset_id = p.id "
+            "  AND r.scope = 'asset') "
+            "SELECT f.id, f.population, sum(4000 * ST_Area(ST_Intersection("
+            "  ST_Buffer(ST_Affine(f.geom, f.kx, 0, 0, :ky, -f.kx * f.x0, -:ky * f.y0), "
+            "            f.radius_m, 'quad_segs=4'), "
+            "  ST_Affine(c.geom, f.kx, 0, 0, :ky, -f.kx * f.x0, -:ky * f.y0))) / "
+            "  ST_Area(ST_Affine(c.geom, f.kx, 0, 0, :ky, -f.kx * f.x0, -:ky * f.y0))) "
+            "  AS expected FROM f, asset c WHERE c.id = ANY(:cells) GROUP BY f.id, f.population"
+        ),
+        {"ids": ids, "cells": cells, "kx": float(kx[0]), "ky": float(ky[0]), "lat": lat},
+    ).all()
+    assert len(rows) == 4
+    for r in rows:
+        assert r.expected > 0
+        assert r.population == pytest.approx(r.expected, rel=2e-4), r.id
+
+
+def test_binary_copy_keeps_any_text_and_nulls(session: Session) -> None:
+    """Asset rows go in by binary COPY: text with tabs, backslashes, newlines and non-ASCII,
+    unknown numbers (NULL, not NaN) and several area ids come back as they went in."""
+    source = f"test-risk-copy-{secrets.token_hex(3)}"
+    lon, lat = 14.0, 45.0
+    areas = [
+        add(session, "admin_area", "exposure", square(lon, lat, 0.01, 0.01), source)
+        for _ in range(2)
+    ]
+    odd = "cast\tiron \\ 铸铁\nold"
+    asset = add(
+        session, "water_pipe", "lifeline", f"POINT({lon} {lat})", source, material=odd,
+        condition="fair\\", install_year="unknown",
+    )  # fmt: skip
+    service.refresh_assets(session, [asset], recontext=True)
+    row = session.execute(
+        text(
+            "SELECT area_ids, flood_rp_yr, landslide, radius_basis, sites, inputs "
+            "FROM risk_score WHERE scope = 'asset' AND asset_id = :a"
+        ),
+        {"a": asset},
+    ).one()
+    assert row.area_ids == sorted(areas)
+    assert (row.flood_rp_yr, row.landslide, row.sites) == (None, None, {})
+    assert row.radius_basis == "radius:water_pipe"
+    assert row.inputs == ["water_pipe", None, odd, "fair\\", None, "", 0, 0]
+    factors = service.asset_components(session, [asset])[asset]["likelihood"]["factors"]
+    assert factors["material"]["input"] == odd
+    assert factors["age"]["input"] is None
+
+
+def test_binary_copy_payload_of_numeric_columns(session: Session) -> None:
+    payload = service.binary_copy_payload(
+        [np.array([1, 2], dtype=np.int32), np.array([2**40, -1]), np.array([0.5, np.nan])]
+    )
+    session.execute(text("CREATE TEMPORARY TABLE t_copy (a int4, b int8, c float8)"))
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cur, cur.copy("COPY t_copy FROM STDIN (FORMAT binary)") as copy:
+        copy.write(payload)
+    rows = session.execute(text("SELECT a, b, c FROM t_copy ORDER BY a")).all()
+    assert [tuple(r) for r in rows[:1]] == [(1, 2**40, 0.5)]
+    assert rows[1][:2] == (2, -1)
+    assert np.isnan(rows[1][2])
+    session.execute(text("DROP TABLE t_copy"))

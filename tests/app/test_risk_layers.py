@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import h3
@@ -107,13 +108,17 @@ def classes_by_asset(body: bytes, layer: str) -> dict[int, int]:
 
 
 def score_of(conn: Connection, asset_id: int) -> Any:
-    return conn.execute(
+    """The asset's score row with the explanation the service rebuilds for it."""
+    row = conn.execute(
         text(
-            "SELECT id, risk_class, likelihood, components FROM risk_score "
+            "SELECT id, risk_class, likelihood FROM risk_score "
             "WHERE scope = 'asset' AND asset_id = :a"
         ),
         {"a": asset_id},
     ).one()
+    return SimpleNamespace(
+        **row._mapping, components=service.asset_components(conn, [asset_id])[asset_id]
+    )
 
 
 # -- the registry -----------------------------------------------------------------------------
@@ -337,10 +342,7 @@ def test_a_false_alarm_verdict_rescores_the_asset(session: Session) -> None:
     service.refresh_alarms(session, [alarm_id])
 
     def alarm_factor() -> float:
-        components = session.execute(
-            text("SELECT components FROM risk_score WHERE scope = 'asset' AND asset_id = :a"),
-            {"a": ids["watched"]},
-        ).scalar_one()
+        components = service.asset_components(session, [ids["watched"]])[ids["watched"]]
         return float(components["likelihood"]["factors"]["alarm"]["value"])
 
     assert alarm_factor() == 4.0
