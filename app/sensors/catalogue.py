@@ -29,6 +29,7 @@ class Catalogue:
     kind: npt.NDArray[np.object_]
     unit: npt.NDArray[np.object_]
     status: npt.NDArray[np.object_]
+    retired: npt.NDArray[np.bool_]  # status == 'retired', computed once per version
 
 
 _cache: dict[str, Catalogue] = {}
@@ -54,13 +55,15 @@ def current(session: Session) -> Catalogue:
     # External ids win over numeric ids (documented wire format): insert them last.
     position = {str(i): n for n, i in enumerate(columns[0])}
     position.update({str(e): n for n, e in enumerate(columns[1])})
+    status = np.asarray(columns[4], dtype=object)
     catalogue = Catalogue(
         version=int(version),
         position=position,
         id=ids,
         kind=np.asarray(columns[2], dtype=object),
         unit=np.asarray(columns[3], dtype=object),
-        status=np.asarray(columns[4], dtype=object),
+        status=status,
+        retired=np.asarray(status == "retired", dtype=bool),
     )
     with _lock:
         _cache[key] = catalogue

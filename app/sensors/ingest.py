@@ -10,9 +10,11 @@ optional ``"unit"`` (checked against the sensor's) and ``"quality"`` (small int,
 mobile reading is ``{"kind": "<indicator>", "lon": <deg>, "lat": <deg>, "ts": …, "value": …}``
 with optional ``"device"``. A batch is a JSON array, NDJSON, or CSV with the same column names.
 
-Hot path: one catalogue query for the batch's sensors, numpy/pandas checks over whole columns,
-one binary COPY into a staging table, and one statement that inserts into the time-partitioned
-``reading`` (``ON CONFLICT DO NOTHING`` on ``(sensor_id, ts)``) and upserts ``latest_reading``.
+Hot path: the sensor catalogue in memory (one tiny version query), numpy/pandas checks over
+whole columns, the batch sorted and deduplicated in numpy, then one binary COPY straight into
+the time-partitioned ``reading`` and one upsert of ``latest_reading`` from a row per sensor;
+a batch holding an already stored reading falls back to staging + ``INSERT … ON CONFLICT DO
+NOTHING`` (see :func:`_store_fixed`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
+from types import NoneType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
+import psycopg
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -67,6 +73,9 @@ class IngestReport:
     mobile_accepted: int = 0
     mobile_joined: int = 0
     alarms: EvaluationReport = field(default_factory=EvaluationReport)
+    # How the fixed readings were stored: "copy" (fast path: none was stored before), "merge"
+    # (some were: staging + ON CONFLICT), "" (none to store). For tests and diagnostics.
+    stored_by: str = ""
 
 
 @dataclass
@@ -116,8 +125,19 @@ def parse_payload(body: bytes, content_type: str) -> Batch:
 
 
 def _parse_ndjson(body: bytes) -> Batch:
-    lines = [line for line in body.splitlines() if line.strip()]
     try:  # fast path: the whole batch in one parser call
+        # Unfiltered lines: a blank one would make ",," and fail, landing below; so when this
+        # parses, it is what the filtered lines give (and saves a strip() per line). Without
+        # CR, joining the lines with "," is replacing each LF (but a final one) by ",".
+        if b"\r" in body:
+            joined = b",".join(body.splitlines())
+        else:
+            joined = (body[:-1] if body.endswith(b"\n") else body).replace(b"\n", b",")
+        return _from_records(orjson.loads(b"[" + joined + b"]"))
+    except orjson.JSONDecodeError:
+        pass
+    lines = [line for line in body.splitlines() if line.strip()]
+    try:
         return _from_records(orjson.loads(b"[" + b",".join(lines) + b"]"))
     except orjson.JSONDecodeError:
         pass
@@ -138,12 +158,19 @@ def _parse_ndjson(body: bytes) -> Batch:
 def _from_records(records: list[Any]) -> Batch:
     n = len(records)
     reasons = np.full(n, None, dtype=object)
-    is_object = np.fromiter((type(r) is dict for r in records), dtype=bool, count=n)
-    if not is_object.all():
+    if set(map(type, records)) - {dict}:  # C-level checks: per-row Python loops cost ≈ 5 ms
+        is_object = np.fromiter((type(r) is dict for r in records), dtype=bool, count=n)
         reasons[~is_object] = "a reading must be a JSON object"
         records = [r if type(r) is dict else {} for r in records]
-    # One comprehension per field is ~10x faster than filling object arrays row by row.
-    columns = {name: _objects([r.get(name) for r in records]) for name in FIELDS}
+    # Only the fields some reading has (a fixed-sensor batch has 3 of the 9); `map(dict.get)`
+    # runs without bytecode per row, ≈ 2x faster than a comprehension.
+    present = set().union(*records) if records else set()
+    columns = {
+        name: np.fromiter(map(dict.get, records, repeat(name)), dtype=object, count=n)
+        if name in present
+        else np.full(n, None, dtype=object)
+        for name in FIELDS
+    }
     return Batch(reasons=reasons, **columns)
 
 
@@ -221,14 +248,14 @@ def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> In
     fixed = good & is_fixed
     if fixed.any():
         partitions.ensure(session, _days(ts[fixed]) | partitions.days_ahead(now))
-        report.accepted = _store_fixed(
+        report.accepted, report.stored_by, batch_sensors = _store_fixed(
             session, sensor_id[fixed], ts[fixed], values[fixed], quality[fixed].astype(np.int16)
         )
         report.duplicates = int(fixed.sum()) - report.accepted
         if report.accepted:  # warn: evaluate the rules on what this batch changed
             oldest = pd.Timestamp(ts[fixed].min(), tz="UTC").to_pydatetime()
             report.alarms = engine.evaluate(
-                session, np.unique(sensor_id[fixed]), set(kinds[fixed]), now=now, oldest=oldest
+                session, batch_sensors, set(kinds[fixed]), now=now, oldest=oldest
             )
             # Rescore the assets of alarms that changed, in this transaction: the risk map is
             # never behind the alarms (≈ 7 ms per alarm; nothing before the first refresh).
@@ -261,6 +288,12 @@ class Verdicts:
 
 
 def _numbers(column: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
+    types = set(map(type, column))
+    if types == {NoneType}:  # a field no reading has (lon/lat in a fixed-sensor batch)
+        return np.full(len(column), np.nan)
+    if types <= {float, int, NoneType}:  # JSON numbers (bool is not int here): one C cast
+        with suppress(OverflowError):  # an int beyond float range: the general path
+            return column.astype(float)
     numbers = pd.to_numeric(pd.Series(column, dtype=object), errors="coerce").to_numpy(
         dtype=float, copy=True
     )
@@ -271,6 +304,12 @@ def _numbers(column: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
 
 def _sensor_names(column: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
     """Sensor references as stripped strings (JSON numbers become "42"); None when absent."""
+    if set(map(type, column)) == {str}:  # the usual batch: ≈ 2x faster than pandas strings
+        texts = list(map(str.strip, column))
+        stripped = _objects(texts)
+        if not all(texts):
+            stripped[stripped == ""] = None
+        return stripped
     names = pd.Series(column, dtype=object)
     floats = np.fromiter((type(v) is float for v in column), dtype=bool, count=len(column))
     if floats.any():  # 42.0 from a CSV or a float-typed JSON: the id 42
@@ -283,19 +322,18 @@ def _sensor_names(column: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
 def _timestamps(
     column: npt.NDArray[np.object_], verdicts: Verdicts, now: datetime
 ) -> npt.NDArray[np.datetime64]:
-    n = len(column)
-    is_text = np.fromiter((type(v) is str for v in column), dtype=bool, count=n)
-    has_offset = np.fromiter(
-        (type(v) is str and OFFSET_AT_END.search(v) is not None for v in column), bool, count=n
-    )
-    texts = pd.Series(column, dtype=object)
-    parsed = pd.to_datetime(
-        texts.where(has_offset, None), utc=True, errors="coerce", format="ISO8601"
-    )
-    stamps = parsed.to_numpy(dtype="datetime64[ns]")
+    try:  # a batch's readings share few instants: check and parse each distinct text once
+        codes, found = pd.factorize(column)  # None / NaN: code -1
+    except TypeError:  # an unhashable value (a JSON list or object): row by row
+        codes, found = np.arange(len(column)), column
+    # One more slot at the end for code -1 (no value): not text, no offset, NaT.
+    distinct = _objects([*np.asarray(found, dtype=object), None])
+    text_d, offset_d, parsed_d = _parse_stamps(distinct)
+    is_text, has_offset, parsed = text_d[codes], offset_d[codes], parsed_d[codes]
     verdicts.reject(pd.isna(column), "no ts")
     verdicts.reject(~is_text, "ts must be an RFC 3339 string")
     verdicts.reject(~has_offset, "ts has no UTC offset (RFC 3339 needs Z or ±hh:mm)")
+    stamps = parsed.astype("datetime64[ns]")
     verdicts.reject(np.isnat(stamps), "ts is not a valid RFC 3339 timestamp")
     latest = np.datetime64((now + MAX_FUTURE).replace(tzinfo=None), "ns")
     earliest = np.datetime64((now - MAX_AGE).replace(tzinfo=None), "ns")
@@ -303,6 +341,30 @@ def _timestamps(
     verdicts.reject(valid & (stamps > latest), "ts is in the future (> now + 5 min)")
     verdicts.reject(valid & (stamps < earliest), "ts is older than 400 days")
     return stamps
+
+
+def _parse_stamps(
+    values: npt.NDArray[np.object_],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.datetime64]]:
+    """Per value: is it text, does it end in a UTC offset, and the instant (NaT if not)."""
+    n = len(values)
+    is_text = np.fromiter((type(v) is str for v in values), dtype=bool, count=n)
+    if is_text.all():
+        # Most stamps end in Z: a C-level endswith; the regex (≈ 0.5 µs a row) only for others.
+        has_offset = np.fromiter(map(str.endswith, values, repeat(("Z", "z"))), bool, count=n)
+        others = np.flatnonzero(~has_offset)
+        has_offset[others] = [OFFSET_AT_END.search(values[i]) is not None for i in others]
+    else:
+        has_offset = np.fromiter(
+            (type(v) is str and OFFSET_AT_END.search(v) is not None for v in values), bool, count=n
+        )
+    parsed = pd.to_datetime(
+        pd.Series(values, dtype=object).where(has_offset, None),
+        utc=True,
+        errors="coerce",
+        format="ISO8601",
+    )
+    return is_text, has_offset, parsed.to_numpy(dtype="datetime64[ns]")
 
 
 def _resolve_sensors(
@@ -318,22 +380,22 @@ def _resolve_sensors(
     as the numeric id. The catalogue is held in memory (see :mod:`app.sensors.catalogue`).
     """
     cat = catalogue.current(session)
-    position = pd.Series(names, dtype=object).map(cat.position)
-    found = (position.notna() & pd.Series(is_fixed)).to_numpy(dtype=bool)
-    at = position[found].astype(int).to_numpy()
     n = len(names)
+    position = np.fromiter(map(cat.position.get, names, repeat(-1)), dtype=np.int64, count=n)
+    found = (position >= 0) & is_fixed
+    at = position[found]
     sensor_id = np.zeros(n, dtype=np.int64)
     kinds = np.full(n, None, dtype=object)
     units = np.full(n, None, dtype=object)
-    status = np.full(n, None, dtype=object)
+    retired = np.zeros(n, dtype=bool)
     sensor_id[found] = cat.id[at]
     kinds[found] = cat.kind[at]
     units[found] = cat.unit[at]
-    status[found] = cat.status[at]
+    retired[found] = cat.retired[at]
     verdicts.reject(is_fixed & ~found, "unknown sensor")
-    verdicts.reject(status == "retired", "sensor is retired")
+    verdicts.reject(retired, "sensor is retired")
     given = found & pd.notna(given_units)
-    differs = given & (given_units != units)
+    differs = given & (given_units != units) if given.any() else given
     if differs.any():  # an alias ("%lel" for "%LEL") is fine: judge each (kind, unit) pair once
         pairs = pd.DataFrame({"kind": kinds[differs], "unit": given_units[differs].astype(str)})
         fits = {
@@ -385,11 +447,16 @@ def _days(stamps: npt.NDArray[np.datetime64]) -> set[Any]:
 
 
 # -- write ------------------------------------------------------------------------------------
-STAGE_SQL = (
-    "CREATE TEMP TABLE IF NOT EXISTS reading_stage "
-    "(sensor_id int8, ts timestamptz, value float8, quality int2) ON COMMIT DROP"
+# Staging tables live for the connection (ON COMMIT DELETE ROWS) instead of being created and
+# dropped in every transaction (ON COMMIT DROP): that catalogue churn cost ≈ 1.1 ms per table
+# per batch. Emptied at commit; DELETE at first use covers several ingests in one transaction.
+STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS {name} "
+    "(sensor_id int8, ts timestamptz, value float8, quality int2) ON COMMIT DELETE ROWS"
 )
 
+# Slow path (a batch that hit a stored reading): insert what is new, count it, and move
+# `latest_reading` forward from what was actually inserted.
 STORE_SQL = text(
     """
     WITH inserted AS (
@@ -409,6 +476,21 @@ STORE_SQL = text(
     SELECT count(*) FROM inserted
     """
 )
+
+# Fast path: `latest_stage` holds one row per sensor (its newest reading in the batch, found in
+# numpy), sorted by sensor: concurrent batches lock `latest_reading` rows in the same order, so
+# they wait for each other instead of deadlocking. The guard keeps it moving forward only.
+FIRST_LATEST_SQL = "SELECT FROM latest_reading WHERE sensor_id = %s FOR NO KEY UPDATE"
+COPY_READING_SQL = "COPY reading (sensor_id, ts, value, quality) FROM STDIN (FORMAT binary)"
+
+LATEST_SQL = """
+    INSERT INTO latest_reading AS l (sensor_id, ts, value, quality, received_at)
+    SELECT sensor_id, ts, value, quality, now() FROM latest_stage ORDER BY sensor_id
+    ON CONFLICT (sensor_id) DO UPDATE SET
+        ts = EXCLUDED.ts, value = EXCLUDED.value, quality = EXCLUDED.quality,
+        received_at = EXCLUDED.received_at
+    WHERE EXCLUDED.ts > l.ts
+"""
 
 _COPY_ROW = np.dtype(
     [
@@ -454,11 +536,73 @@ def _store_fixed(
     ts: npt.NDArray[np.datetime64],
     value: npt.NDArray[np.float64],
     quality: npt.NDArray[np.int16],
-) -> int:
-    stage_table(session, STAGE_SQL, "reading_stage")
-    payload = binary_copy_rows(sensor_id, ts, value, quality)
-    copy_into(session, "COPY reading_stage FROM STDIN (FORMAT binary)", payload)
-    return int(session.execute(STORE_SQL).scalar_one())
+) -> tuple[int, str, npt.NDArray[np.int64]]:
+    """Store fixed-sensor readings idempotently on ``(sensor_id, ts)``.
+
+    Returns the number inserted, the path taken ("copy" or "merge") and the batch's distinct
+    sensor ids (sorted).
+
+    Sorted by (sensor, ts) and deduplicated in numpy first (the first of equal readings in the
+    batch wins, as before). Then the optimistic fast path: one binary COPY straight into
+    ``reading`` inside a SAVEPOINT (no staging table, no ``ON CONFLICT``: ≈ 2x cheaper), and
+    ``latest_reading`` upserted from one staged row per sensor. If any reading is already
+    stored, or is being stored by a concurrent transaction (the unique index makes the COPY
+    wait for it to commit), the COPY fails with a unique violation: roll back to the savepoint
+    and take the slow path — staging + ``INSERT … ON CONFLICT DO NOTHING`` — which counts the
+    duplicates exactly. Replays are correct, only slower (the failed COPY's rows are dead
+    tuples until vacuum; a batch of replays fails on its first row, so wastes little).
+
+    Rows go in sorted order on both paths, so two batches that overlap take their locks on the
+    unique index and on ``latest_reading`` in the same order: one waits, neither deadlocks.
+    """
+    stamps = ts.astype("datetime64[us]")  # what PostgreSQL stores: dedupe at that precision
+    order = np.lexsort((stamps, sensor_id))  # stable: the first of equal readings stays first
+    sensor_id, stamps = sensor_id[order], stamps[order]
+    value, quality = value[order], quality[order]
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = (sensor_id[1:] != sensor_id[:-1]) | (stamps[1:] != stamps[:-1])
+    if not keep.all():
+        sensor_id, stamps, value, quality = (
+            sensor_id[keep],
+            stamps[keep],
+            value[keep],
+            quality[keep],
+        )
+    newest = np.ones(len(sensor_id), dtype=bool)  # the last row of each sensor's run
+    newest[:-1] = sensor_id[1:] != sensor_id[:-1]
+    payload = binary_copy_rows(sensor_id, stamps, value, quality)
+    raw = session.connection().connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    with raw.cursor() as cur:
+        cur.execute("SAVEPOINT ingest_fast")
+        try:
+            with cur.copy(COPY_READING_SQL) as copy:
+                copy.write(payload)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT ingest_fast")
+            _stage(cur, "reading_stage", payload)
+            inserted = int(session.execute(STORE_SQL).scalar_one())
+            return inserted, "merge", sensor_id[newest]
+        cur.execute("RELEASE SAVEPOINT ingest_fast")
+        _stage(
+            cur,
+            "latest_stage",
+            binary_copy_rows(sensor_id[newest], stamps[newest], value[newest], quality[newest]),
+        )
+        # A batch that overlaps an uncommitted one waits for it here, on the first row alone,
+        # so the upsert starts after that commit: started before, it re-checks every row the
+        # other batch updated (≈ 20 % more CPU for a city-wide batch, measured).
+        cur.execute(FIRST_LATEST_SQL, (int(sensor_id[0]),))
+        cur.execute(LATEST_SQL)
+    return len(sensor_id), "copy", sensor_id[newest]
+
+
+def _stage(cur: psycopg.Cursor[Any], name: str, payload: bytes) -> None:
+    """Load a binary COPY payload into the (emptied) staging table ``name``."""
+    cur.execute(STAGE_DDL.format(name=name))
+    cur.execute(f"DELETE FROM {name}")  # rows of an earlier ingest in this transaction
+    with cur.copy(f"COPY {name} FROM STDIN (FORMAT binary)") as copy:
+        copy.write(payload)
 
 
 MOBILE_STAGE_SQL = (
