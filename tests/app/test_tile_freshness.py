@@ -197,3 +197,15 @@ def test_a_schema_without_notify_is_read_per_request(
     finally:
         with engine.begin() as conn:
             conn.execute(text(original))
+
+
+def test_an_unreachable_database_is_a_503_with_the_reason(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITYRISK_TILE_FRESHNESS", "notify")
+    gone = settings.model_copy(update={"database_url": "postgresql://u:p@127.0.0.1:1/gone"})
+    with TestClient(create_app(gone)) as client:
+        for _ in range(2):  # the listener's failed attempt must not change the answer
+            response = client.get(URL)
+            assert response.status_code == 503
+            assert "did not answer" in response.json()["detail"]
