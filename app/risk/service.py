@@ -8,8 +8,10 @@ A refresh has three stages, a few statements each, and writes every asset once:
    (:func:`layers.risk.impact_radius_m`) and the H3 cell of the point (Python ``h3``) go into a
    temporary stage with each asset's **local planar frame** (metres east / north of its point,
    scaled by the WGS84 radii of curvature there: an affine map, so a population cell that is a
-   lon/lat rectangle stays a rectangle) and its radius-expanded box under a GiST index; one
-   ``SELECT`` then joins the few big things (sites, population cells, hazard zones, admin
+   lon/lat rectangle stays a rectangle) and its radius-expanded box under a GiST index; the
+   (zone, population cell) pairs go into a second temporary table, those of points and
+   straight segments across a cell edge come back by binary ``COPY`` to be clipped in numpy;
+   one ``SELECT`` then joins the few big things (sites, population cells, hazard zones, admin
    areas) on the outer side to the stage's index: identified sites inside the impact zone,
    area-weighted population, flood and landslide overlays, admin areas of the point;
 3. **score** :func:`layers.risk.score` computes every factor, level and class vectorised; one
@@ -55,6 +57,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Float, Text
 
 from app.errors import InvalidInput, NotFound
+from gis import zones
 from layers import risk as model
 
 DEFAULT_H3_RES = 8
@@ -99,6 +102,15 @@ class _Timer:
         self._add(stage, time.perf_counter() - started)
         return result
 
+    def copy_out(self, stage: str, sql: str) -> bytes:
+        """The whole output of a ``COPY … TO STDOUT``."""
+        started = time.perf_counter()
+        raw = self.session.connection().connection.driver_connection
+        with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+            data = b"".join(bytes(block) for block in copy)
+        self._add(stage, time.perf_counter() - started)
+        return data
+
     def copy(self, stage: str, sql: str, payload: bytes) -> None:
         """COPY a ready text-format payload (built beforehand: Python time, not DB time)."""
         started = time.perf_counter()
@@ -120,8 +132,23 @@ def _in_list(values: Iterable[str]) -> str:
 # -- stage 1: inputs -----------------------------------------------------------------------
 # One read per refresh: point, attributes, alarms, and the context stored on the asset's
 # current row (NULL when it has none yet). Alarms are restricted to the assets asked for.
-_INPUTS_SQL = text(
-    f"""
+# A full refresh that recomputes the context reads none of it (:data:`_INPUTS_FRESH_SQL`):
+# joining 100 k stored rows it throws away cost ~0.15 s.
+_STORED_CONTEXT = """c.h3_res, c.cell_id, array_to_string(c.area_ids, ',') AS area_ids, c.radius_m,
+           c.radius_basis, c.population,
+           c.site_persons, c.sites::text AS sites, c.flood_rp_yr, c.landslide"""
+_NO_CONTEXT = (
+    "NULL::smallint AS h3_res, NULL::text AS cell_id, NULL::text AS area_ids, "
+    "NULL::float8 AS radius_m, NULL::text AS radius_basis, NULL::float8 AS population, "
+    "NULL::float8 AS site_persons, NULL::text AS sites, NULL::float8 AS flood_rp_yr, "
+    "NULL::text AS landslide"
+)
+_STORED_JOIN = "LEFT JOIN risk_score c ON c.asset_id = a.id AND c.scope = 'asset'"
+
+
+def _inputs_sql(stored: bool) -> Any:
+    return text(
+        f"""
     WITH al AS (
         -- a closed alarm keeps only 'closed': its verdict is in the audit trail
         SELECT coalesce(x.asset_id, s.asset_id) AS asset_id, x.level, x.opened_at,
@@ -154,18 +181,19 @@ _INPUTS_SQL = text(
            (a.attributes->>'pressure_mpa')::float AS p_mpa,
            (a.attributes->>'diameter_mm')::float AS d_mm,
            coalesce(o.level, 0) AS alarm_level, coalesce(r.n, 0) AS recent_alarms,
-           c.h3_res, c.cell_id, array_to_string(c.area_ids, ',') AS area_ids, c.radius_m,
-           c.radius_basis, c.population,
-           c.site_persons, c.sites::text AS sites, c.flood_rp_yr, c.landslide
+           {_STORED_CONTEXT if stored else _NO_CONTEXT}
     FROM asset a
     CROSS JOIN LATERAL (SELECT ST_PointOnSurface(a.geom) AS pt) p
-    LEFT JOIN risk_score c ON c.asset_id = a.id AND c.scope = 'asset'
+    {_STORED_JOIN if stored else ""}
     LEFT JOIN open_al o ON o.asset_id = a.id
     LEFT JOIN recent r ON r.asset_id = a.id
     WHERE a.plate <> 'exposure' AND (CAST(:ids AS bigint[]) IS NULL OR a.id = ANY(:ids))
     ORDER BY a.id
     """
-).bindparams(bindparam("ids", type_=_BIG))
+    ).bindparams(bindparam("ids", type_=_BIG))
+
+
+_INPUTS_SQL, _INPUTS_FRESH_SQL = _inputs_sql(True), _inputs_sql(False)
 
 
 # -- stage 2: context ----------------------------------------------------------------------
@@ -207,14 +235,60 @@ _STAGE_INDEX_SQL = (f"CREATE INDEX ON risk_ctx_stage USING gist (({_BOX.replace(
 # - a zone whose box lies inside a rectangular cell is inside it: its area is closed-form for a
 #   point (8 r² sin(π/8), the 16-gon) or a straight segment of length L (2 r L + 8 r² sin(π/8)),
 #   else the buffer's area; the same test with ST_Covers for other cells;
-# - a zone crossing a rectangular cell edge is buffered once, mapped back to degrees (a share
-#   is a ratio of areas, which the affine map keeps) and clipped by each rectangle
+# - a point's or a straight segment's zone crossing a rectangular cell edge is built and
+#   clipped by the rectangle in numpy (:mod:`gis.zones`: GEOS's vertices to float noise; a
+#   GEOS buffer and clip per pair were ~0.3 s of a 100 k refresh);
+# - any other zone crossing a rectangular cell edge is buffered once, mapped back to degrees
+#   (a share is a ratio of areas, which the affine map keeps) and clipped by each rectangle
 #   (ST_ClipByBox2D, ~10× cheaper than an overlay); any other cell takes ST_Intersection.
 _Z16 = 8.0 * math.sin(math.pi / 8.0)  # area of the 16-gon of radius 1
 _LOCAL = "ST_Affine({g}, x.kx, 0, 0, x.ky, -x.kx * x.lon0, -x.ky * x.lat0)"
 _ZONE = (
     f"(CASE WHEN x.r > 0 THEN ST_Buffer({_LOCAL.format(g='x.geom')}, x.r, 'quad_segs=4') "
     f"ELSE {_LOCAL.format(g='x.geom')} END)"
+)
+# Each (zone, population cell) pair whose boxes meet, in a temporary table: a zone inside the
+# cell takes its share here (its area in its frame over the cell's, degrees² × kx·ky). A
+# *simple* pair is a point's or a straight segment's zone across a rectangular cell's edge:
+# its share is computed in numpy (:mod:`gis.zones`: the same 16-gon or stadium, clipped by
+# the rectangle), which saves a GEOS buffer and a GEOS clip per pair; it is read back by a
+# binary COPY with its segment's ends (degrees), radius and frame. Others stay in SQL.
+_PAIR_SQL = text(
+    f"""
+    CREATE TEMPORARY TABLE risk_ctx_pair ON COMMIT DROP AS
+    WITH pc AS MATERIALIZED (
+        SELECT c.id, c.geom, c.geom::box2d AS box, ST_Area(c.geom) AS area,
+               coalesce((c.attributes->>'population')::float, 0) AS people,
+               ST_Area(c.geom) >= ST_Area(ST_Envelope(c.geom)) * (1 - 1e-12) AS is_box
+        FROM asset c WHERE c.kind = 'population_cell' AND ST_Area(c.geom) > 0
+    )
+        SELECT x.ord, c.id AS cid, c.people, c.is_box, c.box, c.area, i.inside, q.simple,
+               CASE WHEN i.inside THEN c.people * (
+                   CASE WHEN x.r = 0 THEN ST_Area(x.geom) * x.kx * x.ky
+                        WHEN GeometryType(x.geom) = 'POINT' THEN {_Z16} * x.r * x.r
+                        WHEN GeometryType(x.geom) = 'LINESTRING' AND ST_NPoints(x.geom) = 2
+                            THEN 2 * x.r * ST_Length({_LOCAL.format(g="x.geom")})
+                                 + {_Z16} * x.r * x.r
+                        ELSE ST_Area(ST_Buffer({_LOCAL.format(g="x.geom")}, x.r, 'quad_segs=4'))
+                   END) / (c.area * x.kx * x.ky) END AS people_in
+        FROM pc c JOIN risk_ctx_stage x ON {_BOX} && c.geom
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN c.is_box THEN c.geom ~ {_BOX} ELSE ST_Covers(c.geom, {_BOX}) END
+                AS inside) i
+        CROSS JOIN LATERAL (
+            SELECT NOT i.inside AND c.is_box AND x.r > 0 AND (GeometryType(x.geom) = 'POINT'
+                   OR GeometryType(x.geom) = 'LINESTRING' AND ST_NPoints(x.geom) = 2) AS simple
+        ) q
+        WHERE c.people <> 0
+    """
+)
+_SIMPLE_COPY_SQL = (
+    "COPY (SELECT p.ord, p.people, p.area, ST_XMin(p.box), ST_YMin(p.box), ST_XMax(p.box), "
+    "ST_YMax(p.box), ST_X(e.a), ST_Y(e.a), ST_X(e.b), ST_Y(e.b), x.r, x.kx, x.ky "
+    "FROM risk_ctx_pair p JOIN risk_ctx_stage x USING (ord) "
+    "CROSS JOIN LATERAL (SELECT coalesce(ST_StartPoint(x.geom), x.geom) AS a, "
+    "coalesce(ST_EndPoint(x.geom), x.geom) AS b "
+    "OFFSET 0) e WHERE p.simple) TO STDOUT (FORMAT binary)"
 )
 _CONTEXT_SQL = text(
     f"""
@@ -228,7 +302,7 @@ _CONTEXT_SQL = text(
                    (CASE WHEN w.attr IS NOT NULL AND e.attributes->>w.attr ~ '^[0-9.]+$'
                          THEN (e.attributes->>w.attr)::float END), w.persons)) AS persons
         FROM asset e
-        JOIN w ON w.kind = e.kind
+        JOIN w ON w.kind = e.kind AND e.kind = ANY(:site_kinds)
         JOIN risk_ctx_stage x ON {_BOX} && e.geom
         CROSS JOIN LATERAL (SELECT {_LOCAL.format(g="x.geom")} AS g,
                                    {_LOCAL.format(g="e.geom")} AS eg) l
@@ -240,47 +314,25 @@ _CONTEXT_SQL = text(
         SELECT ord, sum(persons) AS persons, jsonb_object_agg(kind, n ORDER BY kind) AS sites
         FROM site_k GROUP BY ord
     ),
-    pc AS MATERIALIZED (
-        SELECT c.id, c.geom, c.geom::box2d AS box, ST_Area(c.geom) AS area,
-               coalesce((c.attributes->>'population')::float, 0) AS people,
-               ST_Area(c.geom) >= ST_Area(ST_Envelope(c.geom)) * (1 - 1e-12) AS is_box
-        FROM asset c WHERE c.kind = 'population_cell' AND ST_Area(c.geom) > 0
-    ),
-    pair AS MATERIALIZED (
-        SELECT x.ord, c.id AS cid, c.people, c.is_box, c.box, c.area,
-               CASE WHEN c.is_box THEN c.geom ~ {_BOX} ELSE ST_Covers(c.geom, {_BOX}) END
-                   AS inside
-        FROM pc c JOIN risk_ctx_stage x ON {_BOX} && c.geom
-        WHERE c.people <> 0
-    ),
-    -- Zones crossing a cell edge, back in degrees: a share is a ratio of areas, which an
-    -- affine map keeps, so each zone is mapped back once instead of every cell it meets
-    -- being mapped into its frame.
+    -- Zones crossing a cell edge (but the simple ones, see :data:`_PAIR_SQL`), back in
+    -- degrees: a share is a ratio of areas, which an affine map keeps, so each zone is mapped
+    -- back once instead of every cell it meets being mapped into its frame.
     zone AS MATERIALIZED (
         SELECT x.ord, CASE WHEN x.r > 0 THEN ST_Affine({_ZONE}, 1 / x.kx, 0, 0, 1 / x.ky,
                                                           x.lon0, x.lat0)
                            ELSE x.geom END AS z
-        FROM risk_ctx_stage x WHERE x.ord IN (SELECT ord FROM pair WHERE NOT inside)
+        FROM risk_ctx_stage x
+        WHERE x.ord IN (SELECT ord FROM risk_ctx_pair WHERE NOT inside AND NOT simple)
     ),
     share AS (
         SELECT p.ord, p.people * ST_Area(
                    CASE WHEN p.is_box THEN ST_ClipByBox2D(x.z, p.box)
-                        ELSE ST_Intersection(x.z, (SELECT geom FROM pc WHERE pc.id = p.cid))
+                        ELSE ST_Intersection(x.z, (SELECT geom FROM asset WHERE id = p.cid))
                    END) / p.area AS people
-        FROM pair p JOIN zone x USING (ord)
-        WHERE NOT p.inside
+        FROM risk_ctx_pair p JOIN zone x USING (ord)
+        WHERE NOT p.inside AND NOT p.simple
         UNION ALL
-        -- inside: the zone's area in its frame over the cell's (degrees² × kx·ky)
-        SELECT p.ord, p.people * (
-                   CASE WHEN x.r = 0 THEN ST_Area(x.geom) * x.kx * x.ky
-                        WHEN GeometryType(x.geom) = 'POINT' THEN {_Z16} * x.r * x.r
-                        WHEN GeometryType(x.geom) = 'LINESTRING' AND ST_NPoints(x.geom) = 2
-                            THEN 2 * x.r * ST_Length(l.g) + {_Z16} * x.r * x.r
-                        ELSE ST_Area(ST_Buffer(l.g, x.r, 'quad_segs=4')) END
-               ) / (p.area * x.kx * x.ky) AS people
-        FROM pair p JOIN risk_ctx_stage x USING (ord)
-        CROSS JOIN LATERAL (SELECT {_LOCAL.format(g="x.geom")} AS g) l
-        WHERE p.inside
+        SELECT ord, people_in FROM risk_ctx_pair WHERE inside
     ),
     pop AS (SELECT ord, sum(people) AS population FROM share GROUP BY ord),
     fl AS (
@@ -301,15 +353,17 @@ _CONTEXT_SQL = text(
         WHERE l.kind = 'landslide_zone' AND l.id <> x.asset_id
         GROUP BY x.ord
     ),
+    -- string_agg without ORDER BY: an ordered aggregate sorts each of 100 k groups apart;
+    -- the ids are sorted in Python (:func:`_ids`), once per distinct list.
     ar AS (
-        SELECT x.ord, array_agg(ad.id ORDER BY ad.id) AS ids
+        SELECT x.ord, string_agg(ad.id::text, ',') AS ids
         FROM asset ad
         JOIN risk_ctx_stage x ON {_BOX} && ad.geom
             AND ST_Intersects(ad.geom, ST_SetSRID(ST_MakePoint(x.lon0, x.lat0), 4326))
         WHERE ad.kind = 'admin_area'
         GROUP BY x.ord
     )
-    SELECT x.ord, coalesce(array_to_string(ar.ids, ','), '') AS area_ids,
+    SELECT x.ord, coalesce(ar.ids, '') AS area_ids,
            coalesce(pop.population, 0) AS population,
            coalesce(st.persons, 0) AS site_persons, coalesce(st.sites::text, '{{}}') AS sites,
            fl.rp AS flood_rp_yr, ls.susceptibility AS landslide
@@ -328,8 +382,12 @@ _CONTEXT_SQL = text(
     bindparam("site_attr", type_=_TXT),
 )
 # JIT compiled these plans for ~1 s (their PostGIS cost estimates are huge) to save nothing;
-# sorts and hashes of 100 k rows need more than the default 4 MB. Set for the refresh only.
-_SETTINGS = {"jit": "off", "work_mem": "64MB"}
+# sorts and hashes of 100 k rows need more than the default 4 MB. The ANALYZE at the end of
+# a full refresh samples 300 rows per point of statistics target: 10 (3,000 rows, not 30,000)
+# is plenty for what incremental refreshes filter on (scope, asset ids, a few cells or areas)
+# and keeps their plans (index scans; checked by the bench's one-alarm refresh). Set for the
+# refresh only.
+_SETTINGS = {"jit": "off", "work_mem": "64MB", "default_statistics_target": "10"}
 
 
 def metres_per_degree(lat_deg: Any) -> tuple[Any, Any]:
@@ -355,7 +413,7 @@ def metres_per_degree(lat_deg: Any) -> tuple[Any, Any]:
 
 @functools.lru_cache(maxsize=4096)
 def _ids(joined: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in joined.split(",")) if joined else ()
+    return tuple(sorted(int(x) for x in joined.split(","))) if joined else ()
 
 
 def _id_list(joined: str | None) -> list[int]:
@@ -427,6 +485,41 @@ def binary_copy_payload(columns: Sequence[np.ndarray[Any, Any]]) -> bytes:
     return _PGCOPY_HEADER + body.tobytes() + _PGCOPY_TRAILER
 
 
+def binary_copy_columns(data: bytes, codes: Sequence[str]) -> list[np.ndarray[Any, Any]]:
+    """Columns of a ``COPY … TO STDOUT (FORMAT binary)`` output of fixed-width, non-NULL
+    fields (``codes``: numpy type codes such as ``"i4"``, ``"f8"``), the inverse of
+    :func:`binary_copy_payload`."""
+    header = len(_PGCOPY_HEADER)
+    if data[: header - 8] != _PGCOPY_HEADER[:-8] or data[-2:] != _PGCOPY_TRAILER:
+        raise ValueError("not a binary COPY output")
+    extension = int.from_bytes(data[header - 4 : header], "big")
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for j, code in enumerate(codes):
+        fields += [(f"l{j}", ">i4"), (f"v{j}", ">" + code)]
+    dtype = np.dtype(fields)
+    rows = data[header + extension : -2]
+    if len(rows) % dtype.itemsize:
+        raise ValueError(f"rows are not non-NULL fields of types {list(codes)}")
+    body = np.frombuffer(rows, dtype=dtype)
+    for j, code in enumerate(codes):
+        if len(body) and (
+            np.any(body["n"] != len(codes)) or np.any(body[f"l{j}"] != np.dtype(code).itemsize)
+        ):
+            raise ValueError(f"field {j} is not a non-NULL {code}")
+    return [body[f"v{j}"].astype(code) for j, code in enumerate(codes)]
+
+
+def _simple_shares(data: bytes, n: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Population of each stage row (by ``ord``) from its simple pairs (:data:`_PAIR_SQL`)."""
+    (ord_, people, area, xmin, ymin, xmax, ymax, ax, ay, bx, by, r, kx, ky) = binary_copy_columns(
+        data, ["i4"] + ["f8"] * 13
+    )
+    x, y = zones.zone_rings((bx - ax) * kx, (by - ay) * ky, r, kx, ky)
+    clipped = zones.clipped_areas(x, y, xmin - ax, ymin - ay, xmax - ax, ymax - ay)
+    shares = np.bincount(ord_ - 1, weights=people * clipped / area, minlength=n)
+    return np.asarray(shares, dtype=np.float64)
+
+
 def _compute_context(timer: _Timer, rows: Sequence[Any], res: int) -> _Context:
     """Context of ``rows`` (from :data:`_INPUTS_SQL`): radius, cell, then the spatial joins."""
     kind = np.array([r.kind for r in rows], dtype=object)
@@ -446,7 +539,7 @@ def _compute_context(timer: _Timer, rows: Sequence[Any], res: int) -> _Context:
     ids = np.array([r.id for r in rows], dtype=np.int64)
     sites = model.SITE_EXPOSURE
     saved = _set(timer, _SETTINGS)
-    timer.run("context", text("DROP TABLE IF EXISTS risk_ctx_in, risk_ctx_stage"))
+    timer.run("context", text("DROP TABLE IF EXISTS risk_ctx_in, risk_ctx_stage, risk_ctx_pair"))
     timer.run("context", text(_STAGE_IN_SQL))
     payload = binary_copy_payload(
         [
@@ -463,6 +556,8 @@ def _compute_context(timer: _Timer, rows: Sequence[Any], res: int) -> _Context:
     timer.run("context", text(_STAGE_SQL))
     for ddl in _STAGE_INDEX_SQL:
         timer.run("context", text(ddl))
+    timer.run("context", _PAIR_SQL)
+    simple = timer.copy_out("context", _SIMPLE_COPY_SQL)
     got = timer.run(
         "context",
         _CONTEXT_SQL,
@@ -473,8 +568,9 @@ def _compute_context(timer: _Timer, rows: Sequence[Any], res: int) -> _Context:
             "site_attr": [s.capacity_attr for s in sites.values()],
         },
     ).all()
-    timer.run("context", text("DROP TABLE risk_ctx_in, risk_ctx_stage"))
+    timer.run("context", text("DROP TABLE risk_ctx_in, risk_ctx_stage, risk_ctx_pair"))
     _set(timer, saved)
+    population = _simple_shares(simple, len(rows))
     # got[k] is the asset at stage position k: back to the order of ``rows``.
     at = np.empty(len(rows), dtype=np.int64)
     at[spatial] = np.arange(len(rows))
@@ -484,7 +580,7 @@ def _compute_context(timer: _Timer, rows: Sequence[Any], res: int) -> _Context:
         area_ids=[_id_list(g.area_ids) for g in back],
         radius_m=radius,
         radius_basis=[str(b) for b in basis],
-        population=_floats(g.population for g in back),
+        population=_floats(g.population for g in back) + population[at],
         site_persons=_floats(g.site_persons for g in back),
         sites=[g.sites for g in back],
         flood_rp_yr=_floats(g.flood_rp_yr for g in back),
@@ -749,13 +845,22 @@ def _score_rows(
     return n
 
 
+_GIN_CLEANUP_SQL = text(
+    "SELECT gin_clean_pending_list(c.oid) FROM pg_class c "
+    "WHERE c.oid = 'ix_risk_score_area_ids'::regclass AND pg_has_role(c.relowner, 'USAGE')"
+)
+
+
 # -- stage 4: aggregate --------------------------------------------------------------------
 # The aggregate of a cell or area is as risky as its worst asset: its likelihood, consequence,
 # class and norm are that asset's; components add the counts, the sum and mean of norm. One
 # pass: the worst asset is max([norm, -asset_id]) (highest norm, then lowest id) joined back by
-# id, instead of five sorted array_aggs; sums in numeric, so the result does not depend on the
-# order rows are read in (a full and an incremental refresh give the very same aggregates).
-# Each statement deletes the old rows of its keys and inserts the new ones.
+# id, instead of five sorted array_aggs; sums are exact integer sums of each norm in units of
+# 2⁻⁵³ (norm ∈ [0, 1], so that is its float value to 1e-16; bigint sums are int128 inside,
+# ~25 ms cheaper per 100 k rows than converting every norm to numeric), so the result does not
+# depend on the order rows are read in (a full and an incremental refresh give the very same
+# aggregates). Each statement deletes the old rows of its keys and inserts the new ones.
+_NORM_UNIT = float(2**53)
 _AGG_CTES = """
     agg AS (
         SELECT {key} AS key, coalesce(r.plate, '{composite}') AS plate, count(*) AS n,
@@ -764,7 +869,7 @@ _AGG_CTES = """
                count(*) FILTER (WHERE r.risk_class = 3) AS c3,
                count(*) FILTER (WHERE r.risk_class = 4) AS c4,
                min(r.risk_class) AS risk_class, max(r.norm) AS norm,
-               sum(r.norm::numeric) AS sum_norm,
+               sum((r.norm * {unit})::bigint)::float8 / {unit} AS sum_norm,
                (-(max(ARRAY[r.norm, -r.asset_id::float8]))[2])::bigint AS worst
         FROM {source}
         GROUP BY GROUPING SETS (({key}, r.plate), ({key}))
@@ -775,8 +880,8 @@ _AGG_CTES = """
                    'assets', agg.n,
                    'by_class', jsonb_build_object('1', agg.c1, '2', agg.c2, '3', agg.c3,
                                                   '4', agg.c4),
-                   'max_norm', agg.norm, 'sum_norm', agg.sum_norm::float8,
-                   'mean_norm', (agg.sum_norm / agg.n)::float8,
+                   'max_norm', agg.norm, 'sum_norm', agg.sum_norm,
+                   'mean_norm', agg.sum_norm / agg.n,
                    'worst_asset_id', agg.worst, 'worst_method', w.method,
                    'worst_score', w.score) AS components
         FROM agg JOIN risk_score w ON w.asset_id = agg.worst AND w.scope = 'asset'
@@ -789,6 +894,7 @@ def _cells_sql(restricted: bool) -> Any:
     ctes = _AGG_CTES.format(
         key="r.cell_id",
         composite=COMPOSITE,
+        unit=repr(_NORM_UNIT),
         source="risk_score r WHERE r.scope = 'asset' AND r.cell_id = ANY(:cells)",
     )
     return text(
@@ -813,6 +919,7 @@ def _areas_sql(restricted: bool) -> Any:
     ctes = _AGG_CTES.format(
         key="u.area_id",
         composite=COMPOSITE,
+        unit=repr(_NORM_UNIT),
         source="risk_score r CROSS JOIN LATERAL unnest(r.area_ids) AS u(area_id) "
         f"WHERE r.scope = 'asset'{where}",
     )
@@ -943,17 +1050,28 @@ def refresh_all(
     report = RefreshReport()
     timer = _Timer(session, report)
     saved = _set(timer, _SETTINGS)
-    rows = timer.run("inputs", _INPUTS_SQL, {"ids": None, "recent_days": model.RECENT_DAYS}).all()
+    rows = timer.run(
+        "inputs",
+        _INPUTS_FRESH_SQL if recontext else _INPUTS_SQL,
+        {"ids": None, "recent_days": model.RECENT_DAYS},
+    ).all()
     ctx = _context(timer, rows, h3_res, recontext, report)
     timer.run("score", text("DELETE FROM risk_score WHERE scope = 'asset'"))
     report.assets = _score_rows(
         timer, rows, ctx, h3_res, methods, now_year or datetime.now(UTC).year
     )
-    _aggregate(timer, set(ctx.cell_id) if rows else set(), None, h3_res, report)
-    # Fresh statistics after a bulk replace, or the next incremental refresh is planned on
-    # stale ones (measured: 0.3 s instead of 5 ms for one area at 10 k assets); only the
-    # columns incremental refreshes filter on (the JSON and geometry ones cost most to sample).
+    # The GIN index took the new rows into its pending list, which every search of it scans
+    # (one alarm's areas: 30 ms instead of 5) until a vacuum: merge it now, in one sorted pass
+    # (a few ms). Only the index's owner may; otherwise autovacuum will.
+    timer.run("score", _GIN_CLEANUP_SQL)
+    # Fresh statistics after a bulk replace, before the aggregates (statistics saying "empty"
+    # — a vacuum of an empty table — turned their joins into nested loops over 100 k rows) and
+    # for the next incremental refresh (measured: 0.3 s instead of 5 ms for one area at 10 k
+    # assets on stale ones); only the columns incremental refreshes filter on (the JSON and
+    # geometry ones cost most to sample). The cell and area rows are rewritten after it: a
+    # few hundred rows, no matter to a plan.
     timer.run("analyze", text("ANALYZE risk_score (scope, asset_id, cell_id, area_ids, plate)"))
+    _aggregate(timer, set(ctx.cell_id) if rows else set(), None, h3_res, report)
     _set(timer, saved)
     session.flush()
     report.total_s = time.perf_counter() - started

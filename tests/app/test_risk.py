@@ -443,3 +443,84 @@ def test_binary_copy_payload_of_numeric_columns(session: Session) -> None:
     assert rows[1][:2] == (2, -1)
     assert np.isnan(rows[1][2])
     session.execute(text("DROP TABLE t_copy"))
+
+
+def test_population_of_zones_across_cell_corners_equals_geos_clips(session: Session) -> None:
+    """Points and straight segments whose zones cross cell edges and corners (their shares are
+    clipped in numpy, gis.zones) get what ST_ClipByBox2D of their ST_Buffer gives, in the same
+    local frame, to float noise; a three-point line across an edge stays in SQL."""
+    source = f"test-risk-corner-{secrets.token_hex(3)}"
+    lon, lat = 16.0, 45.0
+    cells = [
+        add(session, "population_cell", "exposure",
+            f"POLYGON(({lon + i * 0.004} {lat + j * 0.003},{lon + (i + 1) * 0.004} "
+            f"{lat + j * 0.003},{lon + (i + 1) * 0.004} {lat + (j + 1) * 0.003},"
+            f"{lon + i * 0.004} {lat + (j + 1) * 0.003},{lon + i * 0.004} {lat + j * 0.003}))",
+            source, population=1000 * (4 + i + 2 * j))
+        for i in (-1, 0) for j in (-1, 0)
+    ]  # fmt: skip
+    ids = [
+        add(session, "hydrant", "lifeline", f"POINT({lon + 0.0001} {lat - 0.00005})", source),
+        add(session, "water_pipe", "lifeline",
+            f"LINESTRING({lon - 0.0006} {lat - 0.0003},{lon + 0.0004} {lat + 0.0002})", source),
+        add(session, "gas_pipe", "lifeline",
+            f"LINESTRING({lon + 0.0003} {lat + 0.0003},{lon - 0.0002} {lat - 0.0001})", source,
+            pressure_mpa=0.8, diameter_mm=500),
+        add(session, "water_pipe", "lifeline",
+            f"LINESTRING({lon - 0.0005} {lat + 0.001},{lon} {lat + 0.0011},"
+            f"{lon + 0.0005} {lat + 0.001})", source),
+    ]  # fmt: skip
+    service.refresh_assets(session, ids, recontext=True)
+    got = {
+        r.asset_id: (r.population, r.radius_m)
+        for r in session.execute(
+            text(
+                "SELECT asset_id, population, radius_m FROM risk_score "
+                "WHERE scope = 'asset' AND asset_id = ANY(:ids)"
+            ),
+            {"ids": ids},
+        )
+    }
+    for asset in ids:
+        lon0, lat0 = session.execute(
+            text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM asset "
+                 "WHERE id = :a) s"),
+            {"a": asset},
+        ).one()  # fmt: skip
+        kx, ky = (float(v[0]) for v in service.metres_per_degree(np.array([lat0])))
+        population, radius = got[asset]
+        expected = session.execute(
+            text(
+                "SELECT sum((c.attributes->>'population')::float * ST_Area(ST_ClipByBox2D("
+                "  ST_Affine(ST_Buffer(ST_Affine(a.geom, :kx, 0, 0, :ky, -:kx * :x0, -:ky * :y0),"
+                "                      :r, 'quad_segs=4'), 1 / :kx, 0, 0, 1 / :ky, :x0, :y0),"
+                "  c.geom::box2d)) / ST_Area(c.geom)) "
+                "FROM asset a, asset c WHERE a.id = :a AND c.id = ANY(:cells)"
+            ),
+            {"a": asset, "cells": cells, "kx": kx, "ky": ky, "x0": lon0, "y0": lat0, "r": radius},
+        ).scalar_one()
+        assert expected > 0
+        assert population == pytest.approx(expected, rel=1e-9), asset
+
+
+def test_binary_copy_columns_read_a_real_copy_out(session: Session) -> None:
+    raw = session.connection().connection.driver_connection
+    sql = (
+        "COPY (SELECT i::int4, i * 2^40, i / 3.0::float8 FROM generate_series(1, 3) i) "
+        "TO STDOUT (FORMAT binary)"
+    )
+    with raw.cursor() as cur, cur.copy(sql) as copy:
+        data = b"".join(bytes(b) for b in copy)
+    a, b, c = service.binary_copy_columns(data, ["i4", "f8", "f8"])
+    assert a.tolist() == [1, 2, 3]
+    assert b.tolist() == [2.0**40, 2.0**41, 3 * 2.0**40]
+    assert c.tolist() == [1 / 3, 2 / 3, 1.0]
+    empty = data[:19] + b"\xff\xff"
+    assert [len(x) for x in service.binary_copy_columns(empty, ["i4"])] == [0]
+    with pytest.raises(ValueError, match="not non-NULL fields"):
+        service.binary_copy_columns(data, ["i4", "f8"])  # not what was sent
+    with raw.cursor() as cur, cur.copy("COPY (SELECT 1::int4, NULL::float8) TO STDOUT "
+                                       "(FORMAT binary)") as copy:  # fmt: skip
+        with_null = b"".join(bytes(b) for b in copy)
+    with pytest.raises(ValueError, match="not non-NULL fields"):
+        service.binary_copy_columns(with_null, ["i4", "f8"])
