@@ -208,13 +208,26 @@ def _envelope(margin: float = 0.0) -> ColumnElement[Any]:
     return func.ST_TileEnvelope(z, x, y)
 
 
+#: Lines and polygons with more vertices than this are cut to the tile before anything else.
+CLIP_ABOVE_POINTS = 64
+
+
 def _raw_layer(layer: Layer, i: int, options: TileOptions) -> Select[Any]:
     src = layer.source().subquery(f"src_{i}")
-    prefilter = src.c.geom.op("&&")(
-        func.ST_Transform(_envelope(options.buffer / options.extent), 4326)
-    )
+    reach = func.ST_Transform(_envelope(options.buffer / options.extent), 4326)
+    prefilter = src.c.geom.op("&&")(reach)
     capped = select(src).where(prefilter).limit(options.max_features).subquery(f"capped_{i}")
-    geom_3857: ColumnElement[Any] = func.ST_Transform(capped.c.geom, 3857)
+    geom: ColumnElement[Any] = capped.c.geom
+    if layer.style.geometry != "point":
+        # A big line or polygon is cut to the tile and its buffer before it is transformed and
+        # simplified: at high zoom most of its vertices lie outside. The cut is a rectangle in
+        # degrees, and Web Mercator maps that rectangle to the tile's, so nothing visible
+        # changes; ST_AsMVTGeom clips again. Small ones go whole (the cut would cost more).
+        geom = case(
+            (func.ST_NPoints(geom) > CLIP_ABOVE_POINTS, func.ST_ClipByBox2D(geom, reach)),
+            else_=geom,
+        )
+    geom_3857: ColumnElement[Any] = func.ST_Transform(geom, 3857)
     if layer.style.geometry != "point":
         # preserveCollapsed: small polygons and short lines stay visible rather than vanish.
         geom_3857 = func.ST_Simplify(geom_3857, _per_tile(f"tol_{i}", Float), True)

@@ -9,7 +9,10 @@ from typing import Any
 import mapbox_vector_tile
 import morecantile
 import pytest
+import shapely
 from fastapi.testclient import TestClient
+from shapely.affinity import scale
+from shapely.geometry import shape
 from sqlalchemy import Float, bindparam, func, select, text
 from sqlalchemy.engine import Engine
 
@@ -273,3 +276,50 @@ def test_bad_addresses_are_4xx_with_a_message(client: TestClient, path: str, sta
     response = client.get(path)
     assert response.status_code == status
     assert response.json()["detail"]
+
+
+def test_big_polygons_are_cut_to_the_tile_without_changing_what_shows(
+    client: TestClient, engine: Engine
+) -> None:
+    """A many-vertex polygon is clipped to the tile before it is simplified (for speed): the
+    decoded tile must show the same shape as the uncut pipeline gives."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO asset (source, external_id, plate, kind, name, geom) VALUES "
+                "(:s, 'fz-big', 'natural_disaster', 'flood_zone', 'fz-big', ST_Transform("
+                "ST_Buffer(ST_Transform(ST_SetSRID(ST_MakePoint(-71.11, 42.375), 4326), 26986),"
+                " 1500, 128), 4326))"
+            ),
+            {"s": SOURCE},
+        )
+    try:
+        with engine.connect() as conn:
+            points = conn.execute(
+                text("SELECT ST_NPoints(geom) FROM asset WHERE external_id = 'fz-big'")
+            ).scalar_one()
+        assert points > 64  # the cut applies
+        # inside, across the east edge, across the north edge (the zone's radius is 1.5 km)
+        for lon, lat, z in ((-71.11, 42.375, 16), (-71.0918, 42.375, 15), (-71.11, 42.3885, 14)):
+            zxy = tile_of(lon, lat, z)
+            got = decode(get(client, "flood_zone", zxy).content)["flood_zone"]["features"]
+            mine = [f for f in got if f["properties"]["name"] == "fz-big"]
+            assert len(mine) == 1
+            with engine.connect() as conn:
+                reference = conn.execute(
+                    text(
+                        "SELECT ST_AsText(ST_AsMVTGeom(ST_Simplify(ST_Transform(geom, 3857), "
+                        ":tol, true), ST_TileEnvelope(:z, :x, :y), 4096, 64, true)) "
+                        "FROM asset WHERE external_id = 'fz-big'"
+                    ),
+                    {"z": zxy[0], "x": zxy[1], "y": zxy[2], "tol": 0.0},
+                ).scalar_one()
+            expected = shapely.from_wkt(reference)
+            # mapbox_vector_tile puts the origin bottom-left: flip y back to compare.
+            shown = scale(shape(mine[0]["geometry"]), yfact=-1, origin=(0, 2048))
+            tile_area = 4096 * 4096
+            assert abs(shown.area - expected.area) < 0.005 * tile_area
+            assert shown.symmetric_difference(expected).area < 0.005 * tile_area
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM asset WHERE external_id = 'fz-big'"))
