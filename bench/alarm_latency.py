@@ -25,7 +25,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import httpx
+import httpx2 as httpx
 
 from app.alarms import rules
 from app.alarms.rules import RuleSpec
