@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from fastapi import Depends, Request
@@ -167,10 +168,14 @@ DbSession = Annotated[Session, Depends(get_session)]
 
 
 def stage_table(session: Session, ddl: str, name: str) -> None:
-    """Create (``ddl``: a ``CREATE TEMP TABLE IF NOT EXISTS … ON COMMIT DROP``) and empty a
-    staging table for a COPY in this transaction."""
+    """Create (``ddl``: a ``CREATE TEMP TABLE IF NOT EXISTS … ON COMMIT DROP`` or ``… ON COMMIT
+    DELETE ROWS``) and empty a staging table for a COPY in this transaction.
+
+    DELETE, not TRUNCATE: the table is empty or small (an earlier COPY in this transaction), and
+    TRUNCATE gives it a new file each time — catalogue work that cost ingest ≈ 1 ms per batch.
+    """
     session.execute(text(ddl))
-    session.execute(text(f"TRUNCATE {name}"))
+    session.execute(text(f"DELETE FROM {name}"))
 
 
 def copy_into(
@@ -192,6 +197,64 @@ def copy_into(
             copy.write_row(row)
             if on_progress is not None and done % every == 0:
                 on_progress(done)
+
+
+#: Binary COPY framing (PostgreSQL, "COPY … Binary Format"): signature, flags, extension length.
+PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+PGCOPY_TRAILER = b"\xff\xff"  # a field count of -1
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix epoch
+
+
+def binary_copy_payload(columns: Sequence[np.ndarray[Any, Any]]) -> bytes:
+    """A ``COPY … (FORMAT binary)`` payload of fixed-width, non-NULL columns, built by numpy.
+
+    Columns are int16/int32/int64, float64, or datetime64 (sent as ``timestamptz``: µs since
+    PostgreSQL's epoch). Every row is its field count, then each field's length and big-endian
+    value, so one structured array is the whole body: no per-row Python work.
+    """
+    n = len(columns[0]) if columns else 0
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    values: list[np.ndarray[Any, Any]] = []
+    for j, col in enumerate(columns):
+        if len(col) != n:
+            raise ValueError("columns differ in length")
+        if col.dtype.kind == "M":
+            col = col.astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US
+        code = {"i": "i", "u": "i", "f": "f"}.get(col.dtype.kind, "?") + str(col.dtype.itemsize)
+        if code not in ("i2", "i4", "i8", "f8"):
+            raise ValueError(f"unsupported column type {col.dtype}")
+        fields += [(f"l{j}", ">i4"), (f"v{j}", ">" + code)]
+        values.append(col)
+    body = np.empty(n, dtype=np.dtype(fields))
+    body["n"] = len(columns)
+    for j, col in enumerate(values):
+        body[f"l{j}"] = col.dtype.itemsize
+        body[f"v{j}"] = col
+    return PGCOPY_HEADER + body.tobytes() + PGCOPY_TRAILER
+
+
+def binary_copy_columns(data: bytes, codes: Sequence[str]) -> list[np.ndarray[Any, Any]]:
+    """Columns of a ``COPY … TO STDOUT (FORMAT binary)`` output of fixed-width, non-NULL
+    fields (``codes``: numpy type codes such as ``"i4"``, ``"f8"``), the inverse of
+    :func:`binary_copy_payload`."""
+    header = len(PGCOPY_HEADER)
+    if data[: header - 8] != PGCOPY_HEADER[:-8] or data[-2:] != PGCOPY_TRAILER:
+        raise ValueError("not a binary COPY output")
+    extension = int.from_bytes(data[header - 4 : header], "big")
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for j, code in enumerate(codes):
+        fields += [(f"l{j}", ">i4"), (f"v{j}", ">" + code)]
+    dtype = np.dtype(fields)
+    rows = data[header + extension : -2]
+    if len(rows) % dtype.itemsize:
+        raise ValueError(f"rows are not non-NULL fields of types {list(codes)}")
+    body = np.frombuffer(rows, dtype=dtype)
+    for j, code in enumerate(codes):
+        if len(body) and (
+            np.any(body["n"] != len(codes)) or np.any(body[f"l{j}"] != np.dtype(code).itemsize)
+        ):
+            raise ValueError(f"field {j} is not a non-NULL {code}")
+    return [body[f"v{j}"].astype(code) for j, code in enumerate(codes)]
 
 
 def frame_rows(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:

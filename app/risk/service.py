@@ -56,6 +56,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Float, Text
 
+from app.db import (
+    PGCOPY_HEADER,
+    PGCOPY_TRAILER,
+    binary_copy_columns,
+    binary_copy_payload,
+)
 from app.errors import InvalidInput, NotFound
 from gis import zones
 from layers import risk as model
@@ -457,58 +463,6 @@ def _stored_context(rows: Sequence[Any], res: int) -> _Context:
     )
 
 
-_PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, extension length
-_PGCOPY_TRAILER = b"\xff\xff"
-
-
-def binary_copy_payload(columns: Sequence[np.ndarray[Any, Any]]) -> bytes:
-    """A ``COPY … (FORMAT binary)`` payload of fixed-width numeric columns, built by numpy.
-
-    Each column is an int32, int64 or float64 array (no NULLs: NaN is a value); every row is
-    its field count, then each field's length and big-endian value, so one structured array
-    is the whole body.
-    """
-    n = len(columns[0]) if columns else 0
-    fields: list[tuple[str, str]] = [("n", ">i2")]
-    for j, col in enumerate(columns):
-        if len(col) != n:
-            raise ValueError("columns differ in length")
-        code = {"i": "i", "u": "i", "f": "f"}[col.dtype.kind] + str(col.dtype.itemsize)
-        if code not in ("i4", "i8", "f8"):
-            raise ValueError(f"unsupported column type {col.dtype}")
-        fields += [(f"l{j}", ">i4"), (f"v{j}", ">" + code)]
-    body = np.empty(n, dtype=np.dtype(fields))
-    body["n"] = len(columns)
-    for j, col in enumerate(columns):
-        body[f"l{j}"] = col.dtype.itemsize
-        body[f"v{j}"] = col
-    return _PGCOPY_HEADER + body.tobytes() + _PGCOPY_TRAILER
-
-
-def binary_copy_columns(data: bytes, codes: Sequence[str]) -> list[np.ndarray[Any, Any]]:
-    """Columns of a ``COPY … TO STDOUT (FORMAT binary)`` output of fixed-width, non-NULL
-    fields (``codes``: numpy type codes such as ``"i4"``, ``"f8"``), the inverse of
-    :func:`binary_copy_payload`."""
-    header = len(_PGCOPY_HEADER)
-    if data[: header - 8] != _PGCOPY_HEADER[:-8] or data[-2:] != _PGCOPY_TRAILER:
-        raise ValueError("not a binary COPY output")
-    extension = int.from_bytes(data[header - 4 : header], "big")
-    fields: list[tuple[str, str]] = [("n", ">i2")]
-    for j, code in enumerate(codes):
-        fields += [(f"l{j}", ">i4"), (f"v{j}", ">" + code)]
-    dtype = np.dtype(fields)
-    rows = data[header + extension : -2]
-    if len(rows) % dtype.itemsize:
-        raise ValueError(f"rows are not non-NULL fields of types {list(codes)}")
-    body = np.frombuffer(rows, dtype=dtype)
-    for j, code in enumerate(codes):
-        if len(body) and (
-            np.any(body["n"] != len(codes)) or np.any(body[f"l{j}"] != np.dtype(code).itemsize)
-        ):
-            raise ValueError(f"field {j} is not a non-NULL {code}")
-    return [body[f"v{j}"].astype(code) for j, code in enumerate(codes)]
-
-
 def _simple_shares(data: bytes, n: int) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Population of each stage row (by ``ord``) from its simple pairs (:data:`_PAIR_SQL`)."""
     (ord_, people, area, xmin, ymin, xmax, ymax, ax, ay, bx, by, r, kx, ky) = binary_copy_columns(
@@ -789,7 +743,7 @@ def _binary_rows(columns: Sequence[Sequence[bytes]]) -> bytes:
     """A binary COPY payload from per-column field lists."""
     count = len(columns).to_bytes(2, "big")
     rows = map(b"".join, zip(itertools.repeat(count), *columns))
-    return _PGCOPY_HEADER + b"".join(rows) + _PGCOPY_TRAILER
+    return PGCOPY_HEADER + b"".join(rows) + PGCOPY_TRAILER
 
 
 def _score_rows(

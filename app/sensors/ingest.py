@@ -41,7 +41,7 @@ from sqlalchemy.types import Text
 
 from app.alarms import engine
 from app.alarms.engine import EvaluationReport
-from app.db import copy_into, stage_table
+from app.db import binary_copy_payload, copy_into, stage_table
 from app.errors import InvalidInput
 from app.risk import service as risk_service
 from app.sensors import catalogue, partitions
@@ -54,7 +54,6 @@ JSON_TYPES = ("application/json", "application/geo+json")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 CSV_TYPES = ("text/csv", "application/csv")
 OFFSET_AT_END = re.compile(r"(?:[Zz]|[+-]\d{2}:?\d{2})$")  # RFC 3339 offset
-PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix epoch
 
 
 @dataclass(frozen=True)
@@ -449,7 +448,7 @@ def _days(stamps: npt.NDArray[np.datetime64]) -> set[Any]:
 # -- write ------------------------------------------------------------------------------------
 # Staging tables live for the connection (ON COMMIT DELETE ROWS) instead of being created and
 # dropped in every transaction (ON COMMIT DROP): that catalogue churn cost ≈ 1.1 ms per table
-# per batch. Emptied at commit; DELETE at first use covers several ingests in one transaction.
+# per batch. Emptied at commit; stage_table empties them for several ingests in a transaction.
 STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS {name} "
     "(sensor_id int8, ts timestamptz, value float8, quality int2) ON COMMIT DELETE ROWS"
@@ -492,22 +491,6 @@ LATEST_SQL = """
     WHERE EXCLUDED.ts > l.ts
 """
 
-_COPY_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("len_id", ">i4"),
-        ("sensor_id", ">i8"),
-        ("len_ts", ">i4"),
-        ("ts", ">i8"),
-        ("len_value", ">i4"),
-        ("value", ">f8"),
-        ("len_quality", ">i4"),
-        ("quality", ">i2"),
-    ]
-)
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
-_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
-
 
 def binary_copy_rows(
     sensor_id: npt.NDArray[np.int64],
@@ -515,19 +498,8 @@ def binary_copy_rows(
     value: npt.NDArray[np.float64],
     quality: npt.NDArray[np.int16],
 ) -> bytes:
-    """The rows in PostgreSQL's binary COPY format, built as one numpy record array.
-
-    Every field is fixed-width, so each tuple is the same 46 bytes: no per-row Python work.
-    Timestamps are µs since 2000-01-01 UTC (PostgreSQL's epoch).
-    """
-    rows = np.empty(len(sensor_id), dtype=_COPY_ROW)
-    rows["fields"] = 4
-    rows["len_id"], rows["len_ts"], rows["len_value"], rows["len_quality"] = 8, 8, 8, 2
-    rows["sensor_id"] = sensor_id
-    rows["ts"] = ts.astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US
-    rows["value"] = value
-    rows["quality"] = quality
-    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+    """Readings as a binary COPY payload for ``(sensor_id, ts, value, quality)``."""
+    return binary_copy_payload([sensor_id, ts, value, quality])
 
 
 def _store_fixed(
@@ -580,12 +552,12 @@ def _store_fixed(
                 copy.write(payload)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT ingest_fast")
-            _stage(cur, "reading_stage", payload)
+            _stage(session, "reading_stage", payload)
             inserted = int(session.execute(STORE_SQL).scalar_one())
             return inserted, "merge", sensor_id[newest]
         cur.execute("RELEASE SAVEPOINT ingest_fast")
         _stage(
-            cur,
+            session,
             "latest_stage",
             binary_copy_rows(sensor_id[newest], stamps[newest], value[newest], quality[newest]),
         )
@@ -597,12 +569,10 @@ def _store_fixed(
     return len(sensor_id), "copy", sensor_id[newest]
 
 
-def _stage(cur: psycopg.Cursor[Any], name: str, payload: bytes) -> None:
+def _stage(session: Session, name: str, payload: bytes) -> None:
     """Load a binary COPY payload into the (emptied) staging table ``name``."""
-    cur.execute(STAGE_DDL.format(name=name))
-    cur.execute(f"DELETE FROM {name}")  # rows of an earlier ingest in this transaction
-    with cur.copy(f"COPY {name} FROM STDIN (FORMAT binary)") as copy:
-        copy.write(payload)
+    stage_table(session, STAGE_DDL.format(name=name), name)
+    copy_into(session, f"COPY {name} FROM STDIN (FORMAT binary)", payload)
 
 
 MOBILE_STAGE_SQL = (

@@ -1,9 +1,9 @@
 """Serving tiles: resolve layers, read data versions, answer from the cache or from PostGIS.
 
 The tile path is asynchronous end to end (no worker-thread hop) and costs at most one database
-round trip per request: data versions are read by :class:`VersionReader`, which lets requests
-that arrive while one read is in flight share the next one, and a tile statement is one
-prepared query on a connection whose ``statement_timeout`` and ``jit`` are set when it opens.
+round trip per request: a cache hit none while the data versions are pushed by NOTIFY
+(:class:`~app.tiles.versions.VersionWatch`), and a miss one prepared query on a connection
+whose ``statement_timeout`` and ``jit`` are set when it opens.
 """
 
 from __future__ import annotations
@@ -114,8 +114,9 @@ class TileService:
 
     async def _open(self, app_engine: Engine) -> AsyncConnectionPool:
         options = f"-c statement_timeout={int(self.settings.statement_timeout_ms)} -c jit=off"
+        conninfo = libpq_url(app_engine.url.render_as_string(hide_password=False))
         pool = AsyncConnectionPool(
-            libpq_url(app_engine.url.render_as_string(hide_password=False)),
+            conninfo,
             kwargs={
                 "autocommit": True,
                 "prepare_threshold": None,  # prepared on request only (prepare=True)
@@ -129,7 +130,6 @@ class TileService:
             open=False,
         )
         await pool.open(wait=False)
-        conninfo = libpq_url(app_engine.url.render_as_string(hide_password=False))
         reader = VersionReader(conninfo)
         self._versions = (
             VersionWatch(conninfo, reader) if self.settings.freshness == "notify" else reader
@@ -198,7 +198,7 @@ class TileService:
     ) -> TileResult:
         """The tile, from the cache when its data version is unchanged, else from PostGIS.
 
-        The data versions are read first (see :class:`VersionReader`); a client already
+        The data versions come first (see :mod:`app.tiles.versions`); a client already
         holding this version's ETag gets a 304 without the tile being looked up or built.
         """
         pool = await self.pool(engine)
@@ -238,7 +238,10 @@ class TileService:
         self._building[key] = future
         try:
             built = await self._build(pool, layers, tile)
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters (if any) raise it themselves
             raise

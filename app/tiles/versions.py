@@ -1,4 +1,8 @@
-"""Data versions: read once per request, combined per layer into a cache key and ETag."""
+"""Data versions of the tables tiles read, combined per layer into a cache key and ETag.
+
+How a process learns them: :class:`VersionWatch` (held in memory, dropped by NOTIFY; the
+default) or :class:`VersionReader` (read per request, shared by requests arriving together).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def read_versions(conn: Connection) -> dict[str, int]:
-    """Every table's data version, in one tiny query (three rows)."""
+    """Every table's data version, in one tiny query (a row per versioned table)."""
     return {name: int(version) for name, version in conn.exec_driver_sql(VERSIONS_SQL)}
 
 
@@ -149,7 +153,7 @@ class VersionReader:
     async def _connect(self) -> pq.abc.PGconn:
         if self._conn is None or self._conn.closed:
             conn = await asyncio.to_thread(_connect, self._conninfo, "cityrisk-tile-versions")
-            conn.execute(b"PREPARE cityrisk_versions AS " + VERSIONS_SQL.encode())
+            conn.execute(b"PREPARE " + self.STATEMENT + b" AS " + VERSIONS_SQL.encode())
             conn.pgconn.nonblocking = 1
             self._conn = conn
         return self._conn.pgconn
@@ -164,17 +168,15 @@ class VersionReader:
         done: asyncio.Future[None] = loop.create_future()
 
         def readable() -> None:
+            if done.done():
+                return
             try:
                 pgconn.consume_input()
             except psycopg.OperationalError as exc:
-                loop.remove_reader(pgconn.socket)
-                if not done.done():
-                    done.set_exception(exc)
+                done.set_exception(exc)
                 return
             if not pgconn.is_busy():
-                loop.remove_reader(pgconn.socket)
-                if not done.done():
-                    done.set_result(None)
+                done.set_result(None)
 
         loop.add_reader(pgconn.socket, readable)
         try:

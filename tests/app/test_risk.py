@@ -430,21 +430,6 @@ def test_binary_copy_keeps_any_text_and_nulls(session: Session) -> None:
     assert factors["age"]["input"] is None
 
 
-def test_binary_copy_payload_of_numeric_columns(session: Session) -> None:
-    payload = service.binary_copy_payload(
-        [np.array([1, 2], dtype=np.int32), np.array([2**40, -1]), np.array([0.5, np.nan])]
-    )
-    session.execute(text("CREATE TEMPORARY TABLE t_copy (a int4, b int8, c float8)"))
-    raw = session.connection().connection.driver_connection
-    with raw.cursor() as cur, cur.copy("COPY t_copy FROM STDIN (FORMAT binary)") as copy:
-        copy.write(payload)
-    rows = session.execute(text("SELECT a, b, c FROM t_copy ORDER BY a")).all()
-    assert [tuple(r) for r in rows[:1]] == [(1, 2**40, 0.5)]
-    assert rows[1][:2] == (2, -1)
-    assert np.isnan(rows[1][2])
-    session.execute(text("DROP TABLE t_copy"))
-
-
 def test_population_of_zones_across_cell_corners_equals_geos_clips(session: Session) -> None:
     """Points and straight segments whose zones cross cell edges and corners (their shares are
     clipped in numpy, gis.zones) get what ST_ClipByBox2D of their ST_Buffer gives, in the same
@@ -501,26 +486,3 @@ def test_population_of_zones_across_cell_corners_equals_geos_clips(session: Sess
         ).scalar_one()
         assert expected > 0
         assert population == pytest.approx(expected, rel=1e-9), asset
-
-
-def test_binary_copy_columns_read_a_real_copy_out(session: Session) -> None:
-    raw = session.connection().connection.driver_connection
-    sql = (
-        "COPY (SELECT i::int4, i * 2^40, i / 3.0::float8 FROM generate_series(1, 3) i) "
-        "TO STDOUT (FORMAT binary)"
-    )
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        data = b"".join(bytes(b) for b in copy)
-    a, b, c = service.binary_copy_columns(data, ["i4", "f8", "f8"])
-    assert a.tolist() == [1, 2, 3]
-    assert b.tolist() == [2.0**40, 2.0**41, 3 * 2.0**40]
-    assert c.tolist() == [1 / 3, 2 / 3, 1.0]
-    empty = data[:19] + b"\xff\xff"
-    assert [len(x) for x in service.binary_copy_columns(empty, ["i4"])] == [0]
-    with pytest.raises(ValueError, match="not non-NULL fields"):
-        service.binary_copy_columns(data, ["i4", "f8"])  # not what was sent
-    with raw.cursor() as cur, cur.copy("COPY (SELECT 1::int4, NULL::float8) TO STDOUT "
-                                       "(FORMAT binary)") as copy:  # fmt: skip
-        with_null = b"".join(bytes(b) for b in copy)
-    with pytest.raises(ValueError, match="not non-NULL fields"):
-        service.binary_copy_columns(with_null, ["i4", "f8"])
