@@ -365,19 +365,22 @@ def test_two_consumers_with_one_client_id_take_turns_not_the_session(
     """e.g. `serve --workers 2`: the second stands by, and takes over when the first stops."""
     db.add_sensor("mq-twin")
     settings = consumer_settings(broker, database_url)
-    first = BackgroundConsumer(settings).start()
-    second = BackgroundConsumer(settings).start()
+    twins = (BackgroundConsumer(settings).start(), BackgroundConsumer(settings).start())
     try:
-        assert first.consumer.connected.wait(TIMEOUT_S)
+        # Both start at once: whichever takes the lock first consumes, the other stands by.
+        assert wait_until(lambda: any(t.consumer.connected.is_set() for t in twins))
+        active, standby = twins if twins[0].consumer.connected.is_set() else twins[::-1]
+        assert not standby.consumer.connected.is_set()
         publisher.publish(json.dumps(reading("mq-twin", 2, 1.0)).encode())
-        assert wait_until(lambda: first.stats.acked == 1)
-        first.stop()
+        assert wait_until(lambda: active.stats.acked == 1)
+        assert standby.stats.acked == 0
+        active.stop()
         publisher.publish(json.dumps(reading("mq-twin", 1, 2.0)).encode())
-        assert wait_until(lambda: second.stats.acked == 1), second.stats
-        assert first.stats.connects == 1  # never thrown off by its twin
+        assert wait_until(lambda: standby.stats.acked == 1), standby.stats
+        assert active.stats.connects == 1  # never thrown off by its twin
     finally:
-        first.stop()
-        second.stop()
+        for twin in twins:
+            twin.stop()
     assert db.count("mq-twin") == 2
 
 
