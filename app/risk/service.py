@@ -64,6 +64,7 @@ from app.db import (
 )
 from app.errors import InvalidInput, NotFound
 from gis import zones
+from gis.frames import metres_per_degree
 from layers import risk as model
 
 DEFAULT_H3_RES = 8
@@ -72,10 +73,6 @@ COMPOSITE = "composite"
 OPEN_STATES = ("raised", "verified", "pushed", "acknowledged", "dispatched")
 NOT_ANOMALIES = ("false_alarm", "test")
 PIPE_KINDS = ("gas_pipe", "water_pipe", "drainage_pipe", "heating_pipe")
-
-# WGS84, for the local frames: metres per degree east / north at a latitude.
-_WGS84_A = 6378137.0
-_WGS84_E2 = 0.00669437999014
 
 
 @dataclass
@@ -394,27 +391,6 @@ _CONTEXT_SQL = text(
 # and keeps their plans (index scans; checked by the bench's one-alarm refresh). Set for the
 # refresh only.
 _SETTINGS = {"jit": "off", "work_mem": "64MB", "default_statistics_target": "10"}
-
-
-def metres_per_degree(lat_deg: Any) -> tuple[Any, Any]:
-    """Metres per degree of longitude and of latitude at ``lat_deg`` on the WGS84 ellipsoid.
-
-    Parameters
-    ----------
-    lat_deg : float or ndarray
-        Latitude, degrees.
-
-    Returns
-    -------
-    kx, ky : float or ndarray
-        ``N cos φ · π/180`` and ``M · π/180`` (N, M: prime-vertical and meridional radii of
-        curvature): the scales of the local equirectangular frame at that latitude.
-    """
-    phi = np.radians(lat_deg)
-    w = 1.0 - _WGS84_E2 * np.sin(phi) ** 2
-    n = _WGS84_A / np.sqrt(w)
-    m = _WGS84_A * (1.0 - _WGS84_E2) / w**1.5
-    return n * np.cos(phi) * np.pi / 180.0, m * np.pi / 180.0
 
 
 @functools.lru_cache(maxsize=4096)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.risk import service
+from gis.frames import metres_per_degree
 
 # Far from the demo city, so other tests' data does not share cells or exposure.
 LON, LAT = 10.0, 45.0
@@ -375,7 +376,7 @@ def test_population_shares_are_exact_inside_and_across_cell_edges(session: Sessi
             f"{lon + 0.0031} {lat + 0.0019})", source, pressure_mpa=0.4, diameter_mm=300),
     ]  # fmt: skip
     service.refresh_assets(session, ids, recontext=True)
-    kx, ky = service.metres_per_degree(np.array([lat]))
+    kx, ky = metres_per_degree(np.array([lat]))
     rows = session.execute(
         text(
             "WITH p AS (SELECT ST_PointOnSurface(geom) AS pt, geom, id FROM asset "
@@ -472,7 +473,7 @@ def test_population_of_zones_across_cell_corners_equals_geos_clips(session: Sess
                  "WHERE id = :a) s"),
             {"a": asset},
         ).one()  # fmt: skip
-        kx, ky = (float(v[0]) for v in service.metres_per_degree(np.array([lat0])))
+        kx, ky = (float(v[0]) for v in metres_per_degree(np.array([lat0])))
         population, radius = got[asset]
         expected = session.execute(
             text(
