@@ -22,8 +22,9 @@ from rich.progress import Progress
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.cluster import ClusterError, LocalCluster
+from app.db import database_url
 from app.errors import CityriskError, DatabaseUnavailable
+from app.local.cluster import ClusterError, LocalCluster
 from app.settings import ConfigError, Settings, get_settings
 
 cli = typer.Typer(
@@ -83,15 +84,6 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def current_url(settings: Settings, *, driver: bool = True) -> str:
-    """The URL in use; for the local cluster, raises ClusterError before ``db up``."""
-    if settings.database_url is not None:
-        if driver:
-            return settings.database_url
-        return settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    return LocalCluster(settings).url(driver=driver)
-
-
 # -- db ---------------------------------------------------------------------------------------
 @db_cli.command("up")
 @friendly_errors
@@ -137,7 +129,7 @@ def db_status() -> None:
         typer.echo(f"local cluster {status.detail}")
         if not status.running:
             raise typer.Exit(3)
-    url = current_url(settings)
+    url = database_url(settings)
     engine = create_db_engine(url, pool_size=1, connect_timeout_s=settings.db_connect_timeout_s)
     try:
         info = check_connection(engine)
@@ -157,7 +149,7 @@ def db_url(
     ] = False,
 ) -> None:
     """Print the database URL in use (libpq form, usable as `psql "$(cityrisk db url)"`)."""
-    typer.echo(current_url(settings_or_exit(), driver=sqlalchemy))
+    typer.echo(database_url(settings_or_exit(), driver=sqlalchemy))
 
 
 # -- mq ---------------------------------------------------------------------------------------
@@ -165,7 +157,8 @@ def db_url(
 @friendly_errors
 def mq_up() -> None:
     """Make the broker available: install and start the local Mosquitto (idempotent)."""
-    from app.broker import LocalBroker, check_broker, parse_mqtt_url
+    from app.local.broker import LocalBroker, check_broker
+    from app.settings import parse_mqtt_url
 
     settings = settings_or_exit()
     if settings.mqtt_url is not None:
@@ -184,7 +177,7 @@ def mq_up() -> None:
 @friendly_errors
 def mq_down() -> None:
     """Stop the local broker (its queued messages are saved under the data directory)."""
-    from app.broker import LocalBroker
+    from app.local.broker import LocalBroker
 
     settings = settings_or_exit()
     if settings.mqtt_url is not None:
@@ -198,7 +191,8 @@ def mq_down() -> None:
 @friendly_errors
 def mq_status() -> None:
     """Say whether the broker runs and answers (exit 3 when the local broker is stopped)."""
-    from app.broker import LocalBroker, broker_url, check_broker, parse_mqtt_url
+    from app.local.broker import LocalBroker, broker_url, check_broker
+    from app.settings import parse_mqtt_url
 
     settings = settings_or_exit()
     if settings.mqtt_url is None:
@@ -215,7 +209,7 @@ def mq_status() -> None:
 @friendly_errors
 def mq_url() -> None:
     """Print the MQTT URL in use (MQTT_URL, else the local broker's)."""
-    from app.broker import broker_url
+    from app.local.broker import broker_url
 
     typer.echo(broker_url(settings_or_exit()))
 
@@ -229,7 +223,7 @@ def migrate(
     """Bring the schema to the newest revision (alembic upgrade head), creating PostGIS first."""
     from app import migrations
 
-    url = current_url(settings_or_exit())
+    url = database_url(settings_or_exit())
     migrations.upgrade(url, revision)
     say(f"schema at {migrations.current(url)}")
 
@@ -246,7 +240,7 @@ def transaction(settings: Settings) -> Iterator[Session]:
     """A session whose work commits when the block ends without error, else rolls back."""
     from app.db import create_db_engine, make_sessionmaker
 
-    engine = create_db_engine(current_url(settings), pool_size=1)
+    engine = create_db_engine(database_url(settings), pool_size=1)
     try:
         with make_sessionmaker(engine)() as session, session.begin():
             yield session
@@ -400,7 +394,7 @@ def write_map(
     from layers.registry import default_registry
 
     settings = settings_or_exit()
-    engine = create_db_engine(current_url(settings), pool_size=1)
+    engine = create_db_engine(database_url(settings), pool_size=1)
     try:
         page = map_page(engine, default_registry(), layers, base_url=base_url)
     except ValueError as exc:
@@ -608,8 +602,9 @@ def ingest_mqtt() -> None:
     import signal
     import threading
 
-    from app.broker import broker_url, parse_mqtt_url
+    from app.local.broker import broker_url
     from app.sensors.mqtt import TOPIC_FILTER, run_consumer
+    from app.settings import parse_mqtt_url
 
     settings = settings_or_exit()
     logging.basicConfig(
@@ -656,7 +651,7 @@ def replay(
     seed: Annotated[int, typer.Option(help="Same seed, same readings.")] = 1,
 ) -> None:
     """Publish realistic readings, with scripted incidents, for the sensors in the database."""
-    from app.broker import broker_url
+    from app.local.broker import broker_url
     from app.sensors import replay as rp
 
     settings = settings_or_exit()

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from app.cluster import ClusterError, LocalCluster
 from app.errors import DatabaseUnavailable
+from app.local.cluster import ClusterError, LocalCluster
 from app.settings import Settings
 
 MIN_POSTGIS = (3, 1)
@@ -41,14 +41,29 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def database_url(settings: Settings) -> str:
-    """The SQLAlchemy URL in use: DATABASE_URL, else the project-local cluster's."""
+def database_url(settings: Settings, *, driver: bool = True) -> str:
+    """The URL in use: DATABASE_URL, else the project-local cluster's.
+
+    ``driver``: the SQLAlchemy form (``postgresql+psycopg://``); False gives the libpq form
+    (``psql "$(cityrisk db url)"``). Raises :class:`DatabaseUnavailable` for the local cluster
+    before its first ``cityrisk db up``.
+    """
     if settings.database_url is not None:
-        return settings.database_url
+        return settings.database_url if driver else libpq_url(settings.database_url)
     try:
-        return LocalCluster(settings).url()
+        return LocalCluster(settings).url(driver=driver)
     except ClusterError as exc:
         raise DatabaseUnavailable(str(exc)) from exc
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL in the form psycopg / libpq take (``postgresql://``)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` naming the database ``dbname`` on the same server."""
+    return make_url(url).set(database=dbname).render_as_string(hide_password=False)
 
 
 def create_db_engine(url: str, *, connect_timeout_s: int = 5, pool_size: int = 10) -> Engine:

@@ -16,16 +16,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
-
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy URL in the form psycopg / libpq take."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def with_database(url: str, dbname: str) -> str:
-    return make_url(url).set(database=dbname).render_as_string(hide_password=False)
+from app.db import libpq_url, with_database
 
 
 @contextmanager

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -118,8 +120,6 @@ class Settings(BaseSettings):
         """Refuse an unusable MQTT_URL at start-up, as DATABASE_URL is (empty means unset)."""
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        from app.broker import parse_mqtt_url  # here: app.broker imports this module
-
         parse_mqtt_url(str(value))
         return str(value).strip()
 
@@ -196,6 +196,53 @@ def normalise_database_url(raw: str) -> str:
         raise ConfigError(f"DATABASE_URL port {port} is out of range 1-65535")
     url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where an MQTT broker listens and how to log in, parsed from ``mqtt://`` / ``mqtts://``."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    def redacted(self) -> str:
+        """The URL without its password, for messages."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """Parse an MQTT URL; raise :class:`ConfigError` with the reason when it is unusable.
+
+    ``mqtt://`` is plain TCP (default port 1883), ``mqtts://`` is TLS (default port 8883).
+
+    >>> parse_mqtt_url("mqtt://u:p@broker.example:1884")
+    BrokerAddress(host='broker.example', port=1884, tls=False, username='u', password='p')
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"MQTT_URL {url!r} has a port that is not a number 1-65535") from None
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ConfigError(
+            f"MQTT_URL scheme {parts.scheme!r} is not supported; expected "
+            "mqtt://[USER:PASSWORD@]HOST[:PORT] or mqtts://…"
+        )
+    if not parts.hostname:
+        raise ConfigError("MQTT_URL names no host; expected mqtt://[USER:PASSWORD@]HOST[:PORT]")
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
 
 
 def _redact(raw: str) -> str:

@@ -29,8 +29,7 @@ import httpx2 as httpx
 
 from app.alarms import rules
 from app.alarms.rules import RuleSpec
-from app.cli import current_url
-from app.db import create_db_engine, make_sessionmaker
+from app.db import create_db_engine, database_url, make_sessionmaker
 from app.scratch import free_port, scratch_database
 from app.settings import Settings
 
@@ -159,7 +158,7 @@ def main() -> int:
 
     scratch = contextlib.ExitStack()  # the throwaway database, dropped in `finally`
     url = scratch.enter_context(
-        scratch_database(current_url(Settings()), prefix="cityrisk_bench", migrate=True)
+        scratch_database(database_url(Settings()), prefix="cityrisk_bench", migrate=True)
     )
     proc = None
     try:

@@ -30,8 +30,7 @@ from sqlalchemy.engine import make_url
 
 from app.assets.demo import demo_path
 from app.assets.importer import ImportOptions, import_file
-from app.cli import current_url
-from app.db import create_db_engine, make_sessionmaker
+from app.db import create_db_engine, database_url, make_sessionmaker
 from app.scratch import scratch_database
 from app.settings import Settings
 
@@ -109,7 +108,7 @@ def main() -> int:
         print("ogr2ogr not found: apt-get install gdal-bin", file=sys.stderr)
         return 2
 
-    server = current_url(Settings())
+    server = database_url(Settings())
     with (
         scratch_database(server, prefix="cityrisk_bench", migrate=True) as url,
         tempfile.TemporaryDirectory() as tmp,

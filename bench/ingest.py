@@ -57,8 +57,11 @@ from sqlalchemy.engine import Engine, make_url
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python bench/ingest.py` from anywhere
 
-from app.cli import current_url  # noqa: E402
-from app.db import create_db_engine, make_sessionmaker  # noqa: E402
+from app.db import (  # noqa: E402
+    create_db_engine,
+    database_url,
+    make_sessionmaker,
+)
 from app.scratch import scratch_database  # noqa: E402
 from app.sensors import partitions  # noqa: E402
 from app.sensors import replay as rp  # noqa: E402
@@ -80,7 +83,7 @@ def libpq(url: str) -> str:
 @contextmanager
 def bench_database() -> Iterator[str]:
     """A migrated throwaway database on cityrisk's server; dropped whatever happens."""
-    with scratch_database(current_url(Settings()), prefix="cityrisk_bench", migrate=True) as url:
+    with scratch_database(database_url(Settings()), prefix="cityrisk_bench", migrate=True) as url:
         yield url
 
 

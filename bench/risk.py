@@ -25,8 +25,7 @@ import time
 
 from sqlalchemy import text
 
-from app.cli import current_url
-from app.db import create_db_engine, make_sessionmaker
+from app.db import create_db_engine, database_url, make_sessionmaker
 from app.risk import service
 from app.scratch import scratch_database
 from app.settings import Settings
@@ -99,7 +98,7 @@ def main() -> int:
 
     scratch = contextlib.ExitStack()  # the throwaway database, dropped in `finally`
     url = scratch.enter_context(
-        scratch_database(current_url(Settings()), prefix="cityrisk_bench", migrate=True)
+        scratch_database(database_url(Settings()), prefix="cityrisk_bench", migrate=True)
     )
     engine = None
     try:

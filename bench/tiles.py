@@ -47,7 +47,7 @@ import httpx2 as httpx
 import morecantile
 from sqlalchemy.engine import make_url
 
-from app.cli import current_url
+from app.db import database_url
 from app.scratch import free_port
 from app.settings import Settings
 
@@ -229,7 +229,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    url = current_url(Settings())
+    url = database_url(Settings())
     tiles = tile_list()
     client = "wrk -t2" if shutil.which("wrk") else "Python httpx threads (install wrk!)"
     print(

@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from app.cli import current_url
-from app.db import create_db_engine
+from app import db
+from app.db import create_db_engine, libpq_url
 from app.main import create_app
-from app.scratch import libpq_url, scratch_database
+from app.scratch import scratch_database
 from app.settings import Settings
 
 # Tests that write and then fetch a tile at once need read-your-writes: the default (notify)
@@ -33,7 +33,7 @@ os.environ.setdefault("CITYRISK_TILE_FRESHNESS", "strict")
 def server_url() -> str:
     """The URL cityrisk would use; the suite makes its own databases on that server."""
     try:
-        url = current_url(Settings())
+        url = db.database_url(Settings())
         with psycopg.connect(libpq_url(url), connect_timeout=5):
             pass
     except Exception as exc:

@@ -55,11 +55,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.broker import BrokerAddress, LocalBroker, broker_url, parse_mqtt_url
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, InvalidInput
+from app.local.broker import LocalBroker, broker_url
 from app.sensors.ingest import IngestReport, ingest_payload
-from app.settings import ConfigError, Settings
+from app.settings import BrokerAddress, ConfigError, Settings, parse_mqtt_url
 
 log = logging.getLogger("cityrisk.mqtt")
 

@@ -1172,7 +1172,7 @@ class MqttSink:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        from app.broker import parse_mqtt_url
+        from app.settings import parse_mqtt_url
 
         address = parse_mqtt_url(url)
         self.where = address.redacted()

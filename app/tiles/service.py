@@ -21,8 +21,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
+from app.db import libpq_url
 from app.errors import CityriskError, DatabaseUnavailable, NotFound
-from app.scratch import libpq_url
 from app.tiles.cache import CachedTile, TileCache
 from app.tiles.settings import TileSettings
 from app.tiles.versions import (

@@ -23,9 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from app.broker import BrokerAddress, LocalBroker, parse_mqtt_url
+from app.local.broker import LocalBroker
 from app.scratch import free_port
-from app.settings import ConfigError, Settings
+from app.settings import BrokerAddress, ConfigError, Settings, parse_mqtt_url
 
 TIMEOUT_S = 10.0
 # Settings the tests pass explicitly, so a developer's environment cannot leak into them.
@@ -292,7 +292,7 @@ def test_a_data_dir_the_broker_user_cannot_reach_gets_a_folder_it_can(tmp_path: 
     if os.geteuid() != 0:
         assert broker.folder == tmp_path.resolve() / "mosquitto"
         return
-    assert broker.folder.parent == Path("/var/tmp")  # noqa: S108 - where app.broker puts it
+    assert broker.folder.parent == Path("/var/tmp")  # noqa: S108 - where app.local.broker puts it
     try:
         assert broker.up(quiet)
         assert broker.status().running

@@ -14,9 +14,10 @@ import pytest
 from alembic.script import ScriptDirectory
 from psycopg import sql
 
+from app.db import libpq_url as libpq
+from app.db import with_database
 from app.migrations import alembic_config
-from app.scratch import libpq_url as libpq
-from app.scratch import scratch_database, with_database
+from app.scratch import scratch_database
 
 
 def cityrisk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

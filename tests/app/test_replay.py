@@ -29,11 +29,11 @@ from sqlalchemy.orm import Session
 
 from app import migrations
 from app.assets.demo import demo_sensors_path
-from app.broker import LocalBroker
 from app.db import create_db_engine, make_sessionmaker
+from app.db import libpq_url as libpq
 from app.errors import InvalidInput
+from app.local.broker import LocalBroker
 from app.scratch import free_port, scratch_database
-from app.scratch import libpq_url as libpq
 from app.sensors import replay as rp
 from app.sensors.indicators import INDICATORS
 from app.sensors.mqtt import BackgroundConsumer

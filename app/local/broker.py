@@ -1,6 +1,6 @@
 """The MQTT broker for live readings: a project-local Mosquitto started by ``cityrisk mq up``.
 
-Used only when ``MQTT_URL`` is unset, like the local PostGIS cluster (:mod:`app.cluster`). The
+Used only when ``MQTT_URL`` is unset, like the local PostGIS cluster (:mod:`app.local.cluster`). The
 broker lives under ``<data_dir>/mosquitto`` (``.data/mosquitto`` in a checkout): its config, pid
 file, log and persistence file. It listens on 127.0.0.1 only, on ``CITYRISK_MQTT_PORT`` (51883),
 and allows anonymous clients — acceptable because nothing off this machine can reach a loopback
@@ -33,11 +33,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from app.errors import CityriskError
-from app.settings import ConfigError, Settings
-from app.system import apt_install, is_root, run
+from app.local.system import apt_install, is_root, run
+from app.settings import Settings, parse_mqtt_url
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 BROKER_USER = "mosquitto"
@@ -56,53 +55,6 @@ class BrokerError(CityriskError):
     """The broker cannot be installed, started, stopped or reached; the message says why."""
 
     status_code = 503
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """Where an MQTT broker listens and how to log in, parsed from ``mqtt://`` / ``mqtts://``."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    def redacted(self) -> str:
-        """The URL without its password, for messages."""
-        scheme = "mqtts" if self.tls else "mqtt"
-        user = f"{self.username}:***@" if self.username else ""
-        return f"{scheme}://{user}{self.host}:{self.port}"
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    """Parse an MQTT URL; raise :class:`ConfigError` with the reason when it is unusable.
-
-    ``mqtt://`` is plain TCP (default port 1883), ``mqtts://`` is TLS (default port 8883).
-
-    >>> parse_mqtt_url("mqtt://u:p@broker.example:1884")
-    BrokerAddress(host='broker.example', port=1884, tls=False, username='u', password='p')
-    """
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"MQTT_URL {url!r} has a port that is not a number 1-65535") from None
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(
-            f"MQTT_URL scheme {parts.scheme!r} is not supported; expected "
-            "mqtt://[USER:PASSWORD@]HOST[:PORT] or mqtts://…"
-        )
-    if not parts.hostname:
-        raise ConfigError("MQTT_URL names no host; expected mqtt://[USER:PASSWORD@]HOST[:PORT]")
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 def broker_url(settings: Settings) -> str:

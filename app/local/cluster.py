@@ -23,8 +23,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from app.local.system import apt_install, is_root, run
 from app.settings import Settings
-from app.system import apt_install, is_root, run
 
 LOCAL_USER = "cityrisk"
 LOCAL_DB = "cityrisk"
