@@ -333,7 +333,7 @@ def print_report(report: ImportReport, *, as_json: bool, dry_run: bool = False) 
 @cli.command("kinds")
 def list_kinds() -> None:
     """List the asset kinds by plate, with their geometry and attributes."""
-    from app.assets.taxonomy import KINDS, PLATE_TITLES
+    from app.taxonomy.assets import KINDS, PLATE_TITLES
 
     for plate, title in PLATE_TITLES.items():
         typer.echo(f"{plate}: {title}")

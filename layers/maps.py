@@ -36,10 +36,12 @@ from folium.plugins import GroupedLayerControl, HeatMap, Realtime, VectorGridPro
 from folium.utilities import JsCode
 from jinja2 import Template
 
-from app.assets.taxonomy import PLATE_TITLES
 from app.ogc.catalog import COLLECTIONS
-from layers.registry import COMPOSITE_PLATE, LIVE_PLATE, Layer, Registry
-from layers.styles import FOUR_COLOURS, LEVEL_NUMERALS, ColourClass, Style, warning_level_classes
+from app.taxonomy.alarms import LEVEL_NUMERALS
+from app.taxonomy.assets import PLATE_TITLES
+from app.taxonomy.risk import COMPOSITE
+from layers.registry import LIVE_PLATE, Layer, Registry
+from layers.styles import FOUR_COLOURS, ColourClass, Style, warning_level_classes
 
 #: URL path under which the app serves ``node_modules/<package>/…``.
 VENDOR_PATH = "/static/vendor"
@@ -141,7 +143,7 @@ def plate_title(plate: str) -> str:
     """The group name of a plate in the layer control."""
     if plate == LIVE_PLATE:
         return "Live"
-    if plate == COMPOSITE_PLATE:
+    if plate == COMPOSITE:
         return "Risk: all plates"
     return PLATE_TITLES.get(plate, plate)
 
@@ -414,7 +416,7 @@ def build_map(page: MapPage) -> folium.Map:
     )
     heat.default_js = [pair for pair in js if pair[0].startswith("leaflet.heat/")]
     heat.add_to(fmap)
-    groups.setdefault(plate_title(COMPOSITE_PLATE), []).insert(0, heat)
+    groups.setdefault(plate_title(COMPOSITE), []).insert(0, heat)
 
     for realtime in realtimes:
         realtime.add_to(fmap)

@@ -28,9 +28,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.alarms.models import Alarm
 from app.assets.models import Asset
-from app.assets.taxonomy import KINDS, PLATE_TITLES
 from app.ogc.catalog import COLLECTIONS, EXPOSURE, Collection, Property
 from app.sensors.models import LatestReading, Sensor
+from app.taxonomy.alarms import ENDED_STATES
+from app.taxonomy.assets import KINDS, PLATE_TITLES
+from app.taxonomy.risk import COMPOSITE
 from layers.styles import (
     PLATE_COLOURS,
     ColourClass,
@@ -50,8 +52,6 @@ MAX_ZOOM = 24
 #: Plate of the live layers (alarms, readings), which belong to no asset plate.
 LIVE_PLATE = "live"
 
-#: Plate of layers that combine every plate (the composite risk layers).
-COMPOSITE_PLATE = "composite"
 
 _LAYER_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -62,9 +62,6 @@ ASSET: Table = Asset.__table__  # type: ignore[assignment]
 ALARM: Table = Alarm.__table__  # type: ignore[assignment]
 SENSOR: Table = Sensor.__table__  # type: ignore[assignment]
 LATEST_READING: Table = LatestReading.__table__  # type: ignore[assignment]
-
-#: Alarm states that end an alarm's presence on the live map.
-ALARM_ENDED_STATES = ("closed", "false_alarm", "test")
 
 
 @dataclass(frozen=True)
@@ -215,7 +212,7 @@ class Layer:
     title : str
         Human title, shown in the layer control.
     plate : str
-        One of the plates (:data:`app.assets.taxonomy.PLATE_TITLES`) or ``"live"``.
+        One of the plates (:data:`app.taxonomy.assets.PLATE_TITLES`) or ``"live"``.
     data : {"features", "aggregate", "live"}
         Features (one per asset), an aggregate (scores per cell or area) or live state
         (open alarms, latest readings).
@@ -268,7 +265,7 @@ class Layer:
         """
         if not _LAYER_ID.match(self.id):
             raise ValueError(f"layer id {self.id!r} must match {_LAYER_ID.pattern}")
-        if self.plate not in PLATE_TITLES and self.plate not in (LIVE_PLATE, COMPOSITE_PLATE):
+        if self.plate not in PLATE_TITLES and self.plate not in (LIVE_PLATE, COMPOSITE):
             raise ValueError(f"layer {self.id!r}: unknown plate {self.plate!r}")
         if not self.tables:
             raise ValueError(f"layer {self.id!r} names no tables it reads")
@@ -440,7 +437,7 @@ def _alarms_source() -> Select[Any]:
             func.timezone("UTC", ALARM.c.opened_at), literal('YYYY-MM-DD"T"HH24:MI:SS"Z"')
         ).label("opened_at"),
         ALARM.c.geom,
-    ).where(and_(ALARM.c.state.not_in(ALARM_ENDED_STATES), ALARM.c.geom.is_not(None)))
+    ).where(and_(ALARM.c.state.not_in(ENDED_STATES), ALARM.c.geom.is_not(None)))
 
 
 def alarms_layer() -> Layer:

@@ -65,7 +65,6 @@ __all__ = [
     "MATRIX_CLASS_EDGES",
     "PLATE_METHODS",
     "RADII_M",
-    "RISK_CLASSES",
     "SITE_EXPOSURE",
     "SOURCES",
     "Inputs",
@@ -277,13 +276,6 @@ PLATE_METHODS: Final[Mapping[str, Method]] = {
 }
 
 #: class → (colour, 中文, English).
-RISK_CLASSES: Final[Mapping[int, tuple[str, str, str]]] = {
-    1: ("red", "重大", "major"),
-    2: ("orange", "较大", "significant"),
-    3: ("yellow", "一般", "general"),
-    4: ("blue", "低", "low"),
-}
-
 #: R = L × S lower edges of red, orange, yellow (R >= 20, >= 15, >= 9; below: blue).
 MATRIX_CLASS_EDGES: Final = (20, 15, 9)
 #: LEC bands: D above each edge → label; the four colours group "general" and "slight".

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, Select, Table, and_, cast, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.assets.taxonomy import PLATE_TITLES
 from app.risk.models import RiskScore
+from app.taxonomy.assets import PLATE_TITLES
+from app.taxonomy.risk import COMPOSITE, RISK_CLASSES, SCORED_PLATES
 from layers.registry import (
     ASSET,
-    COMPOSITE_PLATE,
     STATIC,
     Aggregate,
     Field,
@@ -31,13 +31,10 @@ from layers.registry import (
     Source,
     ZoomRules,
 )
-from layers.risk import RISK_CLASSES
 from layers.styles import FOUR_COLOURS, ColourClass, Style
 
 RISK_SCORE: Table = RiskScore.__table__  # type: ignore[assignment]
 
-#: Plates that are scored (exposure is what gets harmed, never scored itself).
-SCORED_PLATES: tuple[str, ...] = tuple(p for p in PLATE_TITLES if p != "exposure")
 
 #: What every risk layer reads: a risk refresh or an asset edit bumps one of their versions.
 RISK_TABLES = frozenset({"risk_score", "asset"})
@@ -65,7 +62,7 @@ def risk_class_classes() -> tuple[ColourClass, ...]:
 
 
 def _plate_title(plate: str) -> str:
-    return "all plates" if plate == COMPOSITE_PLATE else PLATE_TITLES[plate]
+    return "all plates" if plate == COMPOSITE else PLATE_TITLES[plate]
 
 
 def _int(column: Any) -> ColumnElement[Any]:
@@ -76,7 +73,7 @@ def _int(column: Any) -> ColumnElement[Any]:
 def _asset_source(plate: str) -> Source:
     def source() -> Select[Any]:
         where = RISK_SCORE.c.scope == "asset"
-        if plate != COMPOSITE_PLATE:
+        if plate != COMPOSITE:
             where = and_(where, RISK_SCORE.c.plate == plate)
         # Join on the asset so `geom` is asset.geom itself: the tile prefilter reaches its GiST
         # index, and an asset that moved is drawn where it is now.
@@ -185,7 +182,7 @@ def cell_risk_layer(plate: str) -> Layer:
 
 def risk_layers() -> list[Layer]:
     """Asset and hexagon risk layers per scored plate, then the composite ones."""
-    plates = (*SCORED_PLATES, COMPOSITE_PLATE)
+    plates = (*SCORED_PLATES, COMPOSITE)
     return [asset_risk_layer(p) for p in plates] + [cell_risk_layer(p) for p in plates]
 
 

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app.taxonomy.alarms import LEVEL_NUMERALS, WARNING_LEVELS
+
 GeometryType = Literal["point", "line", "polygon", "mixed"]
 
 _HEX_COLOUR = re.compile(r"^#[0-9a-f]{6}$")
@@ -19,8 +21,6 @@ _HEX_COLOUR = re.compile(r"^#[0-9a-f]{6}$")
 #: Four colours of warning levels and risk classes, 1 (most severe) to 4.
 FOUR_COLOURS: dict[int, str] = {1: "#e60012", 2: "#ff8c00", 3: "#ffd400", 4: "#0068b7"}
 
-#: Roman numerals of warning levels (I is the most severe).
-LEVEL_NUMERALS: dict[int, str] = {1: "I", 2: "II", 3: "III", 4: "IV"}
 
 #: One hue per plate, so assets of one plate read as a family on the map.
 PLATE_COLOURS: dict[str, str] = {
@@ -100,8 +100,7 @@ class Style:
 
 def warning_level_classes() -> tuple[ColourClass, ...]:
     """Levels I-IV of an alarm as colour classes on the integer ``level`` (1 = I, red)."""
-    names = {1: "red", 2: "orange", 3: "yellow", 4: "blue"}
     return tuple(
-        ColourClass(level, FOUR_COLOURS[level], f"Level {LEVEL_NUMERALS[level]} ({names[level]})")
-        for level in (1, 2, 3, 4)
+        ColourClass(level, FOUR_COLOURS[level], f"Level {LEVEL_NUMERALS[level]} ({colour})")
+        for level, colour in WARNING_LEVELS.items()
     )

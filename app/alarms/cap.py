@@ -32,8 +32,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.alarms.lifecycle import ALARM_SELECT, LEVEL_NAMES, alarm_summary
+from app.alarms.lifecycle import ALARM_SELECT, alarm_summary
 from app.errors import NotFound
+from app.taxonomy.alarms import LEVEL_NUMERALS
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 MEDIA_TYPE = "application/cap+xml"
@@ -254,7 +255,7 @@ def build_cap(session: Session, alarm_id: int, *, sender: str, web: str | None =
     first = identifier == original
     sent = bounds.last_at or alarm["opened_at"]
     kind = message_kind(alarm, first=first)
-    level_name = LEVEL_NAMES[alarm["level"]]
+    level_name = LEVEL_NUMERALS[alarm["level"]]
     subject = alarm["asset_name"] or alarm["sensor"] or f"alarm {alarm_id}"
 
     def sub(parent: ET.Element, tag: str, value: str | None = None) -> ET.Element:

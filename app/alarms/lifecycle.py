@@ -1,18 +1,9 @@
-"""The analyst workflow of an alarm: allowed transitions, push routing, SLA timers, reads.
+"""The analyst workflow of an alarm: push routing, SLA timers, transitions, reads.
 
-Everything an operator may want to tune is data at the top of this module: the transition
-table, which timestamp each state sets, who an alarm is pushed to, and the SLA per level.
-
-The workflow (Hefei loop: monitor → discover → analyse → warn → dispose → feedback → archive)::
-
-    raised ──► verified ──► pushed ──► acknowledged ──► dispatched ──► disposed ──► closed
-       │
-       ├─────► false_alarm ──► closed
-       └─────► test ─────────► closed
-
-``raised`` is written by the rules engine; everything after it by people, through
-:func:`transition`. Auto-clearing (readings back to normal) is not a state: the engine sets
-``cleared_at`` and the alarm stays in the workflow until someone closes it.
+The states, the transition table and which timestamp each state sets are vocabulary
+(:mod:`app.taxonomy.alarms`); what an operator may want to tune about the workflow is data at the
+top of this module: who an alarm is pushed to, and the SLA per level. ``raised`` is written by the
+rules engine; everything after it by people, through :func:`transition`.
 """
 
 from __future__ import annotations
@@ -26,46 +17,20 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.alarms.models import ALARM_STATES, WARNING_LEVELS, Alarm, AlarmEvent
+from app.alarms.models import Alarm, AlarmEvent
 from app.errors import Conflict, InvalidInput, NotFound
 from app.risk import service as risk_service
-
-LEVEL_NAMES = {1: "I", 2: "II", 3: "III", 4: "IV"}
-
-# ---------------------------------------------------------------------------------------------
-# Transitions
-# ---------------------------------------------------------------------------------------------
-
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    # The analyst's verdict on a raised alarm: a true alarm, a false one, or a device test.
-    "raised": ("verified", "false_alarm", "test"),
-    # Only a true alarm is pushed to the owning unit (routing: see route_push).
-    "verified": ("pushed",),
-    "pushed": ("acknowledged",),
-    "acknowledged": ("dispatched",),
-    "dispatched": ("disposed",),
-    "disposed": ("closed",),
-    "false_alarm": ("closed",),
-    "test": ("closed",),
-    "closed": (),
-}
-assert set(TRANSITIONS) == set(ALARM_STATES), "every state needs a row in TRANSITIONS"
-
-VERDICTS = ("verified", "false_alarm", "test")
-TRUE_PATH = ("verified", "pushed", "acknowledged", "dispatched", "disposed")
-
-# Which timestamp column a state sets. The three verdicts share verified_at: it is the time of
-# the analyst's decision, whatever it was, so "time to verify" counts false alarms too.
-STATE_TIMESTAMP: dict[str, str] = {
-    "verified": "verified_at",
-    "false_alarm": "verified_at",
-    "test": "verified_at",
-    "pushed": "pushed_at",
-    "acknowledged": "acknowledged_at",
-    "dispatched": "dispatched_at",
-    "disposed": "disposed_at",
-    "closed": "closed_at",
-}
+from app.taxonomy.alarms import (
+    ALARM_STATES,
+    LEVEL_NUMERALS,
+    NOT_ANOMALIES,
+    STATE_TIMESTAMP,
+    TRUE_PATH,
+    VERDICTS,
+    WARNING_LEVELS,
+    allowed_next,
+    sql_list,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Push routing: who owns an alarm, and who else hears of it by level
@@ -143,11 +108,6 @@ SLA_SECONDS: dict[int, dict[str, int]] = {
 
 # How long a transition waits for a row another transaction holds before answering 409.
 LOCK_TIMEOUT = "5s"
-
-
-def allowed_next(state: str) -> tuple[str, ...]:
-    """The states ``state`` may move to (empty for ``closed`` and unknown states)."""
-    return TRANSITIONS.get(state, ())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +297,7 @@ def sla_timers(alarm: Mapping[Any, Any], now: datetime) -> list[dict[str, Any]]:
     timers = []
     for name, column in SLA_TIMERS.items():
         limit = limits[name]
-        applicable = name == "verify" or alarm["verdict"] not in ("false_alarm", "test")
+        applicable = name == "verify" or alarm["verdict"] not in NOT_ANOMALIES
         done: datetime | None = alarm[column]
         end = done or closed or now
         elapsed = max((end - opened).total_seconds(), 0.0)
@@ -360,11 +320,24 @@ def sla_timers(alarm: Mapping[Any, Any], now: datetime) -> list[dict[str, Any]]:
 # Reading alarms: one SELECT shared by the list, the detail, the stream and CAP
 # ---------------------------------------------------------------------------------------------
 
-# The alarm's point: its own, else its sensor's, else a point on its asset. The verdict is the
-# analyst's decision read from the audit trail (it survives later states), falling back to the
-# state for alarms written without events. No bind parameters and no '%' here: psycopg
-# (stream.py) and SQLAlchemy text() both take this fragment and add their own WHERE.
-ALARM_SELECT = """
+# The verdict of alarm ``a``: the analyst's decision read from the audit trail (it survives
+# later states), falling back to the state for alarms written without events. Shared by every
+# read of alarms (below) and the statistics (stats.py).
+VERDICT_JOIN = f"""LEFT JOIN LATERAL (
+    SELECT e.to_state AS verdict FROM alarm_event e
+    WHERE e.alarm_id = a.id AND e.from_state = 'raised'
+      AND e.to_state IN ({sql_list(VERDICTS)})
+    ORDER BY e.id DESC LIMIT 1
+) v ON true"""
+VERDICT = f"""COALESCE(v.verdict, CASE
+           WHEN a.state IN ({sql_list(NOT_ANOMALIES)}) THEN a.state
+           WHEN a.state IN ({sql_list(TRUE_PATH)}) THEN 'verified'
+       END)"""
+
+# The alarm's point: its own, else its sensor's, else a point on its asset. No bind parameters
+# and no '%' here: psycopg (stream.py) and SQLAlchemy text() both take this fragment and add
+# their own WHERE.
+ALARM_SELECT = f"""
 SELECT a.id, a.rule_id, a.rule_code, r.version AS rule_version, r.title AS rule_title,
        r.indicator, a.sensor_id, s.external_id AS sensor, t.id AS asset_id,
        t.name AS asset_name, t.kind AS asset_kind, t.plate, t.owner AS asset_owner,
@@ -372,23 +345,14 @@ SELECT a.id, a.rule_id, a.rule_code, r.version AS rule_version, r.title AS rule_
        a.last_seen_at, a.cleared_at, a.verified_at, a.pushed_at, a.acknowledged_at,
        a.dispatched_at, a.disposed_at, a.closed_at, a.first_value, a.peak_value, a.last_value,
        a.attributes, ST_X(p.pt) AS lon, ST_Y(p.pt) AS lat,
-       COALESCE(v.verdict, CASE
-           WHEN a.state IN ('false_alarm', 'test') THEN a.state
-           WHEN a.state IN ('verified', 'pushed', 'acknowledged', 'dispatched', 'disposed')
-               THEN 'verified'
-       END) AS verdict,
+       {VERDICT} AS verdict,
        clock_timestamp() AS now
 FROM alarm a
 JOIN rule r ON r.id = a.rule_id
 LEFT JOIN sensor s ON s.id = a.sensor_id
 LEFT JOIN asset t ON t.id = COALESCE(a.asset_id, s.asset_id)
 CROSS JOIN LATERAL (SELECT COALESCE(a.geom, s.geom, ST_PointOnSurface(t.geom)) AS pt) p
-LEFT JOIN LATERAL (
-    SELECT e.to_state AS verdict FROM alarm_event e
-    WHERE e.alarm_id = a.id AND e.from_state = 'raised'
-      AND e.to_state IN ('verified', 'false_alarm', 'test')
-    ORDER BY e.id DESC LIMIT 1
-) v ON true
+{VERDICT_JOIN}
 """
 
 EVENT_COLUMNS = "id, alarm_id, at, actor, from_state, to_state, from_level, to_level, note"
@@ -397,7 +361,7 @@ EVENT_COLUMNS = "id, alarm_id, at, actor, from_state, to_state, from_level, to_l
 def alarm_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
     """One row of ``ALARM_SELECT`` as the alarm representation (``schemas.AlarmRead``)."""
     out = {k: v for k, v in row.items() if k not in ("now", "attributes")}
-    out["level_name"] = LEVEL_NAMES[row["level"]]
+    out["level_name"] = LEVEL_NUMERALS[row["level"]]
     out["color"] = WARNING_LEVELS[row["level"]]
     out["active"] = row["cleared_at"] is None and row["state"] != "closed"
     out["attributes"] = row["attributes"] or {}

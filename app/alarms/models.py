@@ -26,9 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-
-# Emergency Response Law of the PRC, art. 42: I red (highest), II orange, III yellow, IV blue.
-WARNING_LEVELS = {1: "red", 2: "orange", 3: "yellow", 4: "blue"}
+from app.taxonomy.alarms import ALARM_STATES
 
 
 class Rule(Base):
@@ -58,19 +56,6 @@ class Rule(Base):
     is_current: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_by: Mapped[str | None] = mapped_column(Text)
-
-
-ALARM_STATES = (
-    "raised",
-    "verified",
-    "false_alarm",
-    "test",
-    "pushed",
-    "acknowledged",
-    "dispatched",
-    "disposed",
-    "closed",
-)
 
 
 class Alarm(Base):

@@ -21,7 +21,6 @@ from app.alarms import stream
 from app.alarms.cap import MEDIA_TYPE as CAP_MEDIA_TYPE
 from app.alarms.cap import build_cap
 from app.alarms.lifecycle import ALARM_SELECT, alarm_summary, get_alarm, transition
-from app.alarms.models import ALARM_STATES
 from app.alarms.schemas import (
     AlarmDetail,
     AlarmEventRead,
@@ -32,11 +31,11 @@ from app.alarms.schemas import (
     TransitionOut,
 )
 from app.alarms.stats import alarm_stats
-from app.assets.models import PLATES
-from app.assets.taxonomy import KINDS
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.ogc.params import parse_bbox
+from app.taxonomy.alarms import ALARM_STATES
+from app.taxonomy.assets import KINDS, PLATES
 
 router = APIRouter(prefix="/alarms", tags=["alarms"], lifespan=stream.lifespan)
 

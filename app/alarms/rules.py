@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.assets.taxonomy import KINDS
 from app.errors import Conflict, InvalidInput, NotFound
-from app.sensors.indicators import INDICATORS
+from app.taxonomy.assets import KINDS
+from app.taxonomy.indicators import INDICATORS
 
 Level = Literal[1, 2, 3, 4]
 RuleKind = Literal["threshold", "rate", "baseline", "offline", "flatline", "spike"]

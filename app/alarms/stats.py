@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.alarms.lifecycle import SLA_SECONDS, SLA_TIMERS, VERDICTS
-from app.alarms.models import ALARM_STATES, WARNING_LEVELS
+from app.alarms.lifecycle import SLA_SECONDS, SLA_TIMERS, VERDICT, VERDICT_JOIN
 from app.errors import InvalidInput
+from app.taxonomy.alarms import ALARM_STATES, VERDICTS, WARNING_LEVELS
 
 # The SLA table as SQL rows; built from data (integers only), never from user input.
 _SLA_VALUES = ", ".join(
@@ -51,21 +51,12 @@ WITH base AS (
            a.verified_at, a.acknowledged_at, a.disposed_at, a.closed_at,
            sla.verify AS sla_verify, sla.acknowledge AS sla_acknowledge,
            sla.dispose AS sla_dispose,
-           COALESCE(v.verdict, CASE
-               WHEN a.state IN ('false_alarm', 'test') THEN a.state
-               WHEN a.state IN ('verified', 'pushed', 'acknowledged', 'dispatched', 'disposed')
-                   THEN 'verified'
-           END) AS verdict
+           {VERDICT} AS verdict
     FROM alarm a
     LEFT JOIN sensor s ON s.id = a.sensor_id
     JOIN (VALUES {_SLA_VALUES}) AS sla(level, verify, acknowledge, dispose)
       ON sla.level = a.level
-    LEFT JOIN LATERAL (
-        SELECT e.to_state AS verdict FROM alarm_event e
-        WHERE e.alarm_id = a.id AND e.from_state = 'raised'
-          AND e.to_state IN ('verified', 'false_alarm', 'test')
-        ORDER BY e.id DESC LIMIT 1
-    ) v ON true
+    {VERDICT_JOIN}
     WHERE {{where}}
 ), grouped AS (
     SELECT GROUPING(rule_code) AS g_rule, GROUPING(sensor_id, sensor) AS g_sensor,

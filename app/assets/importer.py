@@ -22,11 +22,10 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.assets.models import PLATES
 from app.assets.readers import read_layer
-from app.assets.taxonomy import AssetKind, Attribute, get_kind
 from app.db import copy_into, frame_rows, stage_table
 from app.errors import InvalidInput
+from app.taxonomy.assets import PLATES, AssetKind, Attribute, get_kind
 from gis.crs import CrsSpec, resolve_crs, to_wgs84
 from gis.hygiene import clean_geometries, finite_and_present
 

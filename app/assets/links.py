@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
-from app.assets.taxonomy import KINDS
+from app.taxonomy.assets import KINDS
 
 LinkType = Literal["physical", "cyber", "geographic", "logical"]
 PIPES = ("gas_pipe", "water_pipe", "drainage_pipe", "heating_pipe")

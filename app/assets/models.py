@@ -24,10 +24,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
+from app.taxonomy.assets import LINK_TYPES, PLATES
 
 # The plates of the Hefei model plus the exposure layer (who and what can be harmed).
-PLATES = ("lifeline", "public_safety", "production_safety", "natural_disaster", "exposure")
-LINK_TYPES = ("physical", "cyber", "geographic", "logical")  # Rinaldi et al. 2001
 
 
 def _in(values: tuple[str, ...]) -> str:

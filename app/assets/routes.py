@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from app.assets import service
 from app.assets.importer import ImportOptions, import_file, parse_field_map
 from app.assets.schemas import AssetRead, ImportReportRead, KindRead, TaxonomyRead
-from app.assets.taxonomy import KINDS, PLATE_TITLES, TAXONOMY_VERSION
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
+from app.taxonomy.assets import KINDS, PLATE_TITLES, TAXONOMY_VERSION
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 

@@ -16,8 +16,8 @@ from sqlalchemy import Boolean, Numeric, Table, case, cast, func
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.assets.models import Asset
-from app.assets.taxonomy import KINDS, PLATE_TITLES, AssetKind, Attribute, GeometryFamily
 from app.errors import BadRequest, NotFound
+from app.taxonomy.assets import KINDS, PLATE_TITLES, AssetKind, Attribute, GeometryFamily
 
 JsonType = Literal["string", "integer", "number", "boolean", "date"]
 

@@ -20,9 +20,9 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
-from app.assets.taxonomy import KINDS, AssetKind
 from app.ogc.catalog import ASSET, COLLECTIONS, COLUMN_PROPERTIES, Collection
 from app.ogc.params import BBox, ItemsQuery, YearRange
+from app.taxonomy.assets import KINDS, AssetKind
 
 #: Up to this many matches ``numberMatched`` is an exact count; past it, see list_features.
 EXACT_COUNT_LIMIT = 100_000

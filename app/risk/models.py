@@ -23,10 +23,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
 
-# Four-colour risk classes (重大/较大/一般/低): 1 red, 2 orange, 3 yellow, 4 blue. Kept apart
-# from the warning level of an alarm, which uses the same colours for another meaning.
-RISK_CLASSES = {1: "red", 2: "orange", 3: "yellow", 4: "blue"}
-
 
 class RiskScore(Base):
     """A score with the components that explain it."""

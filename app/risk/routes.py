@@ -10,21 +10,20 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.assets.models import PLATES
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.ogc.params import parse_bbox
 from app.risk import service
+from app.taxonomy.risk import COMPOSITE, SCORED_PLATES
 
 router = APIRouter(tags=["risk"])
 
 AssetId = Annotated[int, PathParam(gt=0, lt=2**63, description="Asset id")]
-SCORED_PLATES = tuple(p for p in PLATES if p != "exposure")
 
 
 def _plate(plate: str | None) -> str:
-    value = plate or service.COMPOSITE
-    if value != service.COMPOSITE and value not in SCORED_PLATES:
+    value = plate or COMPOSITE
+    if value != COMPOSITE and value not in SCORED_PLATES:
         raise InvalidInput(
             f"plate was {value!r}; expected one of {', '.join((*SCORED_PLATES, 'composite'))}"
         )

@@ -63,15 +63,13 @@ from app.db import (
     binary_copy_payload,
 )
 from app.errors import InvalidInput, NotFound
+from app.taxonomy.alarms import NOT_ANOMALIES, OPEN_STATES, sql_list
+from app.taxonomy.risk import COMPOSITE, RISK_CLASSES
 from gis import zones
 from gis.frames import metres_per_degree
 from layers import risk as model
 
 DEFAULT_H3_RES = 8
-COMPOSITE = "composite"
-# Alarm states that still stand for a live condition (disposed: handled on site).
-OPEN_STATES = ("raised", "verified", "pushed", "acknowledged", "dispatched")
-NOT_ANOMALIES = ("false_alarm", "test")
 PIPE_KINDS = ("gas_pipe", "water_pipe", "drainage_pipe", "heating_pipe")
 
 
@@ -128,10 +126,6 @@ _TXT = ARRAY(Text)
 _FLT = ARRAY(Float)
 
 
-def _in_list(values: Iterable[str]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
 # -- stage 1: inputs -----------------------------------------------------------------------
 # One read per refresh: point, attributes, alarms, and the context stored on the asset's
 # current row (NULL when it has none yet). Alarms are restricted to the assets asked for.
@@ -157,21 +151,21 @@ def _inputs_sql(stored: bool) -> Any:
         SELECT coalesce(x.asset_id, s.asset_id) AS asset_id, x.level, x.opened_at,
                CASE WHEN x.state = 'closed' AND EXISTS (
                         SELECT 1 FROM alarm_event e WHERE e.alarm_id = x.id
-                        AND e.to_state IN ({_in_list(NOT_ANOMALIES)}))
+                        AND e.to_state IN ({sql_list(NOT_ANOMALIES)}))
                     THEN 'false_alarm' ELSE x.state END AS state
         FROM alarm x LEFT JOIN sensor s ON s.id = x.sensor_id
         WHERE CAST(:ids AS bigint[]) IS NULL OR x.asset_id = ANY(:ids) OR s.asset_id = ANY(:ids)
     ),
     open_al AS (
         SELECT asset_id, min(level) AS level, count(*) AS n
-        FROM al WHERE state IN ({_in_list(OPEN_STATES)})
+        FROM al WHERE state IN ({sql_list(OPEN_STATES)})
         GROUP BY asset_id
     ),
     recent AS (
         SELECT asset_id, count(*) AS n
         FROM al
-        WHERE state NOT IN ({_in_list(NOT_ANOMALIES)})
-          AND state NOT IN ({_in_list(OPEN_STATES)})
+        WHERE state NOT IN ({sql_list(NOT_ANOMALIES)})
+          AND state NOT IN ({sql_list(OPEN_STATES)})
           AND opened_at > now() - make_interval(days => :recent_days)
         GROUP BY asset_id
     )
@@ -1189,7 +1183,7 @@ def asset_risk(session: Session, asset_id: int) -> dict[str, Any]:
             "refresh has run: POST /risk/refresh)"
         )
     cls = int(row["risk_class"])
-    colour, zh, en = model.RISK_CLASSES[cls]
+    colour, zh, en = RISK_CLASSES[cls]
     return {
         "asset_id": row["asset_id"],
         "kind": row["kind"],
@@ -1212,7 +1206,7 @@ def asset_risk(session: Session, asset_id: int) -> dict[str, Any]:
 
 def _class_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
     cls = int(row["risk_class"])
-    return {"risk_class": cls, "class_colour": model.RISK_CLASSES[cls][0]}
+    return {"risk_class": cls, "class_colour": RISK_CLASSES[cls][0]}
 
 
 def cells(
@@ -1289,8 +1283,7 @@ def city(session: Session) -> dict[str, Any]:
     return {
         "plates": plates,
         "classes": {
-            str(k): {"colour": c, "name": f"{zh} {en}"}
-            for k, (c, zh, en) in model.RISK_CLASSES.items()
+            str(k): {"colour": c, "name": f"{zh} {en}"} for k, (c, zh, en) in RISK_CLASSES.items()
         },
         "areas": "/risk/areas",
     }

@@ -45,7 +45,7 @@ from app.db import binary_copy_payload, copy_into, stage_table
 from app.errors import InvalidInput
 from app.risk import service as risk_service
 from app.sensors import catalogue, partitions
-from app.sensors.indicators import INDICATORS
+from app.taxonomy.indicators import INDICATORS
 
 MAX_FUTURE = timedelta(minutes=5)  # device clocks drift; further ahead is a wrong clock
 MAX_AGE = timedelta(days=400)  # older than this is a replay from the wrong archive

@@ -30,8 +30,8 @@ from sqlalchemy.types import Text
 from app.assets.readers import read_layer
 from app.db import copy_into, frame_rows, stage_table
 from app.errors import InvalidInput
-from app.sensors.indicators import INDICATORS
 from app.sensors.models import SENSOR_STATUSES
+from app.taxonomy.indicators import INDICATORS
 from gis.crs import resolve_crs, to_wgs84
 from gis.hygiene import clean_geometries, finite_and_present
 

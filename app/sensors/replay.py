@@ -66,8 +66,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.errors import CityriskError, InvalidInput
-from app.sensors.indicators import INDICATORS
 from app.sensors.ingest import MAX_AGE, MAX_FUTURE
+from app.taxonomy.indicators import INDICATORS
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
 from app.ogc.params import parse_bbox
-from app.sensors.indicators import INDICATORS
 from app.sensors.ingest import IngestReport, ingest_payload
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
+from app.taxonomy.indicators import INDICATORS
 
 router = APIRouter(tags=["sensors"])
 

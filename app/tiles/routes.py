@@ -26,8 +26,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Engine, func, select, union_all
 
 from app import __version__
-from app.assets.taxonomy import PLATE_TITLES
 from app.errors import DatabaseUnavailable, InvalidInput, NotFound
+from app.taxonomy.assets import PLATE_TITLES
 from app.tiles.service import TileService, etag
 from app.tiles.settings import TileSettings
 from app.tiles.versions import short_hash

@@ -33,7 +33,7 @@ import shapely
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make `app` importable for the unit table
 
-from app.sensors.indicators import INDICATORS  # noqa: E402 - after the path fix above
+from app.taxonomy.indicators import INDICATORS  # noqa: E402 - after the path fix above
 
 DEFAULT_GPKG = REPO / "data" / "demo" / "cambridge.gpkg"
 DEFAULT_OUT = REPO / "data" / "demo" / "sensors.geojson"

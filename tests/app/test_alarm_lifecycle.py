@@ -18,18 +18,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from app.alarms.lifecycle import (
-    LEVEL_ALSO_NOTIFY,
-    SLA_SECONDS,
-    STATE_TIMESTAMP,
-    TRANSITIONS,
-    get_alarm,
-    transition,
-)
+from app.alarms.lifecycle import LEVEL_ALSO_NOTIFY, SLA_SECONDS, get_alarm, transition
 from app.alarms.stats import alarm_stats
 from app.errors import Conflict, InvalidInput, NotFound
 from app.main import create_app
 from app.settings import Settings
+from app.taxonomy.alarms import STATE_TIMESTAMP, TRANSITIONS
 
 LON, LAT = -71.1097, 42.3736
 

@@ -26,7 +26,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import migrations
-from app.assets.taxonomy import KINDS
 from app.db import create_db_engine
 from app.main import create_app
 from app.ogc import service
@@ -34,6 +33,7 @@ from app.ogc.catalog import COLLECTIONS
 from app.ogc.params import ItemsQuery
 from app.scratch import scratch_database
 from app.settings import Settings
+from app.taxonomy.assets import KINDS
 
 # -- the rows -------------------------------------------------------------------------------
 

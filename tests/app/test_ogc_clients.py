@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import pytest
 from owslib.ogcapi.features import Features
 
-from app.assets.taxonomy import KINDS
 from app.scratch import serve_in_thread
 from app.settings import Settings
+from app.taxonomy.assets import KINDS
 from tests.app.test_ogc import (  # type: ignore[import-not-found]
     EXPOSURE,
     GAS,

@@ -35,10 +35,10 @@ from app.errors import InvalidInput
 from app.local.broker import LocalBroker
 from app.scratch import free_port, scratch_database
 from app.sensors import replay as rp
-from app.sensors.indicators import INDICATORS
 from app.sensors.mqtt import BackgroundConsumer
 from app.sensors.registry import import_sensors
 from app.settings import Settings
+from app.taxonomy.indicators import INDICATORS
 
 LON, LAT = -71.1, 42.37
 M_PER_DEG_LAT = 111_000.0

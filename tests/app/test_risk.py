@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.risk import service
+from app.taxonomy.risk import COMPOSITE
 from gis.frames import metres_per_degree
 
 # Far from the demo city, so other tests' data does not share cells or exposure.
@@ -218,7 +219,7 @@ def test_h3_cells_sum_and_max_their_assets(session: Session, city: dict[str, int
     ]  # fmt: skip
     assert len(members) >= 2  # red and peer share the cell
     rows = cell_rows(session)
-    for plate in ("lifeline", service.COMPOSITE):
+    for plate in ("lifeline", COMPOSITE):
         row = rows[(cell, plate)]
         assert row.norm == pytest.approx(max(m.norm for m in members))
         assert row.risk_class == min(m.risk_class for m in members) == 1

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Select, column, select, table
 
-from app.assets.taxonomy import KINDS
+from app.taxonomy.assets import KINDS
 from layers.registry import (
     STATIC,
     Aggregate,

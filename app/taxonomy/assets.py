@@ -23,6 +23,10 @@ PLATE_TITLES: dict[str, str] = {
     "natural_disaster": "Natural disaster (自然灾害)",
     "exposure": "Exposure: people and places that can be harmed",
 }
+PLATES: tuple[str, ...] = tuple(PLATE_TITLES)
+
+#: Kinds of coupling between two assets (Rinaldi, Peerenboom & Kelly 2001).
+LINK_TYPES = ("physical", "cyber", "geographic", "logical")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.assets.taxonomy import KINDS
+from app.taxonomy.assets import KINDS
 
 PIPES = ("gas_pipe", "water_pipe", "drainage_pipe", "heating_pipe")
 FACILITIES = tuple(k.id for k in KINDS.values() if "point" in k.geometries)
