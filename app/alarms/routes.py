@@ -10,7 +10,6 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
@@ -33,7 +32,7 @@ from app.alarms.schemas import (
 from app.alarms.stats import alarm_stats
 from app.db import DbSession
 from app.errors import InvalidInput
-from app.ogc.params import parse_bbox
+from app.params import BBoxQuery, bbox_sql, feature, feature_collection, geojson_response
 from app.taxonomy.alarms import ALARM_STATES
 from app.taxonomy.assets import KINDS, PLATES
 
@@ -69,7 +68,7 @@ def list_alarms(
     ] = None,
     plate: Annotated[str | None, Query(description="Plate of the alarm's asset")] = None,
     kind: Annotated[str | None, Query(description="Kind of the alarm's asset")] = None,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    bbox: BBoxQuery = None,
     since: Annotated[datetime | None, Query(description="Opened at or after (RFC 3339)")] = None,
     active: Annotated[
         bool | None,
@@ -111,20 +110,10 @@ def list_alarms(
             raise InvalidInput(f"unknown asset kind {kind!r}; see GET /assets/kinds")
         where.append("t.kind = :kind")
         params["kind"] = kind
-    box = parse_bbox(bbox)
-    if box is not None:
+    if bbox is not None:
         # On the resolved point (own, sensor's or asset's), so alarms without a geom of their
         # own are found too; open alarms are few enough that this needs no index.
-        envelope = "ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
-        if box.minx <= box.maxx:
-            where.append(f"ST_Intersects(p.pt, {envelope})")
-            params.update(x0=box.minx, y0=box.miny, x1=box.maxx, y1=box.maxy)
-        else:  # crosses the antimeridian: two boxes
-            where.append(
-                f"(ST_Intersects(p.pt, {envelope}) OR "
-                "ST_Intersects(p.pt, ST_MakeEnvelope(:x2, :y0, :x3, :y1, 4326)))"
-            )
-            params.update(x0=box.minx, y0=box.miny, x1=180.0, y1=box.maxy, x2=-180.0, x3=box.maxx)
+        where.append(bbox_sql("p.pt", bbox))
     if since is not None:
         if since.tzinfo is None:
             raise InvalidInput("since needs a UTC offset (RFC 3339), e.g. 2026-11-28T00:00:00Z")
@@ -148,18 +137,9 @@ def list_alarms(
         for alarm in alarms:
             props = alarm.model_dump(mode="json")
             lon, lat = props.pop("lon"), props.pop("lat")
-            features.append(
-                {
-                    "type": "Feature",
-                    "id": alarm.id,
-                    "geometry": None
-                    if lon is None
-                    else {"type": "Point", "coordinates": [lon, lat]},
-                    "properties": props,
-                }
-            )
-        body = {"type": "FeatureCollection", "numberReturned": len(features), "features": features}
-        return Response(orjson.dumps(body), media_type="application/geo+json")
+            point = None if lon is None else {"type": "Point", "coordinates": [lon, lat]}
+            features.append(feature(alarm.id, point, props))
+        return geojson_response(feature_collection(features))
     listing = AlarmList(number_returned=len(alarms), alarms=alarms)
     return Response(listing.model_dump_json(by_alias=True), media_type="application/json")
 

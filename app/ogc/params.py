@@ -7,7 +7,6 @@ client types reaches SQL unparsed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from app.errors import BadRequest
 from app.ogc import cql
 from app.ogc.catalog import Collection, Property
+from app.params import BBox, parse_bbox
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 _CRS84_SPELLINGS = frozenset(
@@ -50,20 +50,6 @@ ITEMS_PARAMS = frozenset(
 )
 
 Format = Literal["json", "html"]
-
-
-@dataclass(frozen=True)
-class BBox:
-    """A CRS84 box; ``minx > maxx`` means it crosses the antimeridian (OGC API Features)."""
-
-    minx: float
-    miny: float
-    maxx: float
-    maxy: float
-
-    @property
-    def crosses_antimeridian(self) -> bool:
-        return self.minx > self.maxx
 
 
 @dataclass(frozen=True)
@@ -150,32 +136,6 @@ def parse_offset(raw: str | None) -> int:
     if offset is None or not 0 <= offset <= MAX_OFFSET:
         raise BadRequest(f"offset was {raw!r}; it must be an integer >= 0")
     return offset
-
-
-def parse_bbox(raw: str | None) -> BBox | None:
-    """``minx,miny,maxx,maxy`` (or 6 numbers with heights, which are ignored) in CRS84."""
-    if raw is None:
-        return None
-    allowed = (
-        "4 comma-separated numbers minLon,minLat,maxLon,maxLat in CRS84 "
-        "(or 6 with minHeight and maxHeight third and sixth)"
-    )
-    parts = raw.split(",")
-    try:
-        numbers = [float(p) for p in parts]
-    except ValueError:
-        raise BadRequest(f"bbox was {raw!r}; expected {allowed}") from None
-    if len(numbers) not in (4, 6) or not all(math.isfinite(n) for n in numbers):
-        raise BadRequest(f"bbox was {raw!r}; expected {allowed}")
-    if len(numbers) == 6:
-        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
-    minx, miny, maxx, maxy = numbers
-    if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise BadRequest(
-            f"bbox was {raw!r}; longitudes must lie in [-180, 180] and latitudes in [-90, 90] "
-            "with minLat <= maxLat (minLon > maxLon crosses the antimeridian)"
-        )
-    return BBox(minx, miny, maxx, maxy)
 
 
 def _check_crs(params: QueryParams, name: str) -> None:

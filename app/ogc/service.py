@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, case, func, literal, or_, select, text
+from sqlalchemy import Row, Select, and_, case, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -21,7 +21,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from app.ogc.catalog import ASSET, COLLECTIONS, COLUMN_PROPERTIES, Collection
-from app.ogc.params import BBox, ItemsQuery, YearRange
+from app.ogc.params import ItemsQuery, YearRange
+from app.params import bbox_condition
 from app.taxonomy.assets import KINDS, AssetKind
 
 #: Up to this many matches ``numberMatched`` is an exact count; past it, see list_features.
@@ -112,26 +113,12 @@ def get_feature(*, session: Session, collection: Collection, feature_id: int) ->
 def _conditions(collection: Collection, query: ItemsQuery) -> list[ColumnElement[bool]]:
     conditions = [collection.kind_filter()]
     if query.bbox is not None:
-        conditions.append(_bbox_condition(query.bbox))
+        conditions.append(bbox_condition(ASSET.c.geom, query.bbox))
     if query.years is not None and collection.temporal is not None:
         conditions.append(_years_condition(collection, query.years))
     if query.where is not None:
         conditions.append(query.where)
     return conditions
-
-
-def _bbox_condition(bbox: BBox) -> ColumnElement[bool]:
-    """``ST_Intersects(geom, envelope)``: geom untouched, so the GiST index serves it."""
-
-    def envelope(minx: float, maxx: float) -> ColumnElement[Any]:
-        return func.ST_MakeEnvelope(minx, bbox.miny, maxx, bbox.maxy, 4326)
-
-    if not bbox.crosses_antimeridian:
-        return func.ST_Intersects(ASSET.c.geom, envelope(bbox.minx, bbox.maxx))
-    return or_(
-        func.ST_Intersects(ASSET.c.geom, envelope(bbox.minx, 180.0)),
-        func.ST_Intersects(ASSET.c.geom, envelope(-180.0, bbox.maxx)),
-    )
 
 
 def _years_condition(collection: Collection, years: YearRange) -> ColumnElement[bool]:

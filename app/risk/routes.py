@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response
@@ -12,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from app.db import DbSession
 from app.errors import InvalidInput
-from app.ogc.params import parse_bbox
+from app.params import BBoxQuery, geojson_response
 from app.risk import service
 from app.taxonomy.risk import COMPOSITE, SCORED_PLATES
 
@@ -59,20 +58,9 @@ def get_asset_risk(asset_id: AssetId, session: DbSession) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {"application/geo+json": {}}}},
 )
-def get_cells(
-    session: DbSession,
-    plate: PlateQuery = None,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
-) -> Response:
-    box = parse_bbox(bbox)
-    if box is not None and box.crosses_antimeridian:
-        raise InvalidInput("bbox crossing the antimeridian is not supported for risk cells")
-    fc = service.cells(
-        session,
-        plate=_plate(plate),
-        bbox=None if box is None else (box.minx, box.miny, box.maxx, box.maxy),
-    )
-    return Response(orjson.dumps(fc), media_type="application/geo+json")
+def get_cells(session: DbSession, bbox: BBoxQuery = None, plate: PlateQuery = None) -> Response:
+    fc = service.cells(session, plate=_plate(plate), bbox=bbox)
+    return geojson_response(fc)
 
 
 @router.get("/risk/areas", summary="Admin-area scores, worst first")
@@ -91,8 +79,7 @@ def get_city(session: DbSession) -> dict[str, Any]:
     response_class=Response,
 )
 def get_area_cells(area_id: AssetId, session: DbSession, plate: PlateQuery = None) -> Response:
-    fc = service.area_cells(session, area_id, plate=_plate(plate))
-    return Response(orjson.dumps(fc), media_type="application/geo+json")
+    return geojson_response(service.area_cells(session, area_id, plate=_plate(plate)))
 
 
 @router.get("/risk/cells/{cell_id}/assets", summary="Drill-down cell → assets, worst first")

@@ -63,6 +63,7 @@ from app.db import (
     binary_copy_payload,
 )
 from app.errors import InvalidInput, NotFound
+from app.params import BBox, bbox_sql, feature, feature_collection, geometry
 from app.taxonomy.alarms import NOT_ANOMALIES, OPEN_STATES, sql_list
 from app.taxonomy.risk import COMPOSITE, RISK_CLASSES
 from gis import zones
@@ -1209,15 +1210,12 @@ def _class_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {"risk_class": cls, "class_colour": RISK_CLASSES[cls][0]}
 
 
-def cells(
-    session: Session, *, plate: str = COMPOSITE, bbox: Sequence[float] | None = None
-) -> dict[str, Any]:
+def cells(session: Session, *, plate: str = COMPOSITE, bbox: BBox | None = None) -> dict[str, Any]:
     """Cell scores of a plate (or the composite) as a GeoJSON FeatureCollection."""
     where = "scope = 'cell' AND plate = :plate"
     params: dict[str, Any] = {"plate": plate}
     if bbox is not None:
-        where += " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
-        params.update(dict(zip(("x0", "y0", "x1", "y1"), bbox, strict=True)))
+        where += " AND " + bbox_sql("geom", bbox)
     rows = session.execute(
         text(
             "SELECT cell_id, plate, score, norm, risk_class, likelihood, consequence, "
@@ -1227,11 +1225,10 @@ def cells(
         params,
     ).mappings()
     features = [
-        {
-            "type": "Feature",
-            "id": r["cell_id"],
-            "geometry": orjson.loads(r["geometry"]) if r["geometry"] else None,
-            "properties": {
+        feature(
+            r["cell_id"],
+            geometry(r["geometry"]),
+            {
                 "cell_id": r["cell_id"],
                 "plate": r["plate"],
                 "score": r["score"],
@@ -1239,10 +1236,10 @@ def cells(
                 **_class_fields(r),
                 **r["components"],
             },
-        }
+        )
         for r in rows
     ]
-    return {"type": "FeatureCollection", "features": features}
+    return feature_collection(features)
 
 
 def areas(session: Session, *, plate: str = COMPOSITE) -> list[dict[str, Any]]:
@@ -1301,10 +1298,10 @@ def area_cells(session: Session, area_id: int, *, plate: str = COMPOSITE) -> dic
             {"a": area_id},
         ).all()
     ]
-    fc = cells(session, plate=plate)
     wanted = set(ids)
-    fc["features"] = [f for f in fc["features"] if f["id"] in wanted]
-    return fc
+    return feature_collection(
+        f for f in cells(session, plate=plate)["features"] if f["id"] in wanted
+    )
 
 
 def cell_assets(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -19,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
-from app.ogc.params import parse_bbox
+from app.params import BBoxQuery, bbox_sql, feature, feature_collection, geojson_response, geometry
 from app.sensors.ingest import IngestReport, ingest_payload
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
 from app.taxonomy.indicators import INDICATORS
@@ -111,7 +110,7 @@ def latest_readings(
     sensor: Annotated[str | None, Query(description="Sensor external id or id")] = None,
     asset: Annotated[int | None, Query(gt=0, description="Asset id")] = None,
     kind: Annotated[str | None, Query(description="Indicator, e.g. ch4_pct_lel")] = None,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    bbox: BBoxQuery = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
     """The newest reading of each matching sensor, as GeoJSON (reads `latest_reading` only)."""
@@ -128,32 +127,26 @@ def latest_readings(
             raise InvalidInput(f"kind {kind!r} is not an indicator; known: {', '.join(INDICATORS)}")
         where.append("s.kind = :kind")
         params["kind"] = kind
-    box = parse_bbox(bbox)
-    if box is not None:
-        where.append("s.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
-        params.update(x0=box.minx, y0=box.miny, x1=box.maxx, y1=box.maxy)
+    if bbox is not None:
+        where.append(bbox_sql("s.geom", bbox))
     rows = db_session.execute(text(_LATEST_SQL.format(where=" AND ".join(where))), params)
     features = [
-        {
-            "type": "Feature",
-            "id": r.id,
-            "geometry": {"type": "Point", "coordinates": [r.lon, r.lat]}
-            if r.lon is not None
-            else None,
-            "properties": {
+        feature(
+            r.id,
+            None if r.lon is None else {"type": "Point", "coordinates": [r.lon, r.lat]},
+            {
                 "sensor": r.external_id,
                 "kind": r.kind,
                 "unit": r.unit,
                 "asset_id": r.asset_id,
-                "ts": r.ts.isoformat(),
+                "ts": r.ts,
                 "value": r.value,
                 "quality": r.quality,
             },
-        }
+        )
         for r in rows
     ]
-    body = {"type": "FeatureCollection", "numberReturned": len(features), "features": features}
-    return Response(json.dumps(body), media_type="application/geo+json")
+    return geojson_response(feature_collection(features))
 
 
 @router.get("/sensors")
@@ -161,7 +154,7 @@ def list_sensors(
     db_session: DbSession,
     kind: Annotated[str | None, Query()] = None,
     asset: Annotated[int | None, Query(gt=0)] = None,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    bbox: BBoxQuery = None,
     unbound: Annotated[bool, Query(description="Only sensors bound to no asset")] = False,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -177,25 +170,21 @@ def list_sensors(
         params["asset"] = asset
     if unbound:
         where.append("asset_id IS NULL")
-    box = parse_bbox(bbox)
-    if box is not None:
-        where.append("geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
-        params.update(x0=box.minx, y0=box.miny, x1=box.maxx, y1=box.maxy)
+    if bbox is not None:
+        where.append(bbox_sql("geom", bbox))
     sql = (
         "SELECT id, external_id, kind, unit, status, interval_s, asset_id, binding_rule, "
         "binding_distance_m, ST_AsGeoJSON(geom, 7) AS geometry FROM sensor "
         f"WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit OFFSET :offset"
     )
     features = [_sensor_feature(r._mapping) for r in db_session.execute(text(sql), params)]
-    body = {"type": "FeatureCollection", "numberReturned": len(features), "features": features}
-    return Response(json.dumps(body), media_type="application/geo+json")
+    return geojson_response(feature_collection(features))
 
 
 def _sensor_feature(row: Any) -> dict[str, Any]:
     props = dict(row)
     raw_geometry, feature_id = props.pop("geometry"), props.pop("id")
-    geometry = json.loads(raw_geometry) if raw_geometry else None
-    return {"type": "Feature", "id": feature_id, "geometry": geometry, "properties": props}
+    return feature(feature_id, geometry(raw_geometry), props)
 
 
 @router.get("/sensors/{sensor_id}")
@@ -212,10 +201,7 @@ def get_sensor(db_session: DbSession, sensor_id: SensorId) -> Response:
     ).one_or_none()
     if row is None:
         raise NotFound(f"no sensor with id {sensor_id}")
-    feature = _sensor_feature(row._mapping)
-    if feature["properties"]["latest_ts"] is not None:
-        feature["properties"]["latest_ts"] = feature["properties"]["latest_ts"].isoformat()
-    return Response(json.dumps(feature), media_type="application/geo+json")
+    return geojson_response(_sensor_feature(row._mapping))
 
 
 @router.get("/sensors/{sensor_id}/readings")

@@ -1,0 +1,185 @@
+"""Rows for tests, written with SQL as the services and the engine write them.
+
+Every factory takes a session or a connection (the caller owns the transaction), writes one
+row, and returns its id. Unique ``external_id``s come from :func:`uid`, so tests sharing the
+session's database never collide.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from app.taxonomy.assets import KINDS
+from app.taxonomy.indicators import INDICATORS
+
+Db = Session | Connection
+
+#: A point in Cambridge, MA (the demo city), for rows whose position does not matter.
+LON, LAT = -71.1097, 42.3736
+
+
+def uid(prefix: str) -> str:
+    """``prefix-<8 hex>``: an id no other test uses."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def point(lon: float = LON, lat: float = LAT) -> str:
+    return f"POINT({lon} {lat})"
+
+
+def square(lon: float, lat: float, half_lon_deg: float, half_lat_deg: float) -> str:
+    """A lon/lat rectangle centred on ``(lon, lat)``, as WKT."""
+    x0, x1 = lon - half_lon_deg, lon + half_lon_deg
+    y0, y1 = lat - half_lat_deg, lat + half_lat_deg
+    return f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+
+
+def asset(
+    db: Db,
+    kind: str = "gas_pipe",
+    wkt: str | None = None,
+    *,
+    plate: str | None = None,
+    source: str = "test",
+    external_id: str | None = None,
+    name: str | None = None,
+    owner: str | None = None,
+    **attributes: Any,
+) -> int:
+    """An asset of ``kind`` (its plate from the taxonomy) at ``wkt`` (default: a point)."""
+    return int(
+        db.execute(
+            text(
+                "INSERT INTO asset (source, external_id, plate, kind, name, owner, geom, "
+                "attributes) VALUES (:s, :e, :p, :k, :n, :o, ST_GeomFromText(:w, 4326), "
+                "CAST(:a AS jsonb)) RETURNING id"
+            ),
+            {
+                "s": source,
+                "e": external_id or uid(kind),
+                "p": plate or KINDS[kind].plate,
+                "k": kind,
+                "n": name,
+                "o": owner,
+                "w": wkt or point(),
+                "a": orjson.dumps(attributes).decode(),
+            },
+        ).scalar_one()
+    )
+
+
+def sensor(
+    db: Db,
+    kind: str = "ch4_pct_lel",
+    *,
+    lon: float | None = LON,
+    lat: float | None = LAT,
+    asset_id: int | None = None,
+    external_id: str | None = None,
+    unit: str | None = None,
+    interval_s: int | None = None,
+    status: str = "active",
+) -> int:
+    """A sensor of indicator ``kind`` (its unit from the catalogue); ``lon=None``: no position."""
+    return int(
+        db.execute(
+            text(
+                "INSERT INTO sensor (external_id, kind, unit, asset_id, interval_s, status, geom) "
+                "VALUES (:e, :k, :u, :a, :i, :st, CASE WHEN CAST(:lon AS float8) IS NULL THEN "
+                "NULL ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END) RETURNING id"
+            ),
+            {
+                "e": external_id or uid("s"),
+                "k": kind,
+                "u": unit or INDICATORS[kind].unit,
+                "a": asset_id,
+                "i": interval_s,
+                "st": status,
+                "lon": lon,
+                "lat": lat,
+            },
+        ).scalar_one()
+    )
+
+
+def rule(
+    db: Db,
+    *,
+    indicator: str = "ch4_pct_lel",
+    title: str = "Methane",
+    thresholds: dict[str, float] | None = None,
+    kind: str = "threshold",
+) -> tuple[int, str]:
+    """A current rule version; returns ``(id, code)``."""
+    code = uid("test-rule")
+    rule_id = db.execute(
+        text(
+            "INSERT INTO rule (code, version, title, indicator, thresholds, kind) "
+            "VALUES (:c, 1, :t, :i, CAST(:th AS jsonb), :k) RETURNING id"
+        ),
+        {
+            "c": code,
+            "t": title,
+            "i": indicator,
+            "th": orjson.dumps(thresholds or {"1": 50, "2": 25, "3": 20, "4": 10}).decode(),
+            "k": kind,
+        },
+    ).scalar_one()
+    return int(rule_id), code
+
+
+def alarm(
+    db: Db,
+    rule_: tuple[int, str],
+    *,
+    level: int = 1,
+    state: str = "raised",
+    sensor_id: int | None = None,
+    asset_id: int | None = None,
+    lon: float | None = LON,
+    lat: float | None = LAT,
+    opened_ago_s: float = 0,
+    cleared: bool = False,
+    **times_ago_s: float,
+) -> int:
+    """An alarm as the engine writes it, with its creation event; ``verified_at=60`` sets that
+    timestamp 60 s ago."""
+    sets = "".join(f", {col}" for col in times_ago_s)
+    vals = "".join(f", now() - make_interval(secs => :{col})" for col in times_ago_s)
+    alarm_id = db.execute(
+        text(
+            "INSERT INTO alarm (rule_id, rule_code, level, state, sensor_id, asset_id, geom, "
+            f"opened_at, cleared_at{sets}) VALUES (:r, :c, :lv, :st, :s, :a, "
+            "CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL "
+            "ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END, "
+            "now() - make_interval(secs => :ago), CASE WHEN :cl THEN now() END"
+            f"{vals}) RETURNING id"
+        ),
+        {
+            "r": rule_[0],
+            "c": rule_[1],
+            "lv": level,
+            "st": state,
+            "s": sensor_id,
+            "a": asset_id,
+            "lon": lon,
+            "lat": lat,
+            "ago": opened_ago_s,
+            "cl": cleared,
+            **times_ago_s,
+        },
+    ).scalar_one()
+    db.execute(
+        text(
+            "INSERT INTO alarm_event (alarm_id, at, actor, from_state, to_state, to_level) "
+            "VALUES (:id, now() - make_interval(secs => :ago), 'engine', NULL, 'raised', :lv)"
+        ),
+        {"id": alarm_id, "ago": opened_ago_s, "lv": level},
+    )
+    return int(alarm_id)
