@@ -36,11 +36,11 @@ from folium.plugins import GroupedLayerControl, HeatMap, Realtime, VectorGridPro
 from folium.utilities import JsCode
 from jinja2 import Template
 
-from app.ogc.catalog import COLLECTIONS
+from app.assets.catalog import COLLECTIONS
 from app.taxonomy.alarms import LEVEL_NUMERALS
 from app.taxonomy.assets import PLATE_TITLES
 from app.taxonomy.risk import COMPOSITE
-from layers.registry import LIVE_PLATE, Layer, Registry
+from layers.base import LIVE_PLATE, Layer, Registry
 from layers.styles import FOUR_COLOURS, ColourClass, Style, warning_level_classes
 
 #: URL path under which the app serves ``node_modules/<package>/…``.

@@ -1,39 +1,52 @@
-"""The map layers: what each one reads, how it is drawn, tiled and cached.
+"""The layers cityrisk serves: one per asset kind and ``exposure``, the live ones, the risk ones.
 
-A :class:`Layer` is pure data plus a ``source``: a callable returning a SQLAlchemy Core
-``Select`` with a ``geom`` column (EPSG:4326) and one column per property. :mod:`layers.tiles`
-wraps any source into one MVT statement, so adding a layer is adding a :class:`Layer`; nothing
-here touches a database. Every layer is checked once, when it is registered at start-up (as
-pygeoapi's providers are not: their definition errors surface on the first request).
+- **assets**: one layer per kind of the taxonomy (from its OGC collection: the same properties
+  and types), then ``exposure`` (every exposure kind);
+- **live**: ``alarms`` (open alarms coloured by warning level) and ``latest_readings``;
+- **risk**: scored assets and H3 risk hexagons per scored plate and composite. Both read
+  ``risk_score`` (written by :mod:`app.risk.refresh`): the asset layers join its
+  ``scope = 'asset'`` rows to the asset geometry, the hexagon layers take the ``scope = 'cell'``
+  rows with their own ``geom``. Every risk layer names ``risk_score`` and ``asset`` in
+  ``tables``, so a refresh, full or incremental (a write to ``risk_score``, which bumps its data
+  version), or an asset edit makes the next tile fresh. They are coloured by the four-colour
+  **risk class** (1 red 重大, 2 orange 较大, 3 yellow 一般, 4 blue 低) — a class of a place, not
+  an alarm's warning level, though it shares the colours.
 
-Extension point
----------------
-The risk layers (source: the ``risk_score`` table) are added by the scoring code: write a
-function returning ``list[Layer]`` and append it to :data:`LAYER_BUILDERS`. Give each layer
-``tables=frozenset({"risk_score", ...})`` so that a risk refresh (a write to ``risk_score``,
-which bumps its data version) makes the next tile fresh.
+The framework (:class:`~layers.base.Layer`, :class:`~layers.base.Registry`) is in
+:mod:`layers.base`; :func:`default_registry` validates every layer at start-up.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import BigInteger, Float, Select, Table, and_, cast, func, literal, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.alarms.models import Alarm
+from app.assets.catalog import COLLECTIONS, EXPOSURE, Collection, Property
 from app.assets.models import Asset
-from app.ogc.catalog import COLLECTIONS, EXPOSURE, Collection, Property
+from app.risk.models import RiskScore
 from app.sensors.models import LatestReading, Sensor
 from app.taxonomy.alarms import ENDED_STATES
 from app.taxonomy.assets import KINDS, PLATE_TITLES
-from app.taxonomy.risk import COMPOSITE
+from app.taxonomy.risk import COMPOSITE, RISK_CLASSES, SCORED_PLATES
+from layers.base import (
+    LIVE,
+    LIVE_PLATE,
+    STATIC,
+    Aggregate,
+    CachePolicy,
+    Field,
+    FieldType,
+    Layer,
+    Registry,
+    Source,
+    ZoomRules,
+)
 from layers.styles import (
+    FOUR_COLOURS,
     PLATE_COLOURS,
     ColourClass,
     GeometryType,
@@ -41,306 +54,14 @@ from layers.styles import (
     warning_level_classes,
 )
 
-DataKind = Literal["features", "aggregate", "live"]
-FieldType = Literal["Number", "String", "Boolean"]
-AggregateFunc = Literal["count", "min", "max", "avg", "sum"]
-Source = Callable[[], Select[Any]]
-
-#: Zoom levels of WebMercatorQuad that tiles are served for.
-MAX_ZOOM = 24
-
-#: Plate of the live layers (alarms, readings), which belong to no asset plate.
-LIVE_PLATE = "live"
-
-
-_LAYER_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-#: Circumference of the Web Mercator world (EPSG:3857 x range) [m].
-WORLD_M = 2 * math.pi * 6378137.0
-
 ASSET: Table = Asset.__table__  # type: ignore[assignment]
 ALARM: Table = Alarm.__table__  # type: ignore[assignment]
 SENSOR: Table = Sensor.__table__  # type: ignore[assignment]
 LATEST_READING: Table = LatestReading.__table__  # type: ignore[assignment]
+RISK_SCORE: Table = RiskScore.__table__  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
-class Field:
-    """One property of a layer's features, as TileJSON ``vector_layers[].fields`` lists it."""
-
-    name: str
-    type: FieldType
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """One property of a hexagon at low zoom: ``func`` over the source column ``column``.
-
-    ``count`` takes no column. ``min`` of a warning level or risk class is the *worst* one
-    (1 = I, red), which is what a planner wants to see on a hexagon.
-    """
-
-    name: str
-    func: AggregateFunc
-    column: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.func == "count") != (self.column is None):
-            raise ValueError(f"aggregate {self.name!r}: count takes no column, the others one")
-
-
-@dataclass(frozen=True)
-class ZoomRules:
-    """Zooms a layer is served at, its simplification, and where it turns into hexagons.
-
-    Parameters
-    ----------
-    minzoom, maxzoom : int, default 0 and 22
-        Tiles outside ``[minzoom, maxzoom]`` are empty (``maxzoom`` is also TileJSON's
-        ``maxzoom``: clients overzoom beyond it).
-    aggregate_below : int or None, default None
-        Below this zoom the layer ships hexagons (count and the layer's aggregates), never raw
-        geometry; None: always raw features.
-    hex_px : int, default 128
-        Hexagon edge length in tile units (of the 4096 extent), so the hexagons look the same
-        size at every zoom: 128 gives about 20 hexagons across a tile.
-    simplify_px : float, default 1.0
-        Default simplification tolerance in tile units (pixels of the 4096 grid), converted to
-        metres at each zoom; ``0`` turns simplification off.
-    simplify_m : tuple of (int, float), default ()
-        Explicit tolerances ``(from_zoom, metres)``: from that zoom up (until the next entry),
-        the tolerance is that many ground metres. Overrides ``simplify_px`` where given.
-
-    Examples
-    --------
-    >>> rules = ZoomRules(aggregate_below=12, simplify_m=((10, 20.0), (14, 2.0)))
-    >>> rules.aggregates_at(11), rules.aggregates_at(12)
-    (True, False)
-    >>> rules.tolerance_m(12), rules.tolerance_m(16)
-    (20.0, 2.0)
-    """
-
-    minzoom: int = 0
-    maxzoom: int = 22
-    aggregate_below: int | None = None
-    hex_px: int = 128
-    simplify_px: float = 1.0
-    simplify_m: tuple[tuple[int, float], ...] = ()
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.minzoom <= self.maxzoom <= MAX_ZOOM:
-            raise ValueError(
-                f"zooms {self.minzoom}..{self.maxzoom} must satisfy 0 <= minzoom <= maxzoom "
-                f"<= {MAX_ZOOM}"
-            )
-        if self.aggregate_below is not None and not (
-            self.minzoom <= self.aggregate_below <= self.maxzoom + 1
-        ):
-            raise ValueError(
-                f"aggregate_below {self.aggregate_below} must lie in "
-                f"{self.minzoom}..{self.maxzoom + 1}"
-            )
-        if not 8 <= self.hex_px <= 2048:
-            raise ValueError(f"hex_px {self.hex_px} must lie in 8..2048 tile units")
-        if self.simplify_px < 0 or any(m < 0 for _, m in self.simplify_m):
-            raise ValueError("simplification tolerances must be >= 0")
-        zooms = [z for z, _ in self.simplify_m]
-        if zooms != sorted(set(zooms)):
-            raise ValueError(f"simplify_m zooms {zooms} must be strictly increasing")
-
-    def aggregates_at(self, z: int) -> bool:
-        """True when tiles at zoom ``z`` are hexagons rather than features."""
-        return self.aggregate_below is not None and z < self.aggregate_below
-
-    def serves(self, z: int) -> bool:
-        """True when zoom ``z`` lies in ``[minzoom, maxzoom]``."""
-        return self.minzoom <= z <= self.maxzoom
-
-    def tolerance_m(self, z: int) -> float:
-        """Simplification tolerance at zoom ``z`` [ground metres at the equator scale].
-
-        The explicit ``simplify_m`` step for ``z`` if any, else ``simplify_px`` tile units.
-        """
-        chosen: float | None = None
-        for from_zoom, metres in self.simplify_m:
-            if z >= from_zoom:
-                chosen = metres
-        if chosen is not None:
-            return chosen
-        return self.simplify_px * tile_unit_m(z)
-
-
-@dataclass(frozen=True)
-class CachePolicy:
-    """How long a layer's tiles may be reused.
-
-    Parameters
-    ----------
-    max_age_s : int
-        ``Cache-Control: max-age`` of a tile asked for without the data version in its URL
-        (``0``: ``no-cache``, clients revalidate every time with the ETag). Tiles asked for with
-        the current version (``?v=``, as the TileJSON ``tiles`` URL gives) are immutable.
-    server_ttl_s : float or None, default None
-        For layers that read a table without a data version (too hot to carry triggers, like
-        ``latest_reading``): the in-process cache keeps their tiles this long; None: such a
-        layer is not cached in-process at all. Layers whose tables all carry a data version are
-        cached until a write bumps it, whatever this says.
-    """
-
-    max_age_s: int
-    server_ttl_s: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_age_s < 0 or (self.server_ttl_s is not None and self.server_ttl_s <= 0):
-            raise ValueError("max_age_s must be >= 0 and server_ttl_s > 0")
-
-
-#: Static layers change only on imports or refreshes; live ones are revalidated every time.
-STATIC = CachePolicy(max_age_s=300)
-LIVE = CachePolicy(max_age_s=0)
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One map layer.
-
-    Parameters
-    ----------
-    id : str
-        ``[a-z][a-z0-9_]*``: it appears in URLs and as the MVT layer name.
-    title : str
-        Human title, shown in the layer control.
-    plate : str
-        One of the plates (:data:`app.taxonomy.assets.PLATE_TITLES`) or ``"live"``.
-    data : {"features", "aggregate", "live"}
-        Features (one per asset), an aggregate (scores per cell or area) or live state
-        (open alarms, latest readings).
-    source : callable returning Select
-        The features: a ``geom`` column in EPSG:4326, plus exactly one column per property.
-        The ``geom`` column should be a plain table column, so the tile prefilter
-        ``geom && envelope`` reaches its GiST index.
-    properties : tuple of Field
-        The properties, in the source's column order.
-    style : Style
-    zoom : ZoomRules
-    tables : frozenset of str
-        Tables the source reads. A write to one of them bumps its data version (migration
-        0007's triggers), which changes the layer's tiles' cache key and ETag.
-    cache : CachePolicy
-    description : str, default ""
-    aggregates : tuple of Aggregate, default (count,)
-        Properties of the hexagons below ``zoom.aggregate_below``.
-    """
-
-    id: str
-    title: str
-    plate: str
-    data: DataKind
-    source: Source = field(compare=False)
-    properties: tuple[Field, ...]
-    style: Style
-    zoom: ZoomRules
-    tables: frozenset[str]
-    cache: CachePolicy
-    description: str = ""
-    aggregates: tuple[Aggregate, ...] = (Aggregate("count", "count"),)
-
-    @property
-    def is_live(self) -> bool:
-        return self.data == "live"
-
-    def aggregate_fields(self) -> tuple[Field, ...]:
-        """The hexagon properties, typed for TileJSON (all numbers)."""
-        return tuple(
-            Field(a.name, "Number", f"{a.func} of {a.column or 'features'}")
-            for a in self.aggregates
-        )
-
-    def validate(self) -> None:
-        """Check the layer against itself; raise ``ValueError`` naming the first problem.
-
-        Builds the source and compiles it for PostgreSQL, so a broken source fails at
-        start-up, not on the first tile request.
-        """
-        if not _LAYER_ID.match(self.id):
-            raise ValueError(f"layer id {self.id!r} must match {_LAYER_ID.pattern}")
-        if self.plate not in PLATE_TITLES and self.plate not in (LIVE_PLATE, COMPOSITE):
-            raise ValueError(f"layer {self.id!r}: unknown plate {self.plate!r}")
-        if not self.tables:
-            raise ValueError(f"layer {self.id!r} names no tables it reads")
-        query = self.source()
-        columns = [c.name for c in query.selected_columns]
-        names = [f.name for f in self.properties]
-        if "geom" not in columns:
-            raise ValueError(f"layer {self.id!r}: its source has no `geom` column")
-        if len(set(names)) != len(names) or "geom" in names:
-            raise ValueError(f"layer {self.id!r}: property names repeat or use `geom`: {names}")
-        if [c for c in columns if c != "geom"] != names:
-            raise ValueError(
-                f"layer {self.id!r}: source columns {columns} do not match its properties "
-                f"{names} (same order, plus `geom`)"
-            )
-        if self.style.by is not None and self.style.by not in names:
-            raise ValueError(f"layer {self.id!r}: style reads unknown property {self.style.by!r}")
-        agg_names = [a.name for a in self.aggregates]
-        if len(set(agg_names)) != len(agg_names) or "geom" in agg_names:
-            raise ValueError(f"layer {self.id!r}: aggregate names repeat or use `geom`")
-        for agg in self.aggregates:
-            if agg.column is not None and agg.column not in names:
-                raise ValueError(
-                    f"layer {self.id!r}: aggregate {agg.name!r} reads unknown column {agg.column!r}"
-                )
-        query.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
-
-
-class Registry:
-    """Layers by id, in registration order; each is validated as it is registered."""
-
-    def __init__(self, layers: Iterable[Layer] = ()) -> None:
-        self._layers: dict[str, Layer] = {}
-        for layer in layers:
-            self.register(layer)
-
-    def register(self, layer: Layer) -> Layer:
-        """Validate ``layer`` and add it; ``ValueError`` if invalid or its id is taken."""
-        if layer.id in self._layers:
-            raise ValueError(f"layer id {layer.id!r} is already registered")
-        layer.validate()
-        self._layers[layer.id] = layer
-        return layer
-
-    def get(self, layer_id: str) -> Layer:
-        """The layer ``layer_id``; ``KeyError`` listing the known ids if there is none."""
-        try:
-            return self._layers[layer_id]
-        except KeyError:
-            raise KeyError(
-                f"no layer {layer_id!r}; known layers: {', '.join(self._layers)}"
-            ) from None
-
-    def __contains__(self, layer_id: object) -> bool:
-        return layer_id in self._layers
-
-    def __iter__(self) -> Iterator[Layer]:
-        return iter(self._layers.values())
-
-    def __len__(self) -> int:
-        return len(self._layers)
-
-
-def tile_unit_m(z: int, extent: int = 4096) -> float:
-    """Size of one tile unit (of an ``extent``-wide MVT grid) at zoom ``z`` [Web Mercator m].
-
-    Examples
-    --------
-    >>> round(tile_unit_m(0), 3)
-    9783.94
-    """
-    return WORLD_M / float(2**z) / extent
-
-
-# -- the default layers ------------------------------------------------------------------------
+# -- asset layers ------------------------------------------------------------------------------
 
 _FIELD_TYPES: dict[str, FieldType] = {
     "integer": "Number",
@@ -422,6 +143,9 @@ def asset_layers() -> list[Layer]:
             )
         )
     return out
+
+
+# -- live layers -------------------------------------------------------------------------------
 
 
 def _alarms_source() -> Select[Any]:
@@ -524,14 +248,164 @@ def live_layers() -> list[Layer]:
     return [alarms_layer(), latest_readings_layer()]
 
 
-def _risk_layers() -> list[Layer]:
-    from layers.risk_layers import risk_layers  # imported here: that module imports this one
-
-    return risk_layers()
+# -- risk layers -------------------------------------------------------------------------------
 
 
-#: Functions adding layers to :func:`default_registry`, in order. Risk layers go here.
-LAYER_BUILDERS: list[Callable[[], list[Layer]]] = [asset_layers, live_layers, _risk_layers]
+#: What every risk layer reads: a risk refresh or an asset edit bumps one of their versions.
+RISK_TABLES = frozenset({"risk_score", "asset"})
+
+#: Colour of a feature whose class is unknown (never expected: risk_class is 1..4 by a CHECK).
+_NO_CLASS = "#888888"
+
+#: Properties of hexagons at low zoom: how many features, the worst class, the highest norm.
+_AGGREGATES = (
+    Aggregate("count", "count"),
+    # min of a class is the worst one (1 = red), which is what colours a hexagon.
+    Aggregate("risk_class", "min", "risk_class"),
+    Aggregate("norm", "max", "norm"),
+)
+
+
+def risk_class_classes() -> tuple[ColourClass, ...]:
+    """Classes 1-4 as colour classes on ``risk_class``, labelled with their Chinese names."""
+    return tuple(
+        ColourClass(
+            cls, FOUR_COLOURS[cls], f"{RISK_CLASSES[cls][1]} {RISK_CLASSES[cls][2]} ({colour})"
+        )
+        for cls, (colour, _, _) in sorted(RISK_CLASSES.items())
+    )
+
+
+def _plate_title(plate: str) -> str:
+    return "all plates" if plate == COMPOSITE else PLATE_TITLES[plate]
+
+
+def _int(column: Any) -> ColumnElement[Any]:
+    # ST_AsMVT writes smallint fine, but BigInteger keeps every layer's integers one MVT type.
+    return cast(column, BigInteger)
+
+
+def _risk_asset_source(plate: str) -> Source:
+    def source() -> Select[Any]:
+        where = RISK_SCORE.c.scope == "asset"
+        if plate != COMPOSITE:
+            where = and_(where, RISK_SCORE.c.plate == plate)
+        # Join on the asset so `geom` is asset.geom itself: the tile prefilter reaches its GiST
+        # index, and an asset that moved is drawn where it is now.
+        return (
+            select(
+                _int(ASSET.c.id).label("id"),
+                _int(RISK_SCORE.c.risk_class).label("risk_class"),
+                cast(RISK_SCORE.c.norm, Float).label("norm"),
+                cast(RISK_SCORE.c.score, Float).label("score"),
+                RISK_SCORE.c.method,
+                RISK_SCORE.c.plate,
+                ASSET.c.kind,
+                ASSET.c.name,
+                ASSET.c.geom,
+            )
+            .select_from(RISK_SCORE)
+            .join(ASSET, ASSET.c.id == RISK_SCORE.c.asset_id)
+            .where(where)
+        )
+
+    return source
+
+
+_RISK_ASSET_FIELDS = (
+    Field("id", "Number", "asset id (GET /assets/{id}/risk explains the score)"),
+    Field("risk_class", "Number", "risk class: 1 重大 red … 4 低 blue"),
+    Field("norm", "Number", "band-aligned score in [0, 1], comparable across methods"),
+    Field("score", "Number", "the method's score (L × S, or LEC's D)"),
+    Field("method", "String", "matrix (5 × 5 L × S) or lec"),
+    Field("plate", "String"),
+    Field("kind", "String", "asset kind"),
+    Field("name", "String"),
+)
+
+
+def _cell_source(plate: str) -> Source:
+    def source() -> Select[Any]:
+        return select(
+            RISK_SCORE.c.cell_id,
+            _int(RISK_SCORE.c.risk_class).label("risk_class"),
+            cast(RISK_SCORE.c.norm, Float).label("norm"),
+            _int(RISK_SCORE.c.components["assets"].astext.cast(BigInteger)).label("assets"),
+            RISK_SCORE.c.components["mean_norm"].astext.cast(Float).label("mean_norm"),
+            RISK_SCORE.c.plate,
+            RISK_SCORE.c.geom,
+        ).where(and_(RISK_SCORE.c.scope == "cell", RISK_SCORE.c.plate == plate))
+
+    return source
+
+
+_CELL_FIELDS = (
+    Field("cell_id", "String", "H3 cell (GET /risk/cells/{cell}/assets drills down)"),
+    Field("risk_class", "Number", "worst class of the cell's assets: 1 重大 red … 4 低 blue"),
+    Field("norm", "Number", "highest asset norm in the cell"),
+    Field("assets", "Number", "scored assets in the cell"),
+    Field("mean_norm", "Number", "mean asset norm in the cell"),
+    Field("plate", "String"),
+)
+
+
+def _risk_style(geometry: Any) -> Style:
+    return Style(geometry, _NO_CLASS, by="risk_class", classes=risk_class_classes())
+
+
+def asset_risk_layer(plate: str) -> Layer:
+    """Scored assets of ``plate`` (or every plate: ``composite``) coloured by risk class."""
+    return Layer(
+        id=f"risk_{plate}",
+        title=f"Risk of assets: {_plate_title(plate)}",
+        plate=plate,
+        data="features",
+        source=_risk_asset_source(plate),
+        properties=_RISK_ASSET_FIELDS,
+        style=_risk_style("mixed"),
+        # Like the asset layers: a city's pipes are hexagons (worst class) below z13.
+        zoom=ZoomRules(minzoom=0, maxzoom=22, aggregate_below=13),
+        tables=RISK_TABLES,
+        cache=STATIC,
+        description=(
+            f"Assets ({_plate_title(plate)}) in their four-colour risk class; "
+            "hexagons with the worst class below z13."
+        ),
+        aggregates=_AGGREGATES,
+    )
+
+
+def cell_risk_layer(plate: str) -> Layer:
+    """H3 risk hexagons of ``plate`` (or ``composite``), coloured by their worst class."""
+    return Layer(
+        id=f"risk_cells_{plate}",
+        title=f"Risk hexagons: {_plate_title(plate)}",
+        plate=plate,
+        data="aggregate",
+        source=_cell_source(plate),
+        properties=_CELL_FIELDS,
+        style=_risk_style("polygon"),
+        # H3 res-8 cells (≈ 0.7 km²) are under a pixel below z9: there they are grouped into
+        # screen hexagons again; no simplification, or neighbouring cells would open gaps.
+        zoom=ZoomRules(minzoom=0, maxzoom=22, aggregate_below=9, simplify_px=0.0),
+        tables=RISK_TABLES,
+        cache=STATIC,
+        description=f"H3 cells ({_plate_title(plate)}) in the worst class of their assets.",
+        aggregates=_AGGREGATES,
+    )
+
+
+def risk_layers() -> list[Layer]:
+    """Asset and hexagon risk layers per scored plate, then the composite ones."""
+    plates = (*SCORED_PLATES, COMPOSITE)
+    return [asset_risk_layer(p) for p in plates] + [cell_risk_layer(p) for p in plates]
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+#: Functions adding layers to :func:`default_registry`, in order: a new family of layers is a
+#: function returning ``list[Layer]`` appended here.
+LAYER_BUILDERS: list[Callable[[], list[Layer]]] = [asset_layers, live_layers, risk_layers]
 
 
 def default_registry() -> Registry:
@@ -540,14 +414,15 @@ def default_registry() -> Registry:
 
 
 __all__ = [
-    "LIVE",
-    "STATIC",
-    "Aggregate",
-    "CachePolicy",
-    "ColourClass",
-    "Field",
-    "Layer",
-    "Registry",
-    "ZoomRules",
+    "LAYER_BUILDERS",
+    "RISK_TABLES",
+    "alarms_layer",
+    "asset_layers",
+    "asset_risk_layer",
+    "cell_risk_layer",
     "default_registry",
+    "latest_readings_layer",
+    "live_layers",
+    "risk_class_classes",
+    "risk_layers",
 ]

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
-from layers.registry import Aggregate, Layer, tile_unit_m
+from layers.base import Aggregate, Layer, tile_unit_m
 
 #: The tile matrix set every tile address refers to (OGC 17-083r4 WebMercatorQuad).
 TMS = morecantile.tms.get("WebMercatorQuad")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from layers.base import Registry
 from layers.maps import HeatPoint, MapPage, parse_visible
-from layers.registry import Registry
 
 #: At most this many heatmap points, the riskiest first: every point is inlined in the page.
 MAX_HEAT_POINTS = 20_000

@@ -18,7 +18,7 @@ pygeofilter's WKT grammar and transformer, and the JSON reader is a short walk o
 Translation
 -----------
 :func:`to_where` turns the AST into a SQLAlchemy boolean expression over ``asset``. Property
-names are checked against the collection (:mod:`app.ogc.catalog`), operand types are checked
+names are checked against the collection (:mod:`app.assets.catalog`), operand types are checked
 before any SQL runs (a string compared with a number is a 400, not a PostgreSQL error), and
 every literal is a bound parameter. pygeofilter's own SQLAlchemy backend was not used: it cannot
 type JSONB attributes, measures ``DWITHIN`` in degrees, converts kilometres the wrong way round
@@ -72,8 +72,8 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.assets.catalog import ASSET, GEOMETRY, Collection, JsonType
 from app.errors import BadRequest
-from app.ogc.catalog import ASSET, GEOMETRY, Collection, JsonType
 
 #: Deepest nesting accepted in a filter; deeper is refused before it can exhaust the stack.
 MAX_DEPTH = 100

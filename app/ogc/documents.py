@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.datastructures import URL, QueryParams
 
-from app.ogc.catalog import GEOMETRY, Collection, Property
+from app.assets.catalog import GEOMETRY, Collection, Property
 from app.ogc.params import CRS84, ItemsQuery
 from app.ogc.service import Extent, Feature, FeaturePage
 

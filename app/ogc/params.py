@@ -16,9 +16,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
+from app.assets.catalog import Collection, Property
 from app.errors import BadRequest
 from app.ogc import cql
-from app.ogc.catalog import Collection, Property
 from app.params import BBox, parse_bbox
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"

@@ -18,10 +18,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import URL
 
 from app import __version__
+from app.assets.catalog import COLLECTIONS, Collection, get_collection
 from app.db import DbSession
 from app.errors import BadRequest, CityriskError, NotFound
 from app.ogc import documents, openapi, params, service, svg
-from app.ogc.catalog import COLLECTIONS, Collection, get_collection
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["svg"] = svg.preview

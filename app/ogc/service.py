@@ -20,7 +20,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
-from app.ogc.catalog import ASSET, COLLECTIONS, COLUMN_PROPERTIES, Collection
+from app.assets.catalog import ASSET, COLLECTIONS, COLUMN_PROPERTIES, Collection
 from app.ogc.params import ItemsQuery, YearRange
 from app.params import bbox_condition
 from app.taxonomy.assets import KINDS, AssetKind

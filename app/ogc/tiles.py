@@ -21,12 +21,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.assets.catalog import COLLECTIONS
 from app.errors import NotFound
-from app.ogc.catalog import COLLECTIONS
 from app.ogc.documents import JSON, OGC_REL, link
 from app.ogc.routes import OGCRoute
 from app.tiles import routes as tile_routes
-from layers.registry import Layer
+from layers.base import Layer
 from layers.tiles import TMS
 
 router = APIRouter(prefix="/ogc", tags=["OGC API Tiles"], route_class=OGCRoute)

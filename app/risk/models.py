@@ -67,7 +67,7 @@ class RiskScore(Base):
     computed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
-    # Band-aligned [0, 1] score (layers/risk.py), comparable across methods; cells aggregate it.
+    # Band-aligned [0, 1] score (gis/scoring.py), comparable across methods; cells aggregate it.
     norm: Mapped[float | None] = mapped_column(Float)
     # A cell's hexagon (scope 'cell'); areas and assets take theirs from ``asset``.
     geom: Mapped[WKBElement | None] = mapped_column(

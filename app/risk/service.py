@@ -5,7 +5,7 @@ A refresh has three stages, a few statements each, and writes every asset once:
 1. **inputs**: one ``SELECT`` reads each scored asset's representative point, attributes and
    alarms (and, for a rescore, the context stored on its ``risk_score`` row);
 2. **context** (geometry-derived; skipped when the stored one is reused): the impact radius
-   (:func:`layers.risk.impact_radius_m`) and the H3 cell of the point (Python ``h3``) go into a
+   (:func:`gis.scoring.impact_radius_m`) and the H3 cell of the point (Python ``h3``) go into a
    temporary stage with each asset's **local planar frame** (metres east / north of its point,
    scaled by the WGS84 radii of curvature there: an affine map, so a population cell that is a
    lon/lat rectangle stays a rectangle) and its radius-expanded box under a GiST index; the
@@ -14,7 +14,7 @@ A refresh has three stages, a few statements each, and writes every asset once:
    one ``SELECT`` then joins the few big things (sites, population cells, hazard zones, admin
    areas) on the outer side to the stage's index: identified sites inside the impact zone,
    area-weighted population, flood and landslide overlays, admin areas of the point;
-3. **score** :func:`layers.risk.score` computes every factor, level and class vectorised; one
+3. **score** :func:`gis.scoring.score` computes every factor, level and class vectorised; one
    ``COPY`` writes the asset rows with their context and a short array of score inputs;
 4. **aggregate**: one ``INSERT … SELECT … GROUP BY GROUPING SETS`` per scope writes the H3
    cell rows and the admin-area rows, per plate and composite.
@@ -66,9 +66,9 @@ from app.errors import InvalidInput, NotFound
 from app.params import BBox, bbox_sql, feature, feature_collection, geometry
 from app.taxonomy.alarms import NOT_ANOMALIES, OPEN_STATES, sql_list
 from app.taxonomy.risk import COMPOSITE, RISK_CLASSES
+from gis import scoring as model
 from gis import zones
 from gis.frames import metres_per_degree
-from layers import risk as model
 
 DEFAULT_H3_RES = 8
 PIPE_KINDS = ("gas_pipe", "water_pipe", "drainage_pipe", "heating_pipe")
@@ -540,7 +540,7 @@ def _unknown(v: Any) -> bool:
 def _components(i: int, inputs: model.Inputs, s: model.Scores, row: Any) -> dict[str, Any]:
     """The explanation of one asset's score: every component, its value, input and source.
 
-    Sources are keys of :data:`layers.risk.SOURCES` (the text is the same for every asset);
+    Sources are keys of :data:`gis.scoring.SOURCES` (the text is the same for every asset);
     :func:`explain` puts the text back. ``row`` has the stored ``radius_m``,
     ``radius_basis`` and ``sites``.
     """

@@ -31,7 +31,8 @@ from app.taxonomy.assets import PLATE_TITLES
 from app.tiles.service import TileService, etag
 from app.tiles.settings import TileSettings
 from app.tiles.versions import short_hash
-from layers.registry import LIVE_PLATE, Layer, Registry, default_registry
+from layers.base import LIVE_PLATE, Layer, Registry
+from layers.registry import default_registry
 from layers.tiles import TileAddressError, TileOutOfRange, parse_tile
 
 router = APIRouter(tags=["tiles"])

@@ -32,7 +32,7 @@ from app.tiles.versions import (
     read_versions,
     short_hash,
 )
-from layers.registry import Layer, Registry
+from layers.base import Layer, Registry
 from layers.tiles import TileAddress, TileOptions, TileSQL, compile_tile, mode_of
 
 #: Most layers one composite request may name (each adds a subquery to the statement).

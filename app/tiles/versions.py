@@ -20,7 +20,7 @@ from psycopg import pq
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import Connection
 
-from layers.registry import Layer
+from layers.base import Layer
 
 VERSIONS_SQL = "SELECT name, version FROM data_version"
 

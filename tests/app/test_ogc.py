@@ -26,10 +26,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import migrations
+from app.assets.catalog import COLLECTIONS
 from app.db import create_db_engine
 from app.main import create_app
 from app.ogc import service
-from app.ogc.catalog import COLLECTIONS
 from app.ogc.params import ItemsQuery
 from app.scratch import scratch_database
 from app.settings import Settings

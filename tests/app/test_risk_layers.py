@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 from app.alarms import engine as alarm_engine
 from app.alarms.lifecycle import transition
 from app.risk import service
-from layers.registry import default_registry
-from layers.risk_layers import RISK_TABLES, risk_layers
+from layers.registry import RISK_TABLES, default_registry, risk_layers
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 # Far from the demo city and from tests/app/test_risk.py's city (10 E): cells of our own.

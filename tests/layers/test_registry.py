@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Select, column, select, table
 
 from app.taxonomy.assets import KINDS
-from layers.registry import (
+from layers.base import (
     STATIC,
     Aggregate,
     CachePolicy,
@@ -17,9 +17,9 @@ from layers.registry import (
     Layer,
     Registry,
     ZoomRules,
-    default_registry,
     tile_unit_m,
 )
+from layers.registry import default_registry
 from layers.styles import FOUR_COLOURS, Style, warning_level_classes
 from layers.tiles import TileAddressError, TileOutOfRange, mode_of, parse_tile
 

@@ -101,11 +101,11 @@ SOURCES: Final[Mapping[str, str]] = {
     "alarm": "open alarms, worst level (Emergency Response Law art. 42: I red … IV blue)",
     "recent": "alarms opened in the last 30 days (not false/test), +10 % each, max +50 %",
     "pir": "potential impact radius, natural gas: ASME B31.8S-2022 §3.2; 49 CFR 192.903",
-    "radius": "set impact radius per kind (layers/risk.py RADII_M)",
+    "radius": "set impact radius per kind (gis/scoring.py RADII_M)",
     "population": "residents, area-weighted from population cells inside the radius",
     "sites": "identified sites inside the radius (ASME B31.8S §3.2: limited mobility, "
     "gathering places); occupancy × vulnerability",
-    "severity": "severity of the kind's worst credible failure, 1-5 (layers/risk.py)",
+    "severity": "severity of the kind's worst credible failure, 1-5 (gis/scoring.py)",
     "matrix": "R = L × S on a 5 × 5 matrix; >= 20 red, 15-16 orange, 9-12 yellow, <= 8 blue",
     "lec": "D = L × E × C (Graham & Kinney 1976); > 320 / 160-320 / 70-160 / 20-70 / < 20",
 }

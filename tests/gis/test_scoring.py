@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from layers import risk
+from gis import scoring as risk
 
 
 @pytest.mark.parametrize(
