@@ -366,10 +366,10 @@ def risk_refresh(
     h3_res: Annotated[int, typer.Option(help="H3 resolution of the cells.")] = 8,
 ) -> None:
     """Recompute every risk score (assets, cells, areas) in one transaction."""
-    from app.risk import service
+    from app.risk import refresh
 
     with transaction(settings_or_exit()) as session:
-        report = service.refresh_all(session, h3_res=h3_res)
+        report = refresh.refresh_all(session, h3_res=h3_res)
     say(
         f"risk scores: {report.assets} assets, {report.cells} cells, {report.areas} areas "
         f"in {report.total_s:.2f} s ({report.db_s:.2f} s in the database)"

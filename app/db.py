@@ -6,6 +6,8 @@ CLI command owns the transaction, so several service calls commit or roll back t
 
 from __future__ import annotations
 
+import itertools
+import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -214,7 +216,19 @@ def copy_into(
                 on_progress(done)
 
 
-#: Binary COPY framing (PostgreSQL, "COPY … Binary Format"): signature, flags, extension length.
+def copy_out(session: Session, copy_sql: str) -> bytes:
+    """The whole output of ``copy_sql`` (a ``COPY … TO STDOUT``) on the session's connection."""
+    raw = session.connection().connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+        return b"".join(bytes(block) for block in copy)
+
+
+# -- binary COPY: the one codec (ingest, risk) ------------------------------------------------
+# PostgreSQL, "COPY … Binary Format": a header, rows of (field count, then each field's length
+# and big-endian value, -1 for NULL), a trailer.
+
+#: Binary COPY framing: signature, flags, extension length.
 PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 PGCOPY_TRAILER = b"\xff\xff"  # a field count of -1
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix epoch
@@ -222,6 +236,10 @@ PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix 
 
 def binary_copy_payload(columns: Sequence[np.ndarray[Any, Any]]) -> bytes:
     """A ``COPY … (FORMAT binary)`` payload of fixed-width, non-NULL columns, built by numpy.
+
+    The fast path of the one binary COPY codec (this section): whole columns at once. Columns
+    with NULLs, text, jsonb or arrays go field by field instead (:func:`fixed_fields`,
+    :func:`text_fields`, :func:`int8_array_fields`, joined by :func:`binary_rows`).
 
     Columns are int16/int32/int64, float64, or datetime64 (sent as ``timestamptz``: µs since
     PostgreSQL's epoch). Every row is its field count, then each field's length and big-endian
@@ -246,6 +264,72 @@ def binary_copy_payload(columns: Sequence[np.ndarray[Any, Any]]) -> bytes:
         body[f"l{j}"] = col.dtype.itemsize
         body[f"v{j}"] = col
     return PGCOPY_HEADER + body.tobytes() + PGCOPY_TRAILER
+
+
+# Field by field: for columns with NULLs, text, jsonb or arrays (the risk score rows). Each
+# function encodes a whole column into its fields (length-prefixed values), numpy where it can;
+# :func:`binary_rows` joins the columns' fields row by row.
+_NULL_FIELD = b"\xff\xff\xff\xff"
+_INT8_OID = 20
+
+
+def fixed_fields(values: np.ndarray[Any, Any], code: str) -> list[bytes]:
+    """Fields of a numeric column (``code``: big-endian numpy type); NaN becomes NULL."""
+    n, width = len(values), np.dtype(code).itemsize
+    body = np.empty(n, dtype=np.dtype([("len", ">i4"), ("v", code)]))
+    body["len"] = width
+    body["v"] = values
+    raw = body.tobytes()
+    step = 4 + width
+    out = [raw[i : i + step] for i in range(0, n * step, step)]
+    if values.dtype.kind == "f":
+        for i in np.flatnonzero(np.isnan(values)).tolist():
+            out[i] = _NULL_FIELD
+    return out
+
+
+def text_fields(values: Sequence[str | bytes | None], prefix: bytes = b"") -> list[bytes]:
+    """Fields of a text column (``prefix`` b"\\x01": jsonb's format version); None is NULL."""
+    memo: dict[Any, bytes] = {}
+
+    def field(v: str | bytes | None) -> bytes:
+        if v is None:
+            return _NULL_FIELD
+        data = prefix + (v.encode() if isinstance(v, str) else v)
+        return len(data).to_bytes(4, "big") + data
+
+    out = []
+    for v in values:
+        f = memo.get(v)
+        if f is None:
+            f = memo[v] = field(v)
+        out.append(f)
+    return out
+
+
+def int8_array_fields(values: Sequence[Sequence[int]]) -> list[bytes]:
+    """Fields of a ``bigint[]`` column (one dimension, no NULL elements)."""
+    memo: dict[tuple[int, ...], bytes] = {}
+    out = []
+    for v in values:
+        key = tuple(v)
+        f = memo.get(key)
+        if f is None:
+            if key:
+                data = struct.pack(f">iiiii{'iq' * len(key)}", 1, 0, _INT8_OID, len(key), 1,
+                                   *(x for a in key for x in (8, a)))  # fmt: skip
+            else:
+                data = struct.pack(">iii", 0, 0, _INT8_OID)
+            f = memo[key] = len(data).to_bytes(4, "big") + data
+        out.append(f)
+    return out
+
+
+def binary_rows(columns: Sequence[Sequence[bytes]]) -> bytes:
+    """A binary COPY payload from per-column field lists."""
+    count = len(columns).to_bytes(2, "big")
+    rows = map(b"".join, zip(itertools.repeat(count), *columns))
+    return PGCOPY_HEADER + b"".join(rows) + PGCOPY_TRAILER
 
 
 def binary_copy_columns(data: bytes, codes: Sequence[str]) -> list[np.ndarray[Any, Any]]:

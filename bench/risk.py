@@ -26,7 +26,7 @@ import time
 from sqlalchemy import text
 
 from app.db import create_db_engine, database_url, make_sessionmaker
-from app.risk import service
+from app.risk import refresh
 from app.scratch import scratch_database
 from app.settings import Settings
 
@@ -93,7 +93,7 @@ ANALYZE asset;
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=int, default=100_000, help="lifeline assets")
-    parser.add_argument("--h3-res", type=int, default=service.DEFAULT_H3_RES)
+    parser.add_argument("--h3-res", type=int, default=refresh.DEFAULT_H3_RES)
     args = parser.parse_args()
 
     scratch = contextlib.ExitStack()  # the throwaway database, dropped in `finally`
@@ -116,9 +116,9 @@ def main() -> int:
         )
 
         with factory() as session, session.begin():
-            full = service.refresh_all(session, h3_res=args.h3_res)
+            full = refresh.refresh_all(session, h3_res=args.h3_res)
         with factory() as session, session.begin():
-            rescore = service.refresh_all(session, h3_res=args.h3_res, recontext=False)
+            rescore = refresh.refresh_all(session, h3_res=args.h3_res, recontext=False)
         with factory() as session, session.begin():
             asset_id, rule_id = session.execute(
                 text(
@@ -137,14 +137,14 @@ def main() -> int:
         timings = []
         for _ in range(5):
             with factory() as session, session.begin():
-                timings.append(service.refresh_alarms(session, [alarm_id]))
+                timings.append(refresh.refresh_alarms(session, [alarm_id]))
         one = sorted(timings, key=lambda r: r.db_s)[len(timings) // 2]
     finally:
         if engine is not None:
             engine.dispose()
         scratch.close()
 
-    def stages(r: service.RefreshReport) -> str:
+    def stages(r: refresh.RefreshReport) -> str:
         return ", ".join(f"{k} {v:.2f} s" for k, v in r.stages.items())
 
     def verdict(ok: bool) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.alarms.models import Alarm, AlarmEvent
 from app.errors import Conflict, InvalidInput, NotFound
-from app.risk import service as risk_service
+from app.risk import refresh as risk_refresh
 from app.taxonomy.alarms import (
     ALARM_STATES,
     LEVEL_NUMERALS,
@@ -251,9 +251,9 @@ def transition(
     )
     session.add(event)
     session.flush()
-    if risk_service.alarm_counts_changed(current, to):
+    if risk_refresh.alarm_counts_changed(current, to):
         # The asset's likelihood reads open / past alarms: rescore it in this transaction.
-        risk_service.refresh_after_alarms(session, [alarm.id])
+        risk_refresh.refresh_after_alarms(session, [alarm.id])
     return TransitionResult(alarm=alarm, event=event)
 
 

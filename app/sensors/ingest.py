@@ -43,7 +43,7 @@ from app.alarms import engine
 from app.alarms.engine import EvaluationReport
 from app.db import binary_copy_payload, copy_into, stage_table
 from app.errors import InvalidInput
-from app.risk import service as risk_service
+from app.risk import refresh as risk_refresh
 from app.sensors import catalogue, partitions
 from app.taxonomy.indicators import INDICATORS
 
@@ -258,7 +258,7 @@ def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> In
             )
             # Rescore the assets of alarms that changed, in this transaction: the risk map is
             # never behind the alarms (≈ 7 ms per alarm; nothing before the first refresh).
-            risk_service.refresh_after_alarms(session, report.alarms.alarm_ids)
+            risk_refresh.refresh_after_alarms(session, report.alarms.alarm_ids)
     mobile = good & is_mobile
     if mobile.any():
         stored, joined = _store_mobile(session, batch, mobile, ts, values, lon, lat)

@@ -23,7 +23,7 @@ from app import migrations
 from app.db import create_db_engine
 from app.main import create_app
 from app.maps.service import map_page
-from app.risk import service as risk
+from app.risk import refresh as risk
 from app.scratch import scratch_database, serve_in_thread
 from app.settings import Settings
 from layers.maps import render_page

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from app.risk import service
+from app.risk import explain, refresh
 from app.taxonomy.risk import COMPOSITE
 from gis.frames import metres_per_degree
 
@@ -98,7 +98,7 @@ def asset_rows(db: Any, ids: list[int]) -> dict[int, Any]:
         ),
         {"ids": ids},
     ).all()
-    components = service.asset_components(db, ids)
+    components = explain.asset_components(db, ids)
     return {
         r.asset_id: SimpleNamespace(**r._mapping, components=components[r.asset_id]) for r in rows
     }
@@ -107,7 +107,7 @@ def asset_rows(db: Any, ids: list[int]) -> dict[int, Any]:
 @pytest.fixture
 def city(session: Session) -> dict[str, int]:
     ids = build_city(session, f"test-risk-{secrets.token_hex(3)}")
-    service.refresh_all(session, now_year=YEAR)
+    refresh.refresh_all(session, now_year=YEAR)
     return ids
 
 
@@ -182,7 +182,7 @@ def test_incremental_refresh_after_an_alarm_touches_only_that_asset_and_its_cell
     cells_before = cell_rows(session)
     alarm = add_alarm(session, city["blue"], level=1)
 
-    report = service.refresh_alarms(session, [alarm])
+    report = refresh.refresh_alarms(session, [alarm])
 
     after = asset_rows(session, ids)
     assert report.assets == 1
@@ -210,7 +210,7 @@ def test_h3_cells_sum_and_max_their_assets(session: Session, city: dict[str, int
     assets = asset_rows(session, [city["red"], city["peer"], city["blue"]])
     cell = assets[city["red"]].cell_id
     assert h3.is_valid_cell(cell)
-    assert h3.get_resolution(cell) == service.DEFAULT_H3_RES
+    assert h3.get_resolution(cell) == refresh.DEFAULT_H3_RES
     members = [
         r for r in session.execute(
             text("SELECT norm, risk_class FROM risk_score WHERE scope = 'asset' AND cell_id = :c"),
@@ -313,7 +313,7 @@ def test_closed_false_alarms_are_not_recent_anomalies(
     session.execute(
         text("UPDATE alarm SET state = 'closed' WHERE id = ANY(:ids)"), {"ids": [real, false]}
     )
-    service.refresh_alarms(session, [real, false])
+    refresh.refresh_alarms(session, [real, false])
     blue = asset_rows(session, [city["blue"]])[city["blue"]]
     assert blue.components["likelihood"]["factors"]["recent"]["input"] == 1
 
@@ -346,12 +346,12 @@ def test_incremental_refresh_after_an_alarm_equals_a_full_refresh(
             source, material=("cast_iron", "PE", "steel")[i % 3], install_year=1940 + 10 * i,
             condition=("poor", "good")[i % 2],
         )  # fmt: skip
-    service.refresh_all(session)
+    refresh.refresh_all(session)
     for asset, level in ((city["peer"], 1), (city["red"], 4), (city["blue"], 2)):
         alarm = add_alarm(session, asset, level=level)
-        service.refresh_alarms(session, [alarm])
+        refresh.refresh_alarms(session, [alarm])
         incremental = aggregates(session)
-        service.refresh_all(session)
+        refresh.refresh_all(session)
         full = aggregates(session)
         assert incremental == full
 
@@ -376,7 +376,7 @@ def test_population_shares_are_exact_inside_and_across_cell_edges(session: Sessi
             f"LINESTRING({lon + 0.002} {lat + 0.0018},{lon + 0.002} {lat + 0.0019},"
             f"{lon + 0.0031} {lat + 0.0019})", source, pressure_mpa=0.4, diameter_mm=300),
     ]  # fmt: skip
-    service.refresh_assets(session, ids, recontext=True)
+    refresh.refresh_assets(session, ids, recontext=True)
     kx, ky = metres_per_degree(np.array([lat]))
     rows = session.execute(
         text(
@@ -415,7 +415,7 @@ def test_binary_copy_keeps_any_text_and_nulls(session: Session) -> None:
         session, "water_pipe", "lifeline", f"POINT({lon} {lat})", source, material=odd,
         condition="fair\\", install_year="unknown",
     )  # fmt: skip
-    service.refresh_assets(session, [asset], recontext=True)
+    refresh.refresh_assets(session, [asset], recontext=True)
     row = session.execute(
         text(
             "SELECT area_ids, flood_rp_yr, landslide, radius_basis, sites, inputs "
@@ -427,7 +427,7 @@ def test_binary_copy_keeps_any_text_and_nulls(session: Session) -> None:
     assert (row.flood_rp_yr, row.landslide, row.sites) == (None, None, {})
     assert row.radius_basis == "radius:water_pipe"
     assert row.inputs == ["water_pipe", None, odd, "fair\\", None, "", 0, 0]
-    factors = service.asset_components(session, [asset])[asset]["likelihood"]["factors"]
+    factors = explain.asset_components(session, [asset])[asset]["likelihood"]["factors"]
     assert factors["material"]["input"] == odd
     assert factors["age"]["input"] is None
 
@@ -457,7 +457,7 @@ def test_population_of_zones_across_cell_corners_equals_geos_clips(session: Sess
             f"LINESTRING({lon - 0.0005} {lat + 0.001},{lon} {lat + 0.0011},"
             f"{lon + 0.0005} {lat + 0.001})", source),
     ]  # fmt: skip
-    service.refresh_assets(session, ids, recontext=True)
+    refresh.refresh_assets(session, ids, recontext=True)
     got = {
         r.asset_id: (r.population, r.radius_m)
         for r in session.execute(

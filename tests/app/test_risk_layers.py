@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.alarms import engine as alarm_engine
 from app.alarms.lifecycle import transition
-from app.risk import service
+from app.risk import explain, refresh
 from layers.registry import RISK_TABLES, default_registry, risk_layers
 
 TMS = morecantile.tms.get("WebMercatorQuad")
@@ -116,7 +116,7 @@ def score_of(conn: Connection, asset_id: int) -> Any:
         {"a": asset_id},
     ).one()
     return SimpleNamespace(
-        **row._mapping, components=service.asset_components(conn, [asset_id])[asset_id]
+        **row._mapping, components=explain.asset_components(conn, [asset_id])[asset_id]
     )
 
 
@@ -199,7 +199,7 @@ def test_asset_and_hexagon_tiles_carry_the_classes_and_refresh_makes_them_fresh(
     assert 0.75 <= props["norm"] <= 1.0  # class 1 is norm >= 0.75
 
     # Hexagons: the red main's H3 cell, worst class 1, a polygon.
-    cell = h3.latlng_to_cell(LAT - 0.0002, LON, service.DEFAULT_H3_RES)
+    cell = h3.latlng_to_cell(LAT - 0.0002, LON, refresh.DEFAULT_H3_RES)
     hexes = features(get_tile(client, "risk_cells_lifeline", tile_of(LON, LAT, 12)).content,
                      "risk_cells_lifeline")  # fmt: skip
     mine = [f for f in hexes if f["properties"]["cell_id"] == cell]
@@ -301,8 +301,8 @@ def test_a_reading_that_raises_an_alarm_rescores_its_gas_main_in_the_same_transa
 
 def test_no_rescore_before_the_first_full_refresh(session: Session) -> None:
     session.execute(text("DELETE FROM risk_score"))
-    assert service.refresh_after_alarms(session, [1, 2]) is None
-    assert service.refresh_after_alarms(session, []) is None
+    assert refresh.refresh_after_alarms(session, [1, 2]) is None
+    assert refresh.refresh_after_alarms(session, []) is None
 
 
 @pytest.mark.parametrize(
@@ -317,13 +317,13 @@ def test_no_rescore_before_the_first_full_refresh(session: Session) -> None:
     ],
 )
 def test_which_transitions_change_a_score(from_state: str, to_state: str, changes: bool) -> None:
-    assert service.alarm_counts_changed(from_state, to_state) is changes
+    assert refresh.alarm_counts_changed(from_state, to_state) is changes
 
 
 def test_a_false_alarm_verdict_rescores_the_asset(session: Session) -> None:
     source = f"test-risk-layers-{secrets.token_hex(3)}"
     ids = build_city(session, source)
-    service.refresh_all(session)
+    refresh.refresh_all(session)
     rule_id = session.execute(
         text(
             "INSERT INTO rule (code, version, title, indicator, thresholds) VALUES "
@@ -338,10 +338,10 @@ def test_a_false_alarm_verdict_rescores_the_asset(session: Session) -> None:
         ),
         {"r": rule_id, "c": f"{source}-r", "a": ids["watched"]},
     ).scalar_one()
-    service.refresh_alarms(session, [alarm_id])
+    refresh.refresh_alarms(session, [alarm_id])
 
     def alarm_factor() -> float:
-        components = service.asset_components(session, [ids["watched"]])[ids["watched"]]
+        components = explain.asset_components(session, [ids["watched"]])[ids["watched"]]
         return float(components["likelihood"]["factors"]["alarm"]["value"])
 
     assert alarm_factor() == 4.0
