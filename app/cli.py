@@ -279,7 +279,8 @@ def import_assets(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Import a GIS file as assets of one kind (transactional; re-importing changes nothing)."""
-    from app.assets.importer import ImportOptions, import_file, parse_field_map
+    from app.assets.importer import ImportOptions, parse_field_map
+    from app.flows.assets import import_assets
 
     settings = settings_or_exit()
     options = ImportOptions(
@@ -299,7 +300,7 @@ def import_assets(
             bar.update(task, description=stage, completed=done, total=total)
 
         with transaction(settings) as session:
-            report = import_file(session, path, options, progress=progress)
+            report = import_assets(session, path, options, dry_run=dry_run, progress=progress)
             if dry_run:
                 session.rollback()
             report.committed = report.written and not dry_run
@@ -533,21 +534,23 @@ def rules_list() -> None:
 @friendly_errors
 def rules_check_offline() -> None:
     """Raise offline alarms for silent sensors (run it every minute, e.g. from cron)."""
-    from app.alarms import engine
+    from app.flows.alarms import check_offline
 
     with transaction(settings_or_exit()) as session:
-        report = engine.check_offline(session)
+        report = check_offline(session)
     say(f"offline check: {report.raised} raised, {report.updated} still offline")
 
 
 @load_cli.command("demo")
 @friendly_errors
 def load_demo() -> None:
-    """Load the demo city (Cambridge, MA; data/demo/cambridge.gpkg) and derive its links."""
-    from app.assets import demo
+    """Load the demo city (Cambridge, MA; data/demo/cambridge.gpkg): assets, links, sensors,
+    risk scores."""
+    from app.flows import demo
 
     with transaction(settings_or_exit()) as session:
-        reports, made, sensors = demo.load(session)
+        loaded = demo.load(session)
+        reports, made, sensors = loaded.layers, loaded.links, loaded.sensors
         for report in reports:
             report.committed = True
     for report in reports:
@@ -566,6 +569,7 @@ def load_demo() -> None:
     say(
         f"demo city loaded: {sum(r.accepted for r in reports)} assets, {sum(made.values())} links"
         + (f", {sensors.rows_read} sensors ({bound} bound)" if sensors is not None else "")
+        + f"; risk scored: {loaded.risk.assets} assets, {loaded.risk.cells} cells"
     )
 
 
@@ -602,8 +606,8 @@ def ingest_mqtt() -> None:
     import signal
     import threading
 
+    from app.api.mqtt import TOPIC_FILTER, run_consumer
     from app.local.broker import broker_url
-    from app.sensors.mqtt import TOPIC_FILTER, run_consumer
     from app.settings import parse_mqtt_url
 
     settings = settings_or_exit()

@@ -9,19 +9,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from app import __version__, health, pages
-from app.alarms import routes as alarms_routes
-from app.alarms import rules_routes
-from app.alarms.watch import OfflineWatch
+from app import __version__
+from app.api import alarms as alarms_routes
+from app.api import assets as assets_routes
+from app.api import health
 from app.api import risk as risk_routes
-from app.assets import routes as assets_routes
+from app.api import rules as rules_routes
+from app.api import sensors as sensors_routes
+from app.api.mqtt import start_background_consumer
+from app.api.watch import OfflineWatch
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
+from app.maps import pages
 from app.maps import routes as map_routes
 from app.ogc import routes as ogc_routes
 from app.ogc import tiles as ogc_tiles
-from app.sensors import routes as sensors_routes
-from app.sensors.mqtt import start_background_consumer
 from app.settings import Settings, get_settings
 from app.tiles import routes as tiles_routes
 

@@ -28,9 +28,9 @@ import pandas as pd
 import shapely
 from sqlalchemy.engine import make_url
 
-from app.assets.demo import demo_path
 from app.assets.importer import ImportOptions, import_file
 from app.db import create_db_engine, database_url, make_sessionmaker
+from app.flows.demo import demo_path
 from app.scratch import scratch_database
 from app.settings import Settings
 

@@ -62,10 +62,11 @@ from app.db import (  # noqa: E402
     database_url,
     make_sessionmaker,
 )
+from app.flows.readings import ingest_payload  # noqa: E402
 from app.scratch import scratch_database  # noqa: E402
 from app.sensors import partitions  # noqa: E402
 from app.sensors import replay as rp  # noqa: E402
-from app.sensors.ingest import binary_copy_rows, ingest_payload  # noqa: E402
+from app.sensors.ingest import binary_copy_rows  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 NDJSON = "application/x-ndjson"

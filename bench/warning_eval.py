@@ -111,8 +111,8 @@ from sqlalchemy.orm import Session
 from app.alarms import rules
 from app.alarms.rules import RuleSpec, Target
 from app.db import create_db_engine, database_url, make_sessionmaker
+from app.flows.readings import ingest_payload
 from app.scratch import scratch_database
-from app.sensors.ingest import ingest_payload
 from app.settings import Settings, project_root
 
 I64 = npt.NDArray[np.int64]
@@ -730,7 +730,7 @@ def demo_outcome(duration: str, seed: int) -> Outcome:
     if missing:
         lines.append(f"  skipped: {missing}")
         return Outcome("demo", lines, [], time.perf_counter() - started)
-    from app.assets import demo
+    from app.flows import demo
     from app.sensors import replay as rp
 
     with (

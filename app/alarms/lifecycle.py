@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from app.alarms.models import Alarm, AlarmEvent
 from app.errors import Conflict, InvalidInput, NotFound
-from app.risk import refresh as risk_refresh
 from app.taxonomy.alarms import (
     ALARM_STATES,
     LEVEL_NUMERALS,
@@ -170,7 +169,8 @@ def transition(
 
     The alarm row is locked (``SELECT … FOR UPDATE``) first, so two analysts acting on the same
     alarm are serialised: the second one sees the state the first one left and gets a 409 if
-    its move is no longer allowed. Flushes; the caller commits.
+    its move is no longer allowed. Flushes; the caller commits. Rescoring the alarm's asset
+    is the caller's too (:func:`app.flows.alarms.transition` does both).
 
     Parameters
     ----------
@@ -251,9 +251,6 @@ def transition(
     )
     session.add(event)
     session.flush()
-    if risk_refresh.alarm_counts_changed(current, to):
-        # The asset's likelihood reads open / past alarms: rescore it in this transaction.
-        risk_refresh.refresh_after_alarms(session, [alarm.id])
     return TransitionResult(alarm=alarm, event=event)
 
 

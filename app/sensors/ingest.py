@@ -1,8 +1,7 @@
 """Reading ingestion: parse a batch, validate it column-wise, store it idempotently.
 
-The HTTP route and the MQTT consumer both call :func:`ingest_payload` and commit the session
-afterwards; only then do they acknowledge (HTTP 2xx / MQTT PUBACK), so acknowledged means
-committed.
+Storage only: the rules engine and the rescore that follow a stored batch are chained by
+:mod:`app.flows.readings`, which the HTTP route and the MQTT consumer call (and then commit).
 
 Wire format (README, OpenAPI): a fixed-sensor reading is
 ``{"sensor": "<external_id or id>", "ts": "<RFC 3339 with offset>", "value": <number>}`` with
@@ -39,11 +38,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
-from app.alarms import engine
-from app.alarms.engine import EvaluationReport
 from app.db import binary_copy_payload, copy_into, stage_table
 from app.errors import InvalidInput
-from app.risk import refresh as risk_refresh
 from app.sensors import catalogue, partitions
 from app.taxonomy.indicators import INDICATORS
 
@@ -71,7 +67,12 @@ class IngestReport:
     rejected: list[ReadingRejection] = field(default_factory=list)
     mobile_accepted: int = 0
     mobile_joined: int = 0
-    alarms: EvaluationReport = field(default_factory=EvaluationReport)
+    # What the rules engine needs next (app.flows.readings): the sensors whose stored readings
+    # changed, their indicators, the batch's oldest stored reading and the time it was judged at.
+    sensor_ids: list[int] = field(default_factory=list)
+    indicators: set[str] = field(default_factory=set)
+    oldest: datetime | None = None
+    now: datetime | None = None
     # How the fixed readings were stored: "copy" (fast path: none was stored before), "merge"
     # (some were: staging + ON CONFLICT), "" (none to store). For tests and diagnostics.
     stored_by: str = ""
@@ -200,20 +201,14 @@ def _parse_csv(body: bytes) -> Batch:
 
 
 # -- validate and store -----------------------------------------------------------------------
-def ingest_payload(session: Session, body: bytes, content_type: str) -> IngestReport:
-    """Parse ``body`` (JSON array / NDJSON / CSV by ``content_type``) and store its readings.
-
-    Raises :class:`InvalidInput` when the payload as a whole cannot be parsed. Per-row problems
-    are in the report, and the good rows are stored. Flushes only; the caller commits.
-    """
-    return ingest(session, parse_payload(body, content_type))
-
-
 def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> IngestReport:
-    """Validate ``batch`` column-wise and store the good rows (fixed and mobile)."""
+    """Validate ``batch`` column-wise and store the good rows (fixed and mobile).
+
+    Flushes only; the caller commits. The report says what the rules engine needs next.
+    """
     now = now or datetime.now(UTC)
     n = len(batch)
-    report = IngestReport(received=n)
+    report = IngestReport(received=n, now=now)
     if n == 0:
         return report
     verdicts = Verdicts(batch.reasons)
@@ -251,14 +246,10 @@ def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> In
             session, sensor_id[fixed], ts[fixed], values[fixed], quality[fixed].astype(np.int16)
         )
         report.duplicates = int(fixed.sum()) - report.accepted
-        if report.accepted:  # warn: evaluate the rules on what this batch changed
-            oldest = pd.Timestamp(ts[fixed].min(), tz="UTC").to_pydatetime()
-            report.alarms = engine.evaluate(
-                session, batch_sensors, set(kinds[fixed]), now=now, oldest=oldest
-            )
-            # Rescore the assets of alarms that changed, in this transaction: the risk map is
-            # never behind the alarms (≈ 7 ms per alarm; nothing before the first refresh).
-            risk_refresh.refresh_after_alarms(session, report.alarms.alarm_ids)
+        if report.accepted:
+            report.sensor_ids = batch_sensors.tolist()
+            report.indicators = set(kinds[fixed])
+            report.oldest = pd.Timestamp(ts[fixed].min(), tz="UTC").to_pydatetime()
     mobile = good & is_mobile
     if mobile.any():
         stored, joined = _store_mobile(session, batch, mobile, ts, values, lon, lat)

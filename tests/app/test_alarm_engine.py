@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.alarms import engine, rules
 from app.alarms.rules import RuleSpec
-from app.sensors.ingest import ingest_payload
+from app.flows.readings import ingest_payload
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 M_PER_DEG_LAT = 111_000.0

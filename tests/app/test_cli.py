@@ -194,7 +194,7 @@ def test_import_command_reports_and_exits_nonzero_on_rejects(
 def test_load_demo_is_idempotent(server_url: str) -> None:
     import pyogrio
 
-    from app.assets.demo import demo_path
+    from app.flows.demo import demo_path
 
     expected = sum(
         pyogrio.read_info(demo_path(), layer=str(name))["features"]

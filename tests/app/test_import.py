@@ -328,7 +328,7 @@ def test_demo_layers_import_with_clean_reports(session: Session) -> None:
     """Every layer of the shipped demo city (Cambridge, MA) imports without a rejected row."""
     import pyogrio
 
-    from app.assets.demo import demo_path
+    from app.flows.demo import demo_path
 
     for layer, _ in pyogrio.list_layers(demo_path()):
         report = run(session, demo_path(), kind=str(layer), layer=str(layer))

@@ -10,8 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
+from app.flows.readings import ReadingsReport as IngestReport
+from app.flows.readings import ingest_payload
 from app.sensors import partitions
-from app.sensors.ingest import IngestReport, ingest_payload
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 M_PER_DEG_LAT = 111_000.0

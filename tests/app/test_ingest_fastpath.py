@@ -20,7 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from app.sensors.ingest import IngestReport, ingest_payload
+from app.flows.readings import ReadingsReport as IngestReport
+from app.flows.readings import ingest_payload
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 NDJSON = "application/x-ndjson"

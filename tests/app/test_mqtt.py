@@ -39,11 +39,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from app.api.mqtt import JSON, NDJSON, BackgroundConsumer, content_type_of
+from app.flows.readings import ReadingsReport as IngestReport
+from app.flows.readings import ingest_payload
 from app.local.broker import LocalBroker
 from app.main import create_app
 from app.scratch import free_port
-from app.sensors.ingest import IngestReport, ingest_payload
-from app.sensors.mqtt import JSON, NDJSON, BackgroundConsumer, content_type_of
 from app.settings import Settings, parse_mqtt_url
 
 TIMEOUT_S = 15.0

@@ -28,14 +28,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app import migrations
-from app.assets.demo import demo_sensors_path
+from app.api.mqtt import BackgroundConsumer
 from app.db import create_db_engine, make_sessionmaker
 from app.db import libpq_url as libpq
 from app.errors import InvalidInput
+from app.flows.demo import demo_sensors_path
 from app.local.broker import LocalBroker
 from app.scratch import free_port, scratch_database
 from app.sensors import replay as rp
-from app.sensors.mqtt import BackgroundConsumer
 from app.sensors.registry import import_sensors
 from app.settings import Settings
 from app.taxonomy.indicators import INDICATORS
@@ -495,14 +495,14 @@ def test_demo_sensor_layout_is_well_formed() -> None:
 @pytest.mark.slow
 def test_the_demo_city_binds_every_sensor_and_stages_all_four_incidents(server_url: str) -> None:
     """`load demo` imports and binds the demo sensors; the demo scenario finds its assets."""
-    from app.assets import demo
+    from app.flows import demo
 
     with scratch_database(server_url, postgis=False) as url:
         migrations.upgrade(url)
         engine = create_db_engine(url, pool_size=1)
         try:
             with make_sessionmaker(engine)() as session, session.begin():
-                _, _, report = demo.load(session)
+                report = demo.load(session).sensors
                 assert report is not None
                 assert report.rejected == []
                 assert report.unbound == []

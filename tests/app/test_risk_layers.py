@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from app.alarms import engine as alarm_engine
-from app.alarms.lifecycle import transition
+from app.flows.alarms import transition
 from app.risk import explain, refresh
 from layers.registry import RISK_TABLES, default_registry, risk_layers
 

@@ -12,10 +12,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from app.assets import service
-from app.assets.importer import ImportOptions, import_file, parse_field_map
+from app.assets.importer import ImportOptions, parse_field_map
 from app.assets.schemas import AssetRead, ImportReportRead, KindRead, TaxonomyRead
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
+from app.flows import assets as asset_flows
 from app.taxonomy.assets import KINDS, PLATE_TITLES, TAXONOMY_VERSION
 
 router = APIRouter(prefix="/assets", tags=["assets"])
@@ -83,7 +84,7 @@ def import_assets(
         path = Path(tmp) / name
         with path.open("wb") as out:
             shutil.copyfileobj(file.file, out, length=1 << 20)
-        report = import_file(db_session, path, options)
+        report = asset_flows.import_assets(db_session, path, options, dry_run=dry_run)
     if dry_run or not report.written:
         db_session.rollback()
     else:

@@ -19,7 +19,7 @@ from starlette.background import BackgroundTask
 from app.alarms import stream
 from app.alarms.cap import MEDIA_TYPE as CAP_MEDIA_TYPE
 from app.alarms.cap import build_cap
-from app.alarms.lifecycle import ALARM_SELECT, alarm_summary, get_alarm, transition
+from app.alarms.lifecycle import ALARM_SELECT, alarm_summary, get_alarm
 from app.alarms.schemas import (
     AlarmDetail,
     AlarmEventRead,
@@ -32,6 +32,7 @@ from app.alarms.schemas import (
 from app.alarms.stats import alarm_stats
 from app.db import DbSession
 from app.errors import InvalidInput
+from app.flows.alarms import transition
 from app.params import BBoxQuery, bbox_sql, feature, feature_collection, geojson_response
 from app.taxonomy.alarms import ALARM_STATES
 from app.taxonomy.assets import KINDS, PLATES

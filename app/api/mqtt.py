@@ -9,7 +9,8 @@ Guarantee: **at least once** from the broker to PostgreSQL, **once** in the ``re
   (``CITYRISK_MQTT_CLIENT_ID``), MQTT 5 ``clean_start=False`` and a session expiry of
   ``SESSION_EXPIRY_S``. While it is away the broker queues the messages for it.
 - Acknowledgement is **manual**: the PUBACK of a message is sent only after
-  ``ingest_payload(session, payload, content_type)`` and ``session.commit()`` have returned.
+  :func:`app.flows.readings.ingest_payload` (store, warn, rescore) and ``session.commit()``
+  have returned.
   Whatever happens before that (a crash, a lost connection, a database error) leaves the message
   unacknowledged, and the broker sends it again on the next connection of the session.
 - Storing is idempotent (``reading`` has the primary key ``(sensor_id, ts)``), so a message
@@ -57,8 +58,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, InvalidInput
+from app.flows.readings import ReadingsReport, ingest_payload
 from app.local.broker import LocalBroker, broker_url
-from app.sensors.ingest import IngestReport, ingest_payload
 from app.settings import BrokerAddress, ConfigError, Settings, parse_mqtt_url
 
 log = logging.getLogger("cityrisk.mqtt")
@@ -81,7 +82,7 @@ SUMMARY_EVERY_S = 60.0
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 
-Ingest = Callable[[Session, bytes, str], IngestReport]
+Ingest = Callable[[Session, bytes, str], ReadingsReport]
 
 
 def content_type_of(payload: bytes, properties: Properties | None = None) -> str:
@@ -172,7 +173,7 @@ class ReadingConsumer:
     settings
         Where the broker (``MQTT_URL`` or the local one) and the database are, and the client id.
     ingest
-        Stores one payload and flushes; the default is :func:`app.sensors.ingest.ingest_payload`.
+        Stores one payload and flushes; the default is :func:`app.flows.readings.ingest_payload`.
     backoff
         Delays between attempts after a database or broker failure.
     """

@@ -1,7 +1,12 @@
-"""The demo city: Cambridge, MA (see data/demo/PROVENANCE.md), loaded idempotently."""
+"""The demo city: Cambridge, MA (see data/demo/PROVENANCE.md), loaded idempotently.
+
+Assets, derived links, sensors, then a full risk refresh: the demo opens on a coloured risk
+map, whatever was loaded before.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyogrio
@@ -10,6 +15,8 @@ from sqlalchemy.orm import Session
 from app.assets import links
 from app.assets.importer import ImportOptions, ImportReport, import_file
 from app.errors import InvalidInput, NotFound
+from app.risk import refresh
+from app.risk.refresh import RefreshReport
 from app.sensors.registry import SensorImportReport, import_sensors
 from app.settings import project_root
 
@@ -24,10 +31,19 @@ def demo_sensors_path() -> Path:
     return project_root() / "data" / "demo" / "sensors.geojson"
 
 
-def load(
-    session: Session, path: Path | None = None, sensors: Path | None = None
-) -> tuple[list[ImportReport], dict[str, int], SensorImportReport | None]:
-    """Import every layer, rebuild the derived links, then import the demo sensors.
+@dataclass(frozen=True)
+class DemoReport:
+    """What loading the demo did: each layer's import, links made per rule, the sensors, the
+    risk refresh."""
+
+    layers: list[ImportReport]
+    links: dict[str, int]
+    sensors: SensorImportReport | None
+    risk: RefreshReport
+
+
+def load(session: Session, path: Path | None = None, sensors: Path | None = None) -> DemoReport:
+    """Import every layer, rebuild the derived links, import the demo sensors, score.
 
     All in the caller's transaction. Each feature carries its own ``source`` (``cambridge_gis``
     or ``derived``), so loading again updates nothing. Sensors come after the assets because
@@ -46,8 +62,7 @@ def load(
 
     Returns
     -------
-    tuple
-        The per-layer import reports, links made per rule, and the sensor import report.
+    DemoReport
     """
     if path is None:
         path, sensors = demo_path(), sensors or demo_sensors_path()
@@ -58,13 +73,13 @@ def load(
         for layer, _ in pyogrio.list_layers(path)
     ]
     made = links.rebuild(session)
-    if sensors is None:
-        return reports, made, None
-    if not sensors.exists():
-        raise NotFound(f"demo sensors not found at {sensors}; build them with {BUILD_SENSORS}")
-    report = import_sensors(session, sensors)
-    if not report.written:
-        # The file is ours: a rejected row is a bug in build_sensors.py, not a user error.
-        first = "; ".join(f"{r.external_id}: {r.reason}" for r in report.rejected[:3])
-        raise InvalidInput(f"demo sensors rejected ({len(report.rejected)}): {first}")
-    return reports, made, report
+    report: SensorImportReport | None = None
+    if sensors is not None:
+        if not sensors.exists():
+            raise NotFound(f"demo sensors not found at {sensors}; build them with {BUILD_SENSORS}")
+        report = import_sensors(session, sensors)
+        if not report.written:
+            # The file is ours: a rejected row is a bug in build_sensors.py, not a user error.
+            first = "; ".join(f"{r.external_id}: {r.reason}" for r in report.rejected[:3])
+            raise InvalidInput(f"demo sensors rejected ({len(report.rejected)}): {first}")
+    return DemoReport(reports, made, report, refresh.refresh_all(session))

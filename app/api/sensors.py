@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
+from app.flows.readings import ReadingsReport, ingest_payload
 from app.params import BBoxQuery, bbox_sql, feature, feature_collection, geojson_response, geometry
-from app.sensors.ingest import IngestReport, ingest_payload
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
 from app.taxonomy.indicators import INDICATORS
 
@@ -88,7 +88,7 @@ async def post_readings(request: Request, db_session: DbSession) -> JSONResponse
     return JSONResponse(status_code=status, content=content)
 
 
-def _ingest_and_commit(session: Session, body: bytes, content_type: str) -> IngestReport:
+def _ingest_and_commit(session: Session, body: bytes, content_type: str) -> ReadingsReport:
     report = ingest_payload(session, body, content_type)
     session.commit()  # acknowledged means committed
     return report

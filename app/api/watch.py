@@ -13,13 +13,14 @@ import threading
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.alarms import engine
+from app.flows.alarms import check_offline
 
 log = logging.getLogger("cityrisk.alarms")
 
 
 class OfflineWatch:
-    """Run :func:`app.alarms.engine.check_offline` every ``period_s`` seconds until stopped."""
+    """Run :func:`app.flows.alarms.check_offline` (offline alarms, then the rescore) every
+    ``period_s`` seconds until stopped."""
 
     def __init__(self, factory: sessionmaker[Session], period_s: float) -> None:
         self._factory = factory
@@ -39,7 +40,7 @@ class OfflineWatch:
         while not self._stop.wait(self._period_s):
             try:
                 with self._factory() as session, session.begin():
-                    report = engine.check_offline(session)
+                    report = check_offline(session)
                 if report.raised:
                     log.info("offline check: %d sensor(s) went silent", report.raised)
             except SQLAlchemyError as exc:  # database away: try again next period
