@@ -14,6 +14,11 @@ Gas pipelines
     :func:`pir_ft`, :func:`pir_m`, :func:`gas_pipe_rupture`, :func:`high_consequence_area`,
     :func:`households_in_sliding_window`, :func:`corridor_households`,
     :func:`gb32167_gas_hca_grade`, :func:`gb32167_oil_hca_grade`
+Fuels
+    :data:`FUELS`, :func:`get_fuel`
+Blast
+    :func:`tnt_equivalence_kg`, :func:`kb_overpressure_kpa`, :func:`kb_scaled_distance`,
+    :func:`vapour_cloud_explosion`, :func:`overpressure_damage` (Clancey's damage ladder)
 
 Potential impact radius (PIR): ASME B31.8S-2022, *Managing System Integrity of Gas Pipelines*,
 §3.2 (potential impact circle), adopted by 49 CFR 192.903 ("potential impact radius"):
@@ -45,21 +50,39 @@ from shapely.geometry.base import BaseGeometry
 from gis.frames import LocalFrame
 
 __all__ = [
+    "CLANCEY_DAMAGE",
+    "DEFAULT_THRESHOLDS_KPA",
+    "E_TNT_MJ_KG",
+    "FUELS",
+    "KB_PIECES",
+    "KB_P_MAX_KPA",
+    "KB_P_MIN_KPA",
+    "KB_Z_MAX",
+    "KB_Z_MIN",
+    "OVERPRESSURE_LABELS",
     "PIR_FT_FACTOR",
     "PIR_HEAT_FLUX_KW_M2",
     "PIR_SI_FACTOR",
+    "VCE_YIELD_FRACTION",
     "ConsequenceResult",
     "CorridorWindow",
+    "Fuel",
     "HcaResult",
     "Ring",
     "corridor_households",
     "gas_pipe_rupture",
     "gb32167_gas_hca_grade",
     "gb32167_oil_hca_grade",
+    "get_fuel",
     "high_consequence_area",
     "households_in_sliding_window",
+    "kb_overpressure_kpa",
+    "kb_scaled_distance",
+    "overpressure_damage",
     "pir_ft",
     "pir_m",
+    "tnt_equivalence_kg",
+    "vapour_cloud_explosion",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -807,3 +830,489 @@ def gb32167_oil_hca_grade(
     ]
     hits = [(grade, why) for met, grade, why in items if met]
     return _graded(hits, GB32167_SOURCE + "; oil items a-f", ())
+
+
+# --- fuels --------------------------------------------------------------------------------
+
+R_J_MOL_K: Final = 8.314462618  # molar gas constant (SI 2019, exact)
+BTU_LB_MJ_KG: Final = 2.326e-3  # 1 Btu/lb = 2.326 kJ/kg (International Table Btu, exact)
+
+
+@dataclass(frozen=True)
+class Fuel:
+    """A flammable gas: what the explosion and jet-fire models need of it.
+
+    Attributes
+    ----------
+    name, formula : str
+    heat_of_combustion_mj_kg : float
+        Lower heating value (water as vapour), MJ/kg.
+    molar_mass_kg_mol : float
+        From IUPAC standard atomic weights (C 12.011, H 1.008 g/mol), kg/mol.
+    heat_capacity_ratio : float
+        γ = cp/cv of the gas near 15 °C and 1 atm.
+    source : str
+        Where both numbers come from, with the cross-check made.
+    """
+
+    name: str
+    formula: str
+    heat_of_combustion_mj_kg: float
+    molar_mass_kg_mol: float
+    heat_capacity_ratio: float
+    source: str
+
+
+def _hydrocarbon(name: str, c: int, h: int, lhv_mj_kg: float, gamma: float, source: str) -> Fuel:
+    formula = (f"C{c if c > 1 else ''}" if c else "") + f"H{h}"
+    return Fuel(name, formula, lhv_mj_kg, (12.011 * c + 1.008 * h) / 1000.0, gamma, source)
+
+
+# γ: "cp/cv, ratios of specific heats of gases at 1 atm" (handbook table at 15 °C), and
+# Lange's Handbook of Chemistry 10th ed. p. 1524 (CH4 1.32 at 20 °C, C3H8 1.13 at 16 °C,
+# H2 1.41 at 20 °C). Menon (2005), Piping Calculations Manual, Table "fuel gases": net heating
+# values in Btu/lb, converted at 2.326 kJ/kg per Btu/lb.
+FUELS: Final[Mapping[str, Fuel]] = {
+    f.name: f
+    for f in (
+        _hydrocarbon(
+            "methane", 1, 4, 50.0, 1.31,
+            "LHV 50.0 MJ/kg (docs/impact-models.md; NUREG-1805 fuel table 50.0; Menon 2005 "
+            "net 21,433 Btu/lb = 49.9); γ 1.31 at 15 °C (cp/cv table, 1 atm)",
+        ),
+        _hydrocarbon(
+            "propane", 3, 8, 46.4, 1.13,
+            "LHV 46.4 MJ/kg (Menon 2005 net 19,770 Btu/lb = 46.0); γ 1.13 at 16 °C (Lange's "
+            "Handbook 10th ed.)",
+        ),
+        _hydrocarbon(
+            "butane", 4, 10, 45.7, 1.11,
+            "LHV 45.7 MJ/kg (n-butane, NUREG-1805 FDTs fuel table, after Babrauskas); γ 1.11 "
+            "is isobutane's at 15 °C (n-butane not in the table read)",
+        ),
+        _hydrocarbon(
+            "hydrogen", 0, 2, 120.0, 1.41,
+            "LHV 119.96 MJ/kg (PNNL Hydrogen Analysis Resource Center, 'Lower and Higher "
+            "Heating Values of Hydrogen and Fuels'); γ 1.41 at 15-20 °C",
+        ),
+        _hydrocarbon(
+            "ethylene", 2, 4, 47.2, 1.255,
+            "LHV 47.2 MJ/kg (standard enthalpy of combustion, not cross-checked here); γ 1.255 "
+            "at 15 °C (cp/cv table, 1 atm)",
+        ),
+        _hydrocarbon(
+            "propylene", 3, 6, 45.8, 1.15,
+            "LHV 45.8 MJ/kg (Menon 2005 net 19,630 Btu/lb = 45.7); γ 1.15 not cross-checked",
+        ),
+    )
+}  # fmt: skip
+_FUEL_ALIASES: Final[Mapping[str, str]] = {
+    "natural gas": "methane", "ch4": "methane", "甲烷": "methane", "天然气": "methane",
+    "c3h8": "propane", "丙烷": "propane",
+    "n-butane": "butane", "c4h10": "butane", "丁烷": "butane",
+    "h2": "hydrogen", "氢气": "hydrogen", "氢": "hydrogen",
+    "ethene": "ethylene", "c2h4": "ethylene", "乙烯": "ethylene",
+    "propene": "propylene", "c3h6": "propylene", "丙烯": "propylene",
+}  # fmt: skip
+
+
+def get_fuel(name: str) -> Fuel:
+    """The :class:`Fuel` called ``name`` (case-insensitive; formulas and Chinese names too).
+
+    Raises
+    ------
+    ValueError
+        If the fuel is unknown; the message lists the known ones.
+
+    Examples
+    --------
+    >>> get_fuel("Natural gas").heat_of_combustion_mj_kg
+    50.0
+    >>> round(get_fuel("丙烷").molar_mass_kg_mol, 5)
+    0.0441
+    """
+    key = name.strip().lower() if isinstance(name, str) else ""
+    key = _FUEL_ALIASES.get(key, key)
+    if key not in FUELS:
+        raise ValueError(
+            f"fuel was {name!r}; expected one of {sorted(FUELS)} "
+            f"(or an alias: {sorted(_FUEL_ALIASES)})"
+        )
+    return FUELS[key]
+
+
+# --- blast: TNT equivalence and Kingery-Bulmash -------------------------------------------
+
+#: TNT blast energy, MJ/kg: docs/impact-models.md (≈ 1,120 kcal/kg, the value CCPS and ALOHA
+#: use for TNT equivalence). Cities may set their own.
+E_TNT_MJ_KG: Final = 4.68
+#: Explosion yield of an accidental vapour cloud (fraction of its heat of combustion that goes
+#: into blast): 5 %, docs/impact-models.md after the ALOHA prototype notes.
+VCE_YIELD_FRACTION: Final = 0.05
+PSI_KPA: Final = PSI_PA / 1000.0
+
+KB_SOURCE: Final = (
+    "Kingery & Bulmash (1984) hemispherical TNT surface burst, peak incident overpressure as "
+    "fitted by Swisdak (1994) 'Simplified Kingery Airblast Calculations', NSWC Indian Head "
+    "(DTIC ADA526744): ln P[kPa] = A + B·lnZ + C·lnZ² + D·lnZ³ + E·lnZ⁴, "
+    "Z = R/W^(1/3) in 0.2-198.5 m/kg^(1/3)"
+)
+#: Swisdak (1994) incident-pressure fit, metric: (Z from, Z to, (A, B, C, D, E)).
+KB_PIECES: Final = (
+    (0.2, 2.9, (7.2106, -2.1069, -0.3229, 0.1117, 0.0685)),
+    (2.9, 23.8, (7.5938, -3.0523, 0.40977, 0.0261, -0.01267)),
+    (23.8, 198.5, (6.0536, -1.4066, 0.0, 0.0, 0.0)),
+)
+KB_Z_MIN: Final = KB_PIECES[0][0]
+KB_Z_MAX: Final = KB_PIECES[-1][1]
+
+#: ALOHA's default overpressure levels of concern (docs/impact-models.md), kPa → label.
+OVERPRESSURE_LABELS: Final[Mapping[float, str]] = {
+    55.2: "8 psi (55.2 kPa): destruction of buildings",
+    24.1: "3.5 psi (24.1 kPa): serious injury likely",
+    6.9: "1 psi (6.9 kPa): shatters glass",
+}
+DEFAULT_THRESHOLDS_KPA: Final = tuple(OVERPRESSURE_LABELS)
+
+#: Damage at a peak incident overpressure (Clancey 1972, as quoted in docs/impact-models.md
+#: for 2.07, 6.9, 13.8, 68.9 kPa and in the usual damage tables for 17.2, 20.7, 34.5 kPa):
+#: (from kPa, what happens at and above it), ascending.
+CLANCEY_DAMAGE: Final = (
+    (2.07, "'safe distance' (Clancey): below it no serious structural damage expected"),
+    (6.9, "houses partly demolished, made uninhabitable"),
+    (13.8, "walls and roofs of houses partly collapse"),
+    (17.2, "50 % destruction of the brickwork of houses"),
+    (20.7, "steel-frame buildings distorted and pulled away from their foundations"),
+    (34.5, "wooden utility poles snapped; houses nearly completely destroyed (34.5-48.2 kPa)"),
+    (68.9, "probable total destruction of buildings"),
+)
+
+
+def overpressure_damage(overpressure_kpa: float) -> str:
+    """What a peak incident overpressure does to buildings, on Clancey's (1972) ladder.
+
+    Parameters
+    ----------
+    overpressure_kpa : float
+        Peak incident (side-on) overpressure, kPa (>= 0).
+
+    Returns
+    -------
+    str
+        The highest rung of :data:`CLANCEY_DAMAGE` at or below the overpressure.
+
+    Examples
+    --------
+    >>> overpressure_damage(15.0)
+    'walls and roofs of houses partly collapse'
+    >>> overpressure_damage(1.0)
+    "below 2.07 kPa, Clancey's 'safe distance'"
+    """
+    p = _nonnegative("overpressure_kpa", overpressure_kpa)
+    label = "below 2.07 kPa, Clancey's 'safe distance'"
+    for lower_kpa, what in CLANCEY_DAMAGE:
+        if p >= lower_kpa:
+            label = what
+    return label
+
+
+def tnt_equivalence_kg(
+    mass_kg: float,
+    fuel: str = "methane",
+    *,
+    yield_fraction: float = VCE_YIELD_FRACTION,
+    e_tnt_mj_kg: float = E_TNT_MJ_KG,
+    heat_of_combustion_mj_kg: float | None = None,
+) -> float:
+    """TNT equivalent of a flammable vapour cloud: W = η · m · ΔH_c / E_TNT.
+
+    Parameters
+    ----------
+    mass_kg : float
+        Flammable mass in the cloud, kg (> 0).
+    fuel : str, default "methane"
+        A :data:`FUELS` name or alias, for ΔH_c.
+    yield_fraction : float, default 0.05
+        η, the explosion yield (0, 1]: 5 % for accidental vapour clouds
+        (docs/impact-models.md, after the ALOHA prototype notes).
+    e_tnt_mj_kg : float, default 4.68
+        TNT blast energy, MJ/kg (docs/impact-models.md).
+    heat_of_combustion_mj_kg : float, optional
+        ΔH_c in MJ/kg, overriding the fuel table.
+
+    Returns
+    -------
+    float
+        TNT mass, kg.
+
+    Raises
+    ------
+    ValueError
+        On a non-positive or non-finite number, η > 1, or an unknown fuel.
+
+    Examples
+    --------
+    One tonne of methane at η = 5 % (docs/impact-models.md: W ≈ 534 kg):
+
+    >>> round(tnt_equivalence_kg(1000.0, "methane"))
+    534
+    """
+    m = _positive("mass_kg", mass_kg)
+    eta = _fraction("yield_fraction", yield_fraction)
+    e_tnt = _positive("e_tnt_mj_kg", e_tnt_mj_kg)
+    hc = (
+        get_fuel(fuel).heat_of_combustion_mj_kg
+        if heat_of_combustion_mj_kg is None
+        else _positive("heat_of_combustion_mj_kg", heat_of_combustion_mj_kg)
+    )
+    return eta * m * hc / e_tnt
+
+
+def _kb_ln_p(ln_z: FloatArray, piece: int) -> FloatArray:
+    """ln P [kPa] of one piece of the Swisdak fit at ln Z."""
+    coeffs = KB_PIECES[piece][2]
+    return np.asarray(np.polynomial.polynomial.polyval(ln_z, coeffs), dtype=np.float64)
+
+
+#: Overpressure range the fit covers (at Z = 198.5 and Z = 0.2), kPa.
+KB_P_MIN_KPA: Final = float(np.exp(_kb_ln_p(np.array(math.log(KB_Z_MAX)), 2)))
+KB_P_MAX_KPA: Final = float(np.exp(_kb_ln_p(np.array(math.log(KB_Z_MIN)), 0)))
+
+
+@overload
+def kb_overpressure_kpa(scaled_distance_m_kg13: float, *, out_of_range: str = ...) -> float: ...
+@overload
+def kb_overpressure_kpa(
+    scaled_distance_m_kg13: npt.ArrayLike, *, out_of_range: str = ...
+) -> FloatArray: ...
+def kb_overpressure_kpa(
+    scaled_distance_m_kg13: ArrayLike, *, out_of_range: str = "raise"
+) -> float | FloatArray:
+    """Peak incident overpressure of a hemispherical TNT surface burst (Kingery–Bulmash).
+
+    Parameters
+    ----------
+    scaled_distance_m_kg13 : float or array_like
+        Z = R / W^(1/3), m/kg^(1/3).
+    out_of_range : {"raise", "nan"}, default "raise"
+        What to do with Z outside the fit's 0.2–198.5 m/kg^(1/3): refuse, or return NaN
+        there (for evaluating many assets at once, where the far ones are simply unaffected).
+
+    Returns
+    -------
+    float or ndarray
+        Overpressure, kPa.
+
+    Raises
+    ------
+    ValueError
+        If a Z is not finite or outside 0.2–198.5 and ``out_of_range="raise"``.
+
+    Notes
+    -----
+    Swisdak (1994), DTIC ADA526744, metric incident-pressure fit in three pieces (Z ≤ 2.9,
+    2.9 < Z ≤ 23.8, Z > 23.8). Each piece decreases monotonically; at Z = 2.9 the fit steps
+    down 0.04 % and at Z = 23.8 it steps *up* 0.7 % (4.89 → 4.93 kPa), as published.
+
+    Examples
+    --------
+    The worked values of docs/impact-models.md:
+
+    >>> [round(kb_overpressure_kpa(z), 1) for z in (3, 5, 10, 20, 40)]
+    [115.7, 43.2, 14.9, 6.1, 2.4]
+    """
+    if out_of_range not in ("raise", "nan"):
+        raise ValueError(f"out_of_range was {out_of_range!r}; expected 'raise' or 'nan'")
+    z = np.asarray(scaled_distance_m_kg13, dtype=np.float64)
+    bad = ~np.isfinite(z) | (z < KB_Z_MIN) | (z > KB_Z_MAX)
+    if out_of_range == "raise" and np.any(bad):
+        raise ValueError(
+            f"scaled_distance_m_kg13 was {scaled_distance_m_kg13!r}; expected finite values in "
+            f"{KB_Z_MIN}-{KB_Z_MAX} m/kg^(1/3), the range of the Kingery-Bulmash fit "
+            "(Swisdak 1994)"
+        )
+    ln_z = np.log(np.where(bad, 1.0, z))
+    piece = np.where(z <= KB_PIECES[0][1], 0, np.where(z <= KB_PIECES[1][1], 1, 2))
+    ln_p = np.choose(piece, [_kb_ln_p(ln_z, k) for k in range(3)])
+    p = np.where(bad, np.nan, np.exp(ln_p))
+    return float(p) if p.ndim == 0 else p
+
+
+@overload
+def kb_scaled_distance(overpressure_kpa: float) -> float: ...
+@overload
+def kb_scaled_distance(overpressure_kpa: npt.ArrayLike) -> FloatArray: ...
+def kb_scaled_distance(overpressure_kpa: ArrayLike) -> float | FloatArray:
+    """Scaled distance Z at which the Kingery–Bulmash overpressure falls to a threshold.
+
+    Parameters
+    ----------
+    overpressure_kpa : float or array_like
+        Peak incident overpressure thresholds, kPa, within the fit's range
+        (:data:`KB_P_MIN_KPA` ≈ 0.249 to :data:`KB_P_MAX_KPA` ≈ 17,300 kPa).
+
+    Returns
+    -------
+    float or ndarray
+        Z, m/kg^(1/3); the radius is Z · W^(1/3).
+
+    Raises
+    ------
+    ValueError
+        If a threshold is not finite or outside the fit's range.
+
+    Notes
+    -----
+    The inverse of :func:`kb_overpressure_kpa`, solved by bisection in ln Z on each of the
+    three monotone pieces (60 halvings: far below float precision; no scipy). Where the
+    published fit steps up at Z = 23.8, a threshold in 4.89–4.93 kPa is met on both sides;
+    the farther Z is returned, the conservative radius.
+
+    Examples
+    --------
+    ALOHA's 8 / 3.5 / 1 psi thresholds (docs/impact-models.md: Z ≈ 4.36, 7.15, 18.1):
+
+    >>> [round(kb_scaled_distance(p), 2) for p in (55.2, 24.1, 6.9)]
+    [4.36, 7.16, 18.13]
+    """
+    p = np.asarray(overpressure_kpa, dtype=np.float64)
+    if not np.all(np.isfinite(p)) or np.any(p < KB_P_MIN_KPA) or np.any(p > KB_P_MAX_KPA):
+        raise ValueError(
+            f"overpressure_kpa was {overpressure_kpa!r}; expected finite thresholds in "
+            f"{KB_P_MIN_KPA:.3f}-{KB_P_MAX_KPA:.0f} kPa, the range of the Kingery-Bulmash fit "
+            f"(Z = {KB_Z_MIN}-{KB_Z_MAX} m/kg^(1/3), Swisdak 1994)"
+        )
+    ln_p = np.log(p)
+    best = np.full(p.shape, -np.inf)
+    for k, (z_lo, z_hi, _) in enumerate(KB_PIECES):
+        a = np.full(p.shape, math.log(z_lo))
+        b = np.full(p.shape, math.log(z_hi))
+        # Decreasing piece: a root exists where P(hi) <= p <= P(lo).
+        has_root = (_kb_ln_p(b, k) <= ln_p) & (ln_p <= _kb_ln_p(a, k))
+        for _ in range(60):
+            mid = (a + b) / 2.0
+            right = _kb_ln_p(mid, k) > ln_p  # still above the threshold: the root is farther
+            a = np.where(right, mid, a)
+            b = np.where(right, b, mid)
+        best = np.where(has_root, np.maximum(best, np.exp((a + b) / 2.0)), best)
+    return float(best) if best.ndim == 0 else best
+
+
+def _overpressure_label(p_kpa: float) -> str:
+    for level, label in OVERPRESSURE_LABELS.items():
+        if abs(p_kpa - level) < 0.05:
+            return label
+    return f"{p_kpa:g} kPa ({p_kpa / PSI_KPA:.2g} psi): {overpressure_damage(p_kpa)}"
+
+
+def vapour_cloud_explosion(
+    mass_kg: float | None = None,
+    fuel: str = "methane",
+    *,
+    yield_fraction: float = VCE_YIELD_FRACTION,
+    e_tnt_mj_kg: float = E_TNT_MJ_KG,
+    tnt_equivalent_kg: float | None = None,
+    thresholds_kpa: Sequence[float] = DEFAULT_THRESHOLDS_KPA,
+) -> ConsequenceResult:
+    """Overpressure rings of a vapour-cloud explosion: TNT equivalence and Kingery–Bulmash.
+
+    Parameters
+    ----------
+    mass_kg : float, optional
+        Flammable mass in the cloud, kg (> 0). Give this or ``tnt_equivalent_kg``.
+    fuel : str, default "methane"
+        A :data:`FUELS` name or alias (methane, propane, butane, hydrogen, ethylene,
+        propylene; "natural gas", "天然气" …).
+    yield_fraction : float, default 0.05
+        Explosion yield η (docs/impact-models.md).
+    e_tnt_mj_kg : float, default 4.68
+        TNT blast energy, MJ/kg (docs/impact-models.md).
+    tnt_equivalent_kg : float, optional
+        The TNT mass directly, kg, instead of ``mass_kg``.
+    thresholds_kpa : sequence of float, default (55.2, 24.1, 6.9)
+        Peak incident overpressures to draw, kPa: ALOHA's 8, 3.5 and 1 psi levels of concern.
+
+    Returns
+    -------
+    ConsequenceResult
+        ``model="vce_tnt_kingery_bulmash"``; per ring the radius (m), overpressure (kPa and
+        psi) and scaled distance (m/kg^(1/3)).
+
+    Raises
+    ------
+    ValueError
+        If both or neither of ``mass_kg`` and ``tnt_equivalent_kg`` are given, on bad numbers,
+        an unknown fuel, or a threshold outside the fit's range.
+
+    Notes
+    -----
+    W = η · m · ΔH_c / E_TNT, then R = Z(p) · W^(1/3) with Z(p) from :func:`kb_scaled_distance`
+    (Swisdak 1994). TNT equivalence treats the cloud as a point charge on the ground: it says
+    nothing inside the cloud, and a congested or confined cloud (a culvert, a basement, a
+    market hall) can yield far more than 5 % — multi-energy or Baker-Strehlow-Tang methods.
+
+    Examples
+    --------
+    One tonne of methane (docs/impact-models.md: radii ≈ 35, 58, 147 m):
+
+    >>> r = vapour_cloud_explosion(1000.0, "methane")
+    >>> [round(ring.radius_m) for ring in r.rings]
+    [35, 58, 147]
+    >>> r.rings[0].label
+    '8 psi (55.2 kPa): destruction of buildings'
+    """
+    if (mass_kg is None) == (tnt_equivalent_kg is None):
+        raise ValueError(
+            f"mass_kg was {mass_kg!r} and tnt_equivalent_kg was {tnt_equivalent_kg!r}; "
+            "expected exactly one of them"
+        )
+    thresholds = _thresholds("thresholds_kpa", thresholds_kpa)
+    inputs: dict[str, tuple[float | str, str]] = {}
+    if tnt_equivalent_kg is not None:
+        w = _positive("tnt_equivalent_kg", tnt_equivalent_kg)
+        source = KB_SOURCE + "; TNT mass given"
+    else:
+        f = get_fuel(fuel)
+        m = _positive("mass_kg", mass_kg)
+        w = tnt_equivalence_kg(m, f.name, yield_fraction=yield_fraction, e_tnt_mj_kg=e_tnt_mj_kg)
+        inputs |= {
+            "mass_kg": (m, "kg"),
+            "fuel": (f.name, ""),
+            "heat_of_combustion_mj_kg": (f.heat_of_combustion_mj_kg, "MJ/kg"),
+            "yield_fraction": (float(yield_fraction), "1"),
+            "e_tnt_mj_kg": (float(e_tnt_mj_kg), "MJ/kg"),
+        }
+        source = (
+            "TNT equivalence W = η·m·ΔH_c/E_TNT (η 5 %, E_TNT 4.68 MJ/kg defaults: "
+            f"docs/impact-models.md; ΔH_c: {f.source}); " + KB_SOURCE
+        )
+    inputs["tnt_equivalent_kg"] = (w, "kg")
+    z = np.atleast_1d(kb_scaled_distance(thresholds))
+    cube_root_w = w ** (1.0 / 3.0)
+    rings = tuple(
+        Ring(
+            label=_overpressure_label(p),
+            threshold=p,
+            threshold_unit="kPa",
+            radius_m=float(zk) * cube_root_w,
+            values={
+                "overpressure_kpa": p,
+                "overpressure_psi": p / PSI_KPA,
+                "scaled_distance_m_kg13": float(zk),
+            },
+        )
+        for p, zk in zip(thresholds, z, strict=True)
+    )
+    return ConsequenceResult(
+        model="vce_tnt_kingery_bulmash",
+        source=source,
+        inputs=inputs,
+        rings=rings,
+        notes=(
+            "hemispherical TNT surface burst at the cloud centre: a far-field estimate, "
+            "silent inside the cloud",
+            "η = 5 % is for an open cloud; congestion or confinement (culverts, basements, "
+            "halls) can raise it several-fold",
+            f"fit range Z = {KB_Z_MIN}-{KB_Z_MAX} m/kg^(1/3) (Swisdak 1994)",
+        ),
+    )
