@@ -19,6 +19,9 @@ Fuels
 Blast
     :func:`tnt_equivalence_kg`, :func:`kb_overpressure_kpa`, :func:`kb_scaled_distance`,
     :func:`vapour_cloud_explosion`, :func:`overpressure_damage` (Clancey's damage ladder)
+Fire
+    :func:`gas_orifice_release`, :func:`point_source_heat_flux_kw_m2`,
+    :func:`point_source_radius_m`, :func:`jet_fire`, :data:`POOL_FUELS`, :func:`pool_fire`
 
 Potential impact radius (PIR): ASME B31.8S-2022, *Managing System Integrity of Gas Pipelines*,
 §3.2 (potential impact circle), adopted by 49 CFR 192.903 ("potential impact radius"):
@@ -52,8 +55,10 @@ from gis.frames import LocalFrame
 __all__ = [
     "CLANCEY_DAMAGE",
     "DEFAULT_THRESHOLDS_KPA",
+    "DEFAULT_THRESHOLDS_KW_M2",
     "E_TNT_MJ_KG",
     "FUELS",
+    "JET_FIRE_RADIANT_FRACTION",
     "KB_PIECES",
     "KB_P_MAX_KPA",
     "KB_P_MIN_KPA",
@@ -63,24 +68,35 @@ __all__ = [
     "PIR_FT_FACTOR",
     "PIR_HEAT_FLUX_KW_M2",
     "PIR_SI_FACTOR",
+    "POOL_FIRE_RADIANT_FRACTION",
+    "POOL_FUELS",
+    "THERMAL_LABELS",
     "VCE_YIELD_FRACTION",
     "ConsequenceResult",
     "CorridorWindow",
     "Fuel",
+    "GasRelease",
     "HcaResult",
+    "PoolFuel",
     "Ring",
     "corridor_households",
+    "gas_orifice_release",
     "gas_pipe_rupture",
     "gb32167_gas_hca_grade",
     "gb32167_oil_hca_grade",
     "get_fuel",
+    "get_pool_fuel",
     "high_consequence_area",
     "households_in_sliding_window",
+    "jet_fire",
     "kb_overpressure_kpa",
     "kb_scaled_distance",
     "overpressure_damage",
     "pir_ft",
     "pir_m",
+    "point_source_heat_flux_kw_m2",
+    "point_source_radius_m",
+    "pool_fire",
     "tnt_equivalence_kg",
     "vapour_cloud_explosion",
 ]
@@ -1315,4 +1331,526 @@ def vapour_cloud_explosion(
             "halls) can raise it several-fold",
             f"fit range Z = {KB_Z_MIN}-{KB_Z_MAX} m/kg^(1/3) (Swisdak 1994)",
         ),
+    )
+
+
+# --- fire: point-source thermal radiation -------------------------------------------------
+
+#: ALOHA's default thermal-radiation levels of concern (docs/impact-models.md), kW/m² → label.
+THERMAL_LABELS: Final[Mapping[float, str]] = {
+    10.0: "10 kW/m2: potentially lethal within 60 s",
+    5.0: "5 kW/m2: second-degree burns within 60 s",
+    2.0: "2 kW/m2: pain within 60 s",
+}
+DEFAULT_THRESHOLDS_KW_M2: Final = tuple(THERMAL_LABELS)
+#: Radiant fraction of a gas jet fire: 0.2, the docs/impact-models.md worked example.
+JET_FIRE_RADIANT_FRACTION: Final = 0.2
+#: Radiant fraction of a pool fire: 0.30, the NUREG-1805 FDT 05.1 (point-source) default χr.
+POOL_FIRE_RADIANT_FRACTION: Final = 0.30
+#: ISO 13443 standard reference conditions for natural gas: 15 °C, 101.325 kPa.
+REFERENCE_TEMPERATURE_K: Final = 288.15
+ATMOSPHERE_KPA: Final = 101.325
+
+POINT_SOURCE_SOURCE: Final = (
+    "point-source radiation q(r) = X_r·Q/(4π·r²), Q = ṁ·ΔH_c (NUREG-1805 (2004) ch. 5 point "
+    "source model; docs/impact-models.md)"
+)
+ORIFICE_SOURCE: Final = (
+    "isentropic ideal-gas flow through a hole: choked ṁ = C_d·A·p0·√(γ·M/(R·T0)·"
+    "(2/(γ+1))^((γ+1)/(γ-1))) while p_a/p0 ≤ (2/(γ+1))^(γ/(γ-1)), else the subsonic "
+    "orifice equation (compressible-flow textbooks, e.g. Crowl & Louvar, Chemical Process "
+    "Safety, ch. 4)"
+)
+
+
+@overload
+def point_source_heat_flux_kw_m2(
+    distance_m: float, heat_release_rate_kw: float, radiant_fraction: float
+) -> float: ...
+@overload
+def point_source_heat_flux_kw_m2(
+    distance_m: npt.ArrayLike, heat_release_rate_kw: float, radiant_fraction: float
+) -> FloatArray: ...
+def point_source_heat_flux_kw_m2(
+    distance_m: ArrayLike, heat_release_rate_kw: float, radiant_fraction: float
+) -> float | FloatArray:
+    """Radiant heat flux at a distance from a point-source fire: X_r · Q / (4π r²).
+
+    Parameters
+    ----------
+    distance_m : float or array_like
+        Distance from the fire, metres (> 0).
+    heat_release_rate_kw : float
+        Q = ṁ · ΔH_c, kW (> 0).
+    radiant_fraction : float
+        X_r, the fraction of Q radiated, (0, 1].
+
+    Returns
+    -------
+    float or ndarray
+        Heat flux, kW/m².
+
+    Raises
+    ------
+    ValueError
+        On a distance <= 0 or non-finite input.
+
+    Examples
+    --------
+    >>> round(point_source_heat_flux_kw_m2(28.2, 500_000.0, 0.2), 2)
+    10.01
+    """
+    q = _positive("heat_release_rate_kw", heat_release_rate_kw)
+    x = _fraction("radiant_fraction", radiant_fraction)
+    r = np.asarray(distance_m, dtype=np.float64)
+    if not np.all(np.isfinite(r)) or np.any(r <= 0):
+        raise ValueError(f"distance_m was {distance_m!r}; expected finite distances > 0")
+    flux = x * q / (4.0 * math.pi * r * r)
+    return float(flux) if flux.ndim == 0 else flux
+
+
+@overload
+def point_source_radius_m(
+    heat_flux_kw_m2: float, heat_release_rate_kw: float, radiant_fraction: float
+) -> float: ...
+@overload
+def point_source_radius_m(
+    heat_flux_kw_m2: npt.ArrayLike, heat_release_rate_kw: float, radiant_fraction: float
+) -> FloatArray: ...
+def point_source_radius_m(
+    heat_flux_kw_m2: ArrayLike, heat_release_rate_kw: float, radiant_fraction: float
+) -> float | FloatArray:
+    """Distance at which a point-source fire's heat flux falls to a threshold.
+
+    r = √(X_r · Q / (4π · q)), the inverse of :func:`point_source_heat_flux_kw_m2`.
+
+    Parameters
+    ----------
+    heat_flux_kw_m2 : float or array_like
+        Threshold heat flux, kW/m² (> 0).
+    heat_release_rate_kw : float
+        Q, kW (> 0).
+    radiant_fraction : float
+        X_r, (0, 1].
+
+    Returns
+    -------
+    float or ndarray
+        Radius, metres.
+
+    Raises
+    ------
+    ValueError
+        On a threshold <= 0 or non-finite input.
+
+    Examples
+    --------
+    The methane jet of docs/impact-models.md (10 kg/s · 50 MJ/kg, X_r = 0.2):
+
+    >>> [round(point_source_radius_m(q, 500_000.0, 0.2)) for q in (10, 5, 2)]
+    [28, 40, 63]
+    """
+    q = _positive("heat_release_rate_kw", heat_release_rate_kw)
+    x = _fraction("radiant_fraction", radiant_fraction)
+    flux = np.asarray(heat_flux_kw_m2, dtype=np.float64)
+    if not np.all(np.isfinite(flux)) or np.any(flux <= 0):
+        raise ValueError(f"heat_flux_kw_m2 was {heat_flux_kw_m2!r}; expected finite values > 0")
+    r = np.sqrt(x * q / (4.0 * math.pi * flux))
+    return float(r) if r.ndim == 0 else r
+
+
+@dataclass(frozen=True)
+class GasRelease:
+    """Mass flow of a gas escaping through a hole (:func:`gas_orifice_release`).
+
+    Attributes
+    ----------
+    mass_rate_kg_s : float
+        Release rate, kg/s.
+    is_choked : bool
+        Whether the flow is sonic at the hole (then it does not depend on the outside
+        pressure).
+    upstream_pressure_kpa : float
+        Absolute pressure behind the hole, kPa.
+    source : str
+        The equation used.
+    """
+
+    mass_rate_kg_s: float
+    is_choked: bool
+    upstream_pressure_kpa: float
+    source: str
+
+
+def gas_orifice_release(
+    hole_diameter_mm: float,
+    pressure_mpa: float,
+    fuel: str = "methane",
+    *,
+    temperature_k: float = REFERENCE_TEMPERATURE_K,
+    discharge_coefficient: float = 1.0,
+    ambient_pressure_kpa: float = ATMOSPHERE_KPA,
+) -> GasRelease:
+    """Initial release rate of an ideal gas through a hole in a pressurised line.
+
+    Parameters
+    ----------
+    hole_diameter_mm : float
+        Hole diameter, mm (> 0); the bore for a full-bore rupture.
+    pressure_mpa : float
+        Line pressure, MPa gauge (> 0).
+    fuel : str, default "methane"
+        A :data:`FUELS` name or alias, for γ and the molar mass.
+    temperature_k : float, default 288.15
+        Gas temperature, K (ISO 13443 reference temperature, 15 °C).
+    discharge_coefficient : float, default 1.0
+        C_d in (0, 1]: 1.0 is the ideal nozzle, an upper bound on the flow (C_d ≤ 1 by
+        definition), the cautious choice for emergency planning; a sharp-edged hole passes
+        about 0.6 of it.
+    ambient_pressure_kpa : float, default 101.325
+        Outside pressure, kPa absolute (ISO 13443 reference pressure).
+
+    Returns
+    -------
+    GasRelease
+        The mass rate, whether the flow is choked, and the source.
+
+    Raises
+    ------
+    ValueError
+        On a non-positive or non-finite number, C_d > 1, or an unknown fuel.
+
+    Notes
+    -----
+    Isentropic flow of an ideal gas from a reservoir at rest through the hole (the line
+    behind a small hole is taken as the reservoir). Choked when p_a/p0 is below the
+    critical ratio (2/(γ+1))^(γ/(γ-1)), 0.54 for methane: any line above about 85 kPa
+    gauge. A full-bore rupture's flow falls quickly as the line depressurises, so this
+    initial rate gives the largest rings.
+
+    Examples
+    --------
+    A 50 mm hole in a 0.4 MPa (gauge) methane main:
+
+    >>> rel = gas_orifice_release(50.0, 0.4, "methane")
+    >>> round(rel.mass_rate_kg_s, 2), rel.is_choked
+    (1.7, True)
+    """
+    f = get_fuel(fuel)
+    d = _positive("hole_diameter_mm", hole_diameter_mm) / 1000.0
+    p_gauge = _positive("pressure_mpa", pressure_mpa) * 1e6
+    t = _positive("temperature_k", temperature_k)
+    cd = _fraction("discharge_coefficient", discharge_coefficient)
+    pa = _positive("ambient_pressure_kpa", ambient_pressure_kpa) * 1000.0
+    gamma, m_kg_mol = f.heat_capacity_ratio, f.molar_mass_kg_mol
+    p0 = p_gauge + pa
+    area = math.pi * d * d / 4.0
+    ratio = pa / p0
+    critical = (2.0 / (gamma + 1.0)) ** (gamma / (gamma - 1.0))
+    is_choked = ratio <= critical
+    if is_choked:
+        flux = p0 * math.sqrt(
+            gamma * m_kg_mol / (R_J_MOL_K * t)
+            * (2.0 / (gamma + 1.0)) ** ((gamma + 1.0) / (gamma - 1.0))
+        )  # fmt: skip
+    else:
+        flux = p0 * math.sqrt(
+            2.0 * m_kg_mol / (R_J_MOL_K * t) * gamma / (gamma - 1.0)
+            * (ratio ** (2.0 / gamma) - ratio ** ((gamma + 1.0) / gamma))
+        )  # fmt: skip
+    return GasRelease(cd * area * flux, is_choked, p0 / 1000.0, ORIFICE_SOURCE)
+
+
+def _thermal_rings(
+    thresholds: tuple[float, ...], heat_release_rate_kw: float, radiant_fraction: float
+) -> tuple[Ring, ...]:
+    radii = np.atleast_1d(point_source_radius_m(thresholds, heat_release_rate_kw, radiant_fraction))
+    return tuple(
+        Ring(
+            label=next(
+                (lab for lvl, lab in THERMAL_LABELS.items() if abs(q - lvl) < 0.05),
+                f"{q:g} kW/m2",
+            ),
+            threshold=q,
+            threshold_unit="kW/m2",
+            radius_m=float(r),
+            values={"heat_flux_kw_m2": q},
+        )
+        for q, r in zip(thresholds, radii, strict=True)
+    )
+
+
+def jet_fire(
+    mass_rate_kg_s: float | None = None,
+    fuel: str = "methane",
+    *,
+    hole_diameter_mm: float | None = None,
+    pressure_mpa: float | None = None,
+    temperature_k: float = REFERENCE_TEMPERATURE_K,
+    discharge_coefficient: float = 1.0,
+    radiant_fraction: float = JET_FIRE_RADIANT_FRACTION,
+    heat_of_combustion_mj_kg: float | None = None,
+    thresholds_kw_m2: Sequence[float] = DEFAULT_THRESHOLDS_KW_M2,
+) -> ConsequenceResult:
+    """Heat-flux rings of a gas jet fire, from its release rate or from a hole in a line.
+
+    Parameters
+    ----------
+    mass_rate_kg_s : float, optional
+        Release rate, kg/s. Give this, or ``hole_diameter_mm`` with ``pressure_mpa``.
+    fuel : str, default "methane"
+        A :data:`FUELS` name or alias ("natural gas", "天然气" …).
+    hole_diameter_mm, pressure_mpa : float, optional
+        Hole diameter (mm) and line pressure (MPa gauge): the rate then comes from
+        :func:`gas_orifice_release` (useful for a ruptured gas main).
+    temperature_k : float, default 288.15
+        Gas temperature for the orifice equation, K (ISO 13443 reference).
+    discharge_coefficient : float, default 1.0
+        C_d for the orifice equation (see :func:`gas_orifice_release`).
+    radiant_fraction : float, default 0.2
+        X_r (docs/impact-models.md worked example).
+    heat_of_combustion_mj_kg : float, optional
+        ΔH_c in MJ/kg, overriding the fuel table.
+    thresholds_kw_m2 : sequence of float, default (10, 5, 2)
+        Heat fluxes to draw, kW/m²: ALOHA's 60-s levels of concern.
+
+    Returns
+    -------
+    ConsequenceResult
+        ``model="jet_fire_point_source"``, one ring per threshold.
+
+    Raises
+    ------
+    ValueError
+        If neither or both ways of giving the rate are used, or on bad numbers.
+
+    Notes
+    -----
+    A point source at the release point: a real jet flame is tens of metres long and
+    radiates from its whole length, so the point source underestimates close in and along
+    the jet's axis, and is a far-field estimate only.
+
+    Examples
+    --------
+    The methane jet of docs/impact-models.md (ṁ = 10 kg/s, X_r = 0.2, ΔH_c = 50 MJ/kg):
+
+    >>> [round(r.radius_m) for r in jet_fire(10.0, "methane").rings]
+    [28, 40, 63]
+    """
+    thresholds = _thresholds("thresholds_kw_m2", thresholds_kw_m2)
+    f = get_fuel(fuel)
+    from_hole = hole_diameter_mm is not None or pressure_mpa is not None
+    if (mass_rate_kg_s is not None) == from_hole:
+        raise ValueError(
+            f"mass_rate_kg_s was {mass_rate_kg_s!r}, hole_diameter_mm {hole_diameter_mm!r}, "
+            f"pressure_mpa {pressure_mpa!r}; expected either mass_rate_kg_s or both "
+            "hole_diameter_mm and pressure_mpa"
+        )
+    inputs: dict[str, tuple[float | str, str]] = {}
+    source = POINT_SOURCE_SOURCE
+    if mass_rate_kg_s is None:
+        if hole_diameter_mm is None or pressure_mpa is None:
+            raise ValueError(
+                f"hole_diameter_mm was {hole_diameter_mm!r} and pressure_mpa {pressure_mpa!r}; "
+                "expected both to compute the release rate"
+            )
+        rel = gas_orifice_release(
+            hole_diameter_mm,
+            pressure_mpa,
+            f.name,
+            temperature_k=temperature_k,
+            discharge_coefficient=discharge_coefficient,
+        )
+        rate = rel.mass_rate_kg_s
+        inputs |= {
+            "hole_diameter_mm": (float(hole_diameter_mm), "mm"),
+            "pressure_mpa": (float(pressure_mpa), "MPa (gauge)"),
+            "temperature_k": (float(temperature_k), "K"),
+            "discharge_coefficient": (float(discharge_coefficient), "1"),
+            "flow": ("choked" if rel.is_choked else "subsonic", ""),
+        }
+        source = f"{rel.source}; {source}"
+    else:
+        rate = _positive("mass_rate_kg_s", mass_rate_kg_s)
+    hc = (
+        f.heat_of_combustion_mj_kg
+        if heat_of_combustion_mj_kg is None
+        else _positive("heat_of_combustion_mj_kg", heat_of_combustion_mj_kg)
+    )
+    x = _fraction("radiant_fraction", radiant_fraction)
+    q_kw = rate * hc * 1000.0
+    inputs |= {
+        "mass_rate_kg_s": (rate, "kg/s"),
+        "fuel": (f.name, ""),
+        "heat_of_combustion_mj_kg": (hc, "MJ/kg"),
+        "radiant_fraction": (x, "1"),
+        "heat_release_rate_kw": (q_kw, "kW"),
+    }
+    return ConsequenceResult(
+        model="jet_fire_point_source",
+        source=f"{source}; ΔH_c: {f.source}" if heat_of_combustion_mj_kg is None else source,
+        inputs=inputs,
+        rings=_thermal_rings(thresholds, q_kw, x),
+        notes=(
+            "point source at the release: underestimates close in and along the jet axis",
+            "steady rate: a ruptured main depressurises, so its initial rate gives the "
+            "largest rings",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PoolFuel:
+    """Burning-rate data of a liquid fuel for :func:`pool_fire`.
+
+    Attributes
+    ----------
+    name : str
+    mass_burning_rate_kg_m2_s : float
+        m''∞, the large-pool mass burning rate, kg/(m²·s).
+    heat_of_combustion_mj_kg : float
+        Effective heat of combustion, MJ/kg.
+    k_beta_per_m : float
+        kβ, the empirical constant of m'' = m''∞ (1 − e^(−kβ·D)), 1/m.
+    """
+
+    name: str
+    mass_burning_rate_kg_m2_s: float
+    heat_of_combustion_mj_kg: float
+    k_beta_per_m: float
+
+
+POOL_FIRE_SOURCE: Final = (
+    "large-pool burning rates m'' = m''∞·(1 − e^(−kβ·D)) of Babrauskas (1983), Fire "
+    "Technology 19, doi:10.1007/BF02380810, as tabulated in NUREG-1805 (2004) FDTs ch. 3/5 "
+    "('burning rate data for fuels', after the SFPE Handbook)"
+)
+#: NUREG-1805 FDT fuel table (m''∞ kg/m²s, ΔH_c,eff MJ/kg, kβ 1/m). LNG and LPG are in the
+#: book's table too but were cut from the copy read, so they are not listed here.
+POOL_FUELS: Final[Mapping[str, PoolFuel]] = {
+    f.name: f
+    for f in (
+        PoolFuel("methanol", 0.017, 20.0, 100.0),
+        PoolFuel("ethanol", 0.015, 26.8, 100.0),
+        PoolFuel("butane", 0.078, 45.7, 2.7),
+        PoolFuel("benzene", 0.085, 40.1, 2.7),
+        PoolFuel("hexane", 0.074, 44.7, 1.9),
+        PoolFuel("heptane", 0.101, 44.6, 1.1),
+        PoolFuel("xylene", 0.090, 40.8, 1.4),
+        PoolFuel("acetone", 0.041, 25.8, 1.9),
+        PoolFuel("gasoline", 0.055, 43.7, 2.1),
+        PoolFuel("kerosene", 0.039, 43.2, 3.5),
+        PoolFuel("diesel", 0.045, 44.4, 2.1),
+        PoolFuel("jp-4", 0.051, 43.5, 3.6),
+        PoolFuel("jp-5", 0.054, 43.0, 1.6),
+    )
+}
+_POOL_ALIASES: Final[Mapping[str, str]] = {
+    "甲醇": "methanol", "乙醇": "ethanol", "丁烷": "butane", "苯": "benzene",
+    "n-hexane": "hexane", "正己烷": "hexane", "n-heptane": "heptane", "正庚烷": "heptane",
+    "二甲苯": "xylene", "丙酮": "acetone", "petrol": "gasoline", "汽油": "gasoline",
+    "kerosine": "kerosene", "煤油": "kerosene", "柴油": "diesel", "jet fuel": "jp-4",
+}  # fmt: skip
+
+
+def get_pool_fuel(name: str) -> PoolFuel:
+    """The :class:`PoolFuel` called ``name`` (case-insensitive; Chinese names too).
+
+    Raises
+    ------
+    ValueError
+        If the fuel is unknown; the message lists the known ones.
+
+    Examples
+    --------
+    >>> get_pool_fuel("汽油").mass_burning_rate_kg_m2_s
+    0.055
+    """
+    key = name.strip().lower() if isinstance(name, str) else ""
+    key = _POOL_ALIASES.get(key, key)
+    if key not in POOL_FUELS:
+        raise ValueError(
+            f"fuel was {name!r}; expected one of {sorted(POOL_FUELS)} "
+            f"(or an alias: {sorted(_POOL_ALIASES)})"
+        )
+    return POOL_FUELS[key]
+
+
+def pool_fire(
+    pool_area_m2: float,
+    fuel: str = "gasoline",
+    *,
+    radiant_fraction: float = POOL_FIRE_RADIANT_FRACTION,
+    thresholds_kw_m2: Sequence[float] = DEFAULT_THRESHOLDS_KW_M2,
+) -> ConsequenceResult:
+    """Heat-flux rings of a burning liquid pool (point source).
+
+    Parameters
+    ----------
+    pool_area_m2 : float
+        Burning area, m² (> 0): the spill or the dike (bund) area.
+    fuel : str, default "gasoline"
+        A :data:`POOL_FUELS` name or alias.
+    radiant_fraction : float, default 0.30
+        X_r (NUREG-1805 FDT 05.1 point-source default).
+    thresholds_kw_m2 : sequence of float, default (10, 5, 2)
+        Heat fluxes to draw, kW/m² (ALOHA's 60-s levels of concern).
+
+    Returns
+    -------
+    ConsequenceResult
+        ``model="pool_fire_point_source"``, one ring per threshold; the inputs include the
+        equivalent diameter and the burning rate used.
+
+    Raises
+    ------
+    ValueError
+        On a bad area, fraction or threshold, or an unknown fuel.
+
+    Notes
+    -----
+    ṁ = m''∞ (1 − e^(−kβ·D)) · A with D = √(4A/π) the pool's equivalent diameter
+    (Babrauskas 1983), Q = ṁ · ΔH_c, then the point source. Close to the flame (within a
+    few pool diameters) the point source is rough; inside the pool edge it is meaningless,
+    and a ring that falls there is flagged in the notes.
+
+    Examples
+    --------
+    A 100 m² gasoline spill:
+
+    >>> r = pool_fire(100.0, "gasoline")
+    >>> round(r.inputs["heat_release_rate_kw"][0])
+    240350
+    >>> [round(ring.radius_m) for ring in r.rings]
+    [24, 34, 54]
+    """
+    thresholds = _thresholds("thresholds_kw_m2", thresholds_kw_m2)
+    f = get_pool_fuel(fuel)
+    area = _positive("pool_area_m2", pool_area_m2)
+    x = _fraction("radiant_fraction", radiant_fraction)
+    diameter = math.sqrt(4.0 * area / math.pi)
+    burning = f.mass_burning_rate_kg_m2_s * (1.0 - math.exp(-f.k_beta_per_m * diameter))
+    q_kw = burning * area * f.heat_of_combustion_mj_kg * 1000.0
+    rings = _thermal_rings(thresholds, q_kw, x)
+    notes = ["point source at the pool centre: rough within a few pool diameters"]
+    notes += [
+        f"the {ring.threshold:g} kW/m2 ring ({ring.radius_m:.1f} m) falls inside the pool "
+        f"edge ({diameter / 2:.1f} m): not meaningful there"
+        for ring in rings
+        if ring.radius_m < diameter / 2.0
+    ]
+    return ConsequenceResult(
+        model="pool_fire_point_source",
+        source=f"{POOL_FIRE_SOURCE}; {POINT_SOURCE_SOURCE}",
+        inputs={
+            "pool_area_m2": (area, "m2"),
+            "fuel": (f.name, ""),
+            "equivalent_diameter_m": (diameter, "m"),
+            "mass_burning_rate_kg_m2_s": (burning, "kg/(m2·s)"),
+            "heat_of_combustion_mj_kg": (f.heat_of_combustion_mj_kg, "MJ/kg"),
+            "radiant_fraction": (x, "1"),
+            "heat_release_rate_kw": (q_kw, "kW"),
+        },
+        rings=rings,
+        notes=tuple(notes),
     )
