@@ -22,6 +22,8 @@ Blast
 Fire
     :func:`gas_orifice_release`, :func:`point_source_heat_flux_kw_m2`,
     :func:`point_source_radius_m`, :func:`jet_fire`, :data:`POOL_FUELS`, :func:`pool_fire`
+Flood
+    :data:`JRC_CURVES`, :func:`flood_damage_fraction`, :func:`flood_damage`
 
 Potential impact radius (PIR): ASME B31.8S-2022, *Managing System Integrity of Gas Pipelines*,
 §3.2 (potential impact circle), adopted by 49 CFR 192.903 ("potential impact radius"):
@@ -59,6 +61,8 @@ __all__ = [
     "E_TNT_MJ_KG",
     "FUELS",
     "JET_FIRE_RADIANT_FRACTION",
+    "JRC_CURVES",
+    "JRC_DEPTHS_M",
     "KB_PIECES",
     "KB_P_MAX_KPA",
     "KB_P_MIN_KPA",
@@ -80,6 +84,8 @@ __all__ = [
     "PoolFuel",
     "Ring",
     "corridor_households",
+    "flood_damage",
+    "flood_damage_fraction",
     "gas_orifice_release",
     "gas_pipe_rupture",
     "gb32167_gas_hca_grade",
@@ -1854,3 +1860,135 @@ def pool_fire(
         rings=rings,
         notes=tuple(notes),
     )
+
+
+# --- flood: JRC depth-damage curves --------------------------------------------------------
+
+#: Water depths of the JRC curves, metres.
+JRC_DEPTHS_M: Final = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0)
+#: Continental mean damage curves of Huizinga, de Moel & Szewczyk (2017), fraction of the
+#: maximum damage at :data:`JRC_DEPTHS_M`, as carried by CLIMADA-petals
+#: (entity/impact_funcs/river_flood.py, ``from_jrc_impf_*``); Europe residential is also the
+#: docs/impact-models.md table. North America is left out: its curve starts at 0.20 at 0 m
+#: (basements), which a depth grid cannot tell from dry ground.
+JRC_CURVES: Final[Mapping[tuple[str, str], tuple[float, ...]]] = {
+    ("europe", "residential"): (0.0, 0.25, 0.40, 0.50, 0.60, 0.75, 0.85, 0.95, 1.00),
+    ("asia", "residential"): (0.0, 0.327, 0.494, 0.617, 0.721, 0.870, 0.931, 0.984, 1.0),
+    ("africa", "residential"): (0.0, 0.22, 0.378, 0.531, 0.636, 0.817, 0.903, 0.957, 1.0),
+    ("oceania", "residential"): (0.0, 0.475, 0.640, 0.715, 0.788, 0.929, 0.967, 0.983, 1.0),
+    ("south_america", "residential"): (0.0, 0.491, 0.711, 0.842, 0.949, 0.984, 1.0, 1.0, 1.0),
+    ("europe", "commercial"): (0.0, 0.15, 0.30, 0.45, 0.55, 0.75, 0.90, 1.00, 1.00),
+    ("asia", "commercial"): (0.0, 0.377, 0.538, 0.659, 0.763, 0.883, 0.942, 0.981, 1.0),
+    ("asia", "industrial"): (0.0, 0.283, 0.482, 0.629, 0.717, 0.857, 0.909, 0.955, 1.0),
+}
+JRC_SOURCE: Final = (
+    "JRC global flood depth-damage functions, continental mean curves (Huizinga, de Moel & "
+    "Szewczyk 2017, EUR 28552 EN, doi:10.2760/16510), linear between 0-6 m, clipped at the ends"
+)
+
+
+def _jrc_curve(region: str, sector: str) -> tuple[float, ...]:
+    key = (
+        str(region).strip().lower().replace(" ", "_").replace("-", "_"),
+        str(sector).strip().lower(),
+    )
+    if key not in JRC_CURVES:
+        raise ValueError(
+            f"region/sector was {region!r}/{sector!r}; expected one of "
+            f"{sorted('/'.join(k) for k in JRC_CURVES)}"
+        )
+    return JRC_CURVES[key]
+
+
+@overload
+def flood_damage_fraction(depth_m: float, region: str = ..., sector: str = ...) -> float: ...
+@overload
+def flood_damage_fraction(
+    depth_m: npt.ArrayLike, region: str = ..., sector: str = ...
+) -> FloatArray: ...
+def flood_damage_fraction(
+    depth_m: ArrayLike, region: str = "europe", sector: str = "residential"
+) -> float | FloatArray:
+    """Damage fraction of a building at a flood depth (JRC depth-damage curves).
+
+    Parameters
+    ----------
+    depth_m : float or array_like
+        Water depth above ground, metres. Depths below 0 (dry) give 0, above 6 m give the
+        curve's last value (the table's ends).
+    region : str, default "europe"
+        "europe", "asia" (for Chinese cities), "africa", "oceania", "south_america".
+    sector : str, default "residential"
+        "residential"; also "commercial" (Europe, Asia) and "industrial" (Asia).
+
+    Returns
+    -------
+    float or ndarray
+        Fraction of the maximum damage, 0–1, linear between the tabulated depths (as CLIMADA
+        interpolates its impact functions).
+
+    Raises
+    ------
+    ValueError
+        On a NaN or infinite depth, or an unknown region or sector.
+
+    Examples
+    --------
+    >>> flood_damage_fraction(1.0, "europe")
+    0.4
+    >>> round(flood_damage_fraction(0.25, "asia"), 4)
+    0.1635
+    >>> flood_damage_fraction([-0.2, 0.75, 9.0]).tolist()
+    [0.0, 0.325, 1.0]
+    """
+    curve = _jrc_curve(region, sector)
+    d = np.asarray(depth_m, dtype=np.float64)
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"depth_m was {depth_m!r}; expected finite depths in metres")
+    frac = np.interp(d, JRC_DEPTHS_M, curve)
+    return float(frac) if frac.ndim == 0 else frac
+
+
+@overload
+def flood_damage(depth_m: float, value: float, region: str = ..., sector: str = ...) -> float: ...
+@overload
+def flood_damage(
+    depth_m: npt.ArrayLike, value: npt.ArrayLike, region: str = ..., sector: str = ...
+) -> FloatArray: ...
+def flood_damage(
+    depth_m: ArrayLike,
+    value: ArrayLike,
+    region: str = "europe",
+    sector: str = "residential",
+) -> float | FloatArray:
+    """Flood damage of buildings: value · damage fraction (depth), broadcast over arrays.
+
+    Parameters
+    ----------
+    depth_m : float or array_like
+        Water depth, metres (see :func:`flood_damage_fraction`).
+    value : float or array_like
+        Maximum damage (replacement value) of each building, in any currency (>= 0).
+    region, sector : str
+        As :func:`flood_damage_fraction`.
+
+    Returns
+    -------
+    float or ndarray
+        Damage, in the currency of ``value``.
+
+    Raises
+    ------
+    ValueError
+        On a negative or non-finite value, or as :func:`flood_damage_fraction`.
+
+    Examples
+    --------
+    >>> flood_damage(1.5, 2_000_000.0, "asia")
+    1234000.0
+    """
+    v = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise ValueError(f"value was {value!r}; expected finite values >= 0")
+    damage = v * flood_damage_fraction(np.asarray(depth_m, dtype=np.float64), region, sector)
+    return float(damage) if damage.ndim == 0 else damage
