@@ -23,7 +23,12 @@ Fire
     :func:`gas_orifice_release`, :func:`point_source_heat_flux_kw_m2`,
     :func:`point_source_radius_m`, :func:`jet_fire`, :data:`POOL_FUELS`, :func:`pool_fire`
 Flood
-    :data:`JRC_CURVES`, :func:`flood_damage_fraction`, :func:`flood_damage`
+    :data:`JRC_CURVES`, :func:`flood_damage_fraction`, :func:`flood_damage`,
+    :func:`flood_depth_damage` (with its source)
+
+The array primitives (``kb_overpressure_kpa``, ``point_source_heat_flux_kw_m2``,
+``flood_damage_fraction`` …) return bare numbers for evaluating many assets at once; their
+citations are the ``*_SOURCE`` constants, which the result-level functions carry.
 
 Potential impact radius (PIR): ASME B31.8S-2022, *Managing System Integrity of Gas Pipelines*,
 §3.2 (potential impact circle), adopted by 49 CFR 192.903 ("potential impact radius"):
@@ -55,29 +60,38 @@ from shapely.geometry.base import BaseGeometry
 from gis.frames import LocalFrame
 
 __all__ = [
+    "CFR_HCA_SOURCE",
     "CLANCEY_DAMAGE",
     "DEFAULT_THRESHOLDS_KPA",
     "DEFAULT_THRESHOLDS_KW_M2",
     "E_TNT_MJ_KG",
     "FUELS",
+    "GB32167_SOURCE",
     "JET_FIRE_RADIANT_FRACTION",
     "JRC_CURVES",
     "JRC_DEPTHS_M",
+    "JRC_SOURCE",
     "KB_PIECES",
     "KB_P_MAX_KPA",
     "KB_P_MIN_KPA",
+    "KB_SOURCE",
     "KB_Z_MAX",
     "KB_Z_MIN",
+    "ORIFICE_SOURCE",
     "OVERPRESSURE_LABELS",
     "PIR_FT_FACTOR",
     "PIR_HEAT_FLUX_KW_M2",
     "PIR_SI_FACTOR",
+    "PIR_SOURCE",
+    "POINT_SOURCE_SOURCE",
     "POOL_FIRE_RADIANT_FRACTION",
+    "POOL_FIRE_SOURCE",
     "POOL_FUELS",
     "THERMAL_LABELS",
     "VCE_YIELD_FRACTION",
     "ConsequenceResult",
     "CorridorWindow",
+    "FloodDamage",
     "Fuel",
     "GasRelease",
     "HcaResult",
@@ -86,6 +100,7 @@ __all__ = [
     "corridor_households",
     "flood_damage",
     "flood_damage_fraction",
+    "flood_depth_damage",
     "gas_orifice_release",
     "gas_pipe_rupture",
     "gb32167_gas_hca_grade",
@@ -857,7 +872,6 @@ def gb32167_oil_hca_grade(
 # --- fuels --------------------------------------------------------------------------------
 
 R_J_MOL_K: Final = 8.314462618  # molar gas constant (SI 2019, exact)
-BTU_LB_MJ_KG: Final = 2.326e-3  # 1 Btu/lb = 2.326 kJ/kg (International Table Btu, exact)
 
 
 @dataclass(frozen=True)
@@ -892,8 +906,8 @@ def _hydrocarbon(name: str, c: int, h: int, lhv_mj_kg: float, gamma: float, sour
 
 # γ: "cp/cv, ratios of specific heats of gases at 1 atm" (handbook table at 15 °C), and
 # Lange's Handbook of Chemistry 10th ed. p. 1524 (CH4 1.32 at 20 °C, C3H8 1.13 at 16 °C,
-# H2 1.41 at 20 °C). Menon (2005), Piping Calculations Manual, Table "fuel gases": net heating
-# values in Btu/lb, converted at 2.326 kJ/kg per Btu/lb.
+# H2 1.41 at 20 °C). Menon (2005), Piping Calculations Manual, table of fuel gases: net heating
+# values in Btu/lb, converted at 2.326 kJ/kg per Btu/lb (exact, International Table Btu).
 FUELS: Final[Mapping[str, Fuel]] = {
     f.name: f
     for f in (
@@ -1992,3 +2006,85 @@ def flood_damage(
         raise ValueError(f"value was {value!r}; expected finite values >= 0")
     damage = v * flood_damage_fraction(np.asarray(depth_m, dtype=np.float64), region, sector)
     return float(damage) if damage.ndim == 0 else damage
+
+
+@dataclass(frozen=True)
+class FloodDamage:
+    """Flood damage of a set of buildings, with the curve's source (:func:`flood_depth_damage`).
+
+    Attributes
+    ----------
+    region, sector : str
+        The JRC curve used.
+    depth_m : ndarray
+        Water depths, metres, as given.
+    damage_fraction : ndarray
+        Fraction of the maximum damage at each depth, 0–1.
+    damage : ndarray or None
+        ``value · damage_fraction`` in the currency of ``value``, when values were given.
+    source : str
+        The curve's citation.
+    """
+
+    region: str
+    sector: str
+    depth_m: FloatArray
+    damage_fraction: FloatArray
+    damage: FloatArray | None
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (arrays as lists)."""
+        return {
+            "region": self.region,
+            "sector": self.sector,
+            "depth_m": self.depth_m.tolist(),
+            "damage_fraction": self.damage_fraction.tolist(),
+            "damage": None if self.damage is None else self.damage.tolist(),
+            "source": self.source,
+        }
+
+
+def flood_depth_damage(
+    depth_m: npt.ArrayLike,
+    region: str = "europe",
+    sector: str = "residential",
+    value: npt.ArrayLike | None = None,
+) -> FloodDamage:
+    """Damage fractions (and damages) of buildings at flood depths, as a sourced result.
+
+    Parameters
+    ----------
+    depth_m : array_like
+        Water depths, metres (see :func:`flood_damage_fraction`).
+    region, sector : str
+        As :func:`flood_damage_fraction` ("asia" for Chinese cities).
+    value : array_like, optional
+        Maximum damage of each building (>= 0), broadcast against ``depth_m``.
+
+    Returns
+    -------
+    FloodDamage
+
+    Raises
+    ------
+    ValueError
+        As :func:`flood_damage_fraction` and :func:`flood_damage`.
+
+    Examples
+    --------
+    >>> r = flood_depth_damage([0.3, 1.2], "asia", value=[1e6, 2e6])
+    >>> r.damage_fraction.round(3).tolist(), r.damage.round(0).tolist()
+    ([0.196, 0.543], [196200.0, 1086400.0])
+    """
+    d = np.atleast_1d(np.asarray(depth_m, dtype=np.float64))
+    frac = np.atleast_1d(flood_damage_fraction(d, region, sector))
+    damage = None if value is None else np.atleast_1d(flood_damage(d, value, region, sector))
+    return FloodDamage(
+        region=str(region).strip().lower().replace(" ", "_").replace("-", "_"),
+        sector=str(sector).strip().lower(),
+        depth_m=d,
+        damage_fraction=frac,
+        damage=damage,
+        source=JRC_SOURCE,
+    )

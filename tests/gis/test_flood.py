@@ -67,3 +67,20 @@ def test_flood_refuses_bad_input() -> None:
         flood_damage_fraction(1.0, "europe", "industrial")
     with pytest.raises(ValueError, match=r"value was -5\.0"):
         flood_damage(1.0, -5.0)
+
+
+def test_flood_depth_damage_carries_its_source() -> None:
+    import json
+
+    from gis.consequence import flood_depth_damage
+
+    r = flood_depth_damage([0.5, 2.0], "Asia", value=[1000.0, 1000.0])
+    np.testing.assert_allclose(r.damage_fraction, [0.327, 0.721])
+    assert r.damage is not None
+    np.testing.assert_allclose(r.damage, [327.0, 721.0])
+    assert r.region == "asia"
+    assert "Huizinga" in r.source
+    assert "doi:10.2760/16510" in r.source
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["damage_fraction"] == pytest.approx([0.327, 0.721])
+    assert flood_depth_damage(1.0).damage is None
