@@ -913,8 +913,8 @@ FUELS: Final[Mapping[str, Fuel]] = {
     for f in (
         _hydrocarbon(
             "methane", 1, 4, 50.0, 1.31,
-            "LHV 50.0 MJ/kg (docs/impact-models.md; NUREG-1805 fuel table 50.0; Menon 2005 "
-            "net 21,433 Btu/lb = 49.9); γ 1.31 at 15 °C (cp/cv table, 1 atm)",
+            "LHV 50.0 MJ/kg (docs/impact-models.md; Menon 2005 net 21,433 Btu/lb = 49.9); "
+            "γ 1.31 at 15 °C (cp/cv table, 1 atm)",
         ),
         _hydrocarbon(
             "propane", 3, 8, 46.4, 1.13,
@@ -928,8 +928,8 @@ FUELS: Final[Mapping[str, Fuel]] = {
         ),
         _hydrocarbon(
             "hydrogen", 0, 2, 120.0, 1.41,
-            "LHV 119.96 MJ/kg (PNNL Hydrogen Analysis Resource Center, 'Lower and Higher "
-            "Heating Values of Hydrogen and Fuels'); γ 1.41 at 15-20 °C",
+            "LHV 120.0 MJ/kg (PNNL Hydrogen Analysis Resource Center, 'Lower and Higher "
+            "Heating Values of Hydrogen and Fuels': 119.96); γ 1.41 at 15-20 °C",
         ),
         _hydrocarbon(
             "ethylene", 2, 4, 47.2, 1.255,

@@ -472,8 +472,10 @@ def erg_distances(
         if wind_cls is not None:
             rows = [r for r in rows if r.wind == wind_cls]
         else:
-            notes.append("wind speed not given: the largest distance over low, moderate and "
-                         "high wind is used")  # fmt: skip
+            notes.append(
+                "wind speed not given: the largest distance over low, moderate and high wind "
+                "is used"
+            )
         row = max(rows, key=lambda r: ((_downwind_km(r, period)[0] or 0.0), r.isolation_m))
         notes.append(
             f"ERG Table 3, {row.container.replace('_', ' ')}, {row.wind} wind "
