@@ -656,15 +656,17 @@ def replay(
 ) -> None:
     """Publish realistic readings, with scripted incidents, for the sensors in the database."""
     from app.local.broker import broker_url
-    from app.sensors import replay as rp
+    from app.replay.run import Options
+    from app.replay.run import execute as replay_execute
+    from app.replay.run import prepare as replay_prepare
 
     settings = settings_or_exit()
-    options = rp.Options(scenario, to, url, speed, duration, start, batch_s, truth, seed)
+    options = Options(scenario, to, url, speed, duration, start, batch_s, truth, seed)
     with transaction(settings) as session:
-        prepared = rp.prepare(
+        prepared = replay_prepare(
             session, options, http_port=settings.port, mqtt_url=broker_url(settings)
         )
-    typer.echo(rp.execute(prepared, say))
+    typer.echo(replay_execute(prepared, say))
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ readings (200,000: every sensor, 10 instants a minute apart, in yesterday's part
     from ``--clients`` (default 4: two requests in flight per worker, so one parses while the
     other waits for PostgreSQL) concurrent keep-alive connections; bodies are built before the
     clock starts, and every answer is checked (200, nothing rejected);
-(d) the replay (``app/sensors/replay.py``) generating the readings and posting them at
+(d) the replay (``app/replay/``) generating the readings and posting them at
     ``--speed 0``: generation included, one client.
 
 Each run starts from empty reading tables (see :func:`reset`); each figure is the median of
@@ -63,9 +63,12 @@ from app.db import (  # noqa: E402
     make_sessionmaker,
 )
 from app.flows.readings import ingest_payload  # noqa: E402
+from app.replay.fleet import load_fleet  # noqa: E402
+from app.replay.run import run as replay_run  # noqa: E402
+from app.replay.scenarios import Plan  # noqa: E402
+from app.replay.sinks import HttpSink  # noqa: E402
 from app.scratch import scratch_database  # noqa: E402
 from app.sensors import partitions  # noqa: E402
-from app.sensors import replay as rp  # noqa: E402
 from app.sensors.ingest import binary_copy_rows  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
@@ -323,15 +326,15 @@ def via_replay(url: str, base: str, start_s: int, readings: int, per_body: int) 
     engine = create_db_engine(url, pool_size=1)
     try:
         with make_sessionmaker(engine)() as session:
-            fleet = rp.load_fleet(session, seed=1)
+            fleet = load_fleet(session, seed=1)
     finally:
         engine.dispose()
     span = readings // len(fleet) * STEP_S  # every sensor reports each minute
-    plan = rp.Plan("none", 1, start_s, start_s + span, [])
-    sink = rp.HttpSink(base, lines=per_body)
+    plan = Plan("none", 1, start_s, start_s + span, [])
+    sink = HttpSink(base, lines=per_body)
     started = clock_start()
     try:
-        rp.run(fleet, plan, sink, speed=0, batch_s=max(1, per_body // len(fleet)) * STEP_S)
+        replay_run(fleet, plan, sink, speed=0, batch_s=max(1, per_body // len(fleet)) * STEP_S)
     finally:
         sink.close()
     elapsed = clock_stop(started)

@@ -84,7 +84,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -726,12 +725,11 @@ def demo_outcome(duration: str, seed: int) -> Outcome:
     """The demo city, the default rule pack, ``cityrisk replay demo`` generated in-process."""
     started = time.perf_counter()
     lines = ["== demo replay (cityrisk replay demo, default rule pack) =="]
-    missing = replay_unavailable()
-    if missing:
-        lines.append(f"  skipped: {missing}")
-        return Outcome("demo", lines, [], time.perf_counter() - started)
     from app.flows import demo
-    from app.sensors import replay as rp
+    from app.replay.run import Options
+    from app.replay.run import prepare as replay_prepare
+    from app.replay.run import run as replay_run
+    from app.replay.sinks import SendStats
 
     with (
         throwaway_database() as url,
@@ -743,12 +741,12 @@ def demo_outcome(duration: str, seed: int) -> Outcome:
         rules.load(session, specs, actor="bench")
         session.commit()
         truth_path = Path(tmp) / "truth.json"
-        options = rp.Options("demo", speed=0, duration=duration, batch_s=60, truth=truth_path,
+        options = Options("demo", speed=0, duration=duration, batch_s=60, truth=truth_path,
                              seed=seed)  # fmt: skip
-        prepared = rp.prepare(session, options, http_port=0, mqtt_url="")
+        prepared = replay_prepare(session, options, http_port=0, mqtt_url="")
         session.commit()
-        sink = IngestSink(session, rp.SendStats())
-        rp.run(prepared.fleet, prepared.plan, sink, speed=0, batch_s=60)
+        sink = IngestSink(session, SendStats())
+        replay_run(prepared.fleet, prepared.plan, sink, speed=0, batch_s=60)
         truth = json.loads(truth_path.read_text())
         episodes, n_events = read_episodes(session, sink.marks, 0)
         rows = session.execute(text("SELECT external_id, asset_id, kind FROM sensor")).all()
@@ -790,18 +788,6 @@ def demo_outcome(duration: str, seed: int) -> Outcome:
         )
     scores = [score("demo replay", replayed, windows, lines, labels="replay truth file")]
     return Outcome("demo", lines, scores, time.perf_counter() - started)
-
-
-def replay_unavailable() -> str | None:
-    if importlib.util.find_spec("app.sensors.replay") is None:
-        return "app/sensors/replay.py (cityrisk replay) does not exist yet"
-    from app.sensors import replay as rp
-
-    needed = ("Options", "prepare", "run", "SendStats")
-    absent = [n for n in needed if not hasattr(rp, n)]
-    if absent:
-        return f"app.sensors.replay lacks {', '.join(absent)} (its API changed)"
-    return None
 
 
 class IngestSink:

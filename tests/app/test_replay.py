@@ -34,8 +34,18 @@ from app.db import libpq_url as libpq
 from app.errors import InvalidInput
 from app.flows.demo import demo_sensors_path
 from app.local.broker import LocalBroker
+from app.replay.fleet import Fleet, load_fleet
+from app.replay.model import MAX_AHEAD_S, parse_duration, resolve_window
+from app.replay.readings import Readings
+from app.replay.readings import batches as replay_batches
+from app.replay.readings import generate as replay_generate
+from app.replay.run import Options, RunStats
+from app.replay.run import execute as replay_execute
+from app.replay.run import prepare as replay_prepare
+from app.replay.run import run as replay_run
+from app.replay.scenarios import DEMO_WINDOWS, Plan, plan_scenario
+from app.replay.sinks import SendStats
 from app.scratch import free_port, scratch_database
-from app.sensors import replay as rp
 from app.sensors.registry import import_sensors
 from app.settings import Settings
 from app.taxonomy.indicators import INDICATORS
@@ -289,7 +299,7 @@ def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
         try:
             assert consumer.consumer.connected.wait(TIMEOUT_S)
             start = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
-            options = rp.Options(
+            options = Options(
                 "demo",
                 target="mqtt",
                 url=broker.url(),
@@ -302,12 +312,12 @@ def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
             engine = create_db_engine(city.sqlalchemy_url, pool_size=1)
             try:
                 with make_sessionmaker(engine)() as session:
-                    prepared = rp.prepare(session, options, http_port=0, mqtt_url="")
+                    prepared = replay_prepare(session, options, http_port=0, mqtt_url="")
             finally:
                 engine.dispose()
-            summary = rp.execute(prepared, lambda _: None)
+            summary = replay_execute(prepared, lambda _: None)
             assert "MQTT messages acknowledged" in summary
-            assert [i.type for i in prepared.plan.incidents] == list(rp.DEMO_WINDOWS)
+            assert [i.type for i in prepared.plan.incidents] == list(DEMO_WINDOWS)
             expected = sum(1200 // f["properties"]["interval_s"] for f in SENSORS)
             end = start + timedelta(minutes=20)
             deadline = time.monotonic() + TIMEOUT_S
@@ -328,9 +338,9 @@ def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
 # -- determinism and generation ---------------------------------------------------------------
 def all_readings(session: Session, seed: int, batch_s: int, start: int) -> dict[str, Any]:
     """Every reading of a 2 h demo replay, sorted by (sensor, ts), with the plan and truth."""
-    fleet = rp.load_fleet(session, seed)
-    plan = rp.plan_scenario(session, fleet, "demo", start, start + 7200, seed)
-    parts = [r for _, _, r in rp.batches(fleet, plan, batch_s)]
+    fleet = load_fleet(session, seed)
+    plan = plan_scenario(session, fleet, "demo", start, start + 7200, seed)
+    parts = [r for _, _, r in replay_batches(fleet, plan, batch_s)]
     sensor = fleet.external_id[np.concatenate([p.sensor for p in parts])].astype(str)
     ts = np.concatenate([p.ts for p in parts])
     value = np.concatenate([p.value for p in parts])
@@ -361,7 +371,7 @@ def test_same_seed_same_readings_whatever_the_batching(city: City) -> None:
     assert one["values"] != other["values"]  # ... other values
     assert len(one["plan"].incidents) == 4
     # The NDJSON is what the ingest reads: one object per line, every field there.
-    batch = rp.generate(one["fleet"], one["plan"], start, start + 600)
+    batch = replay_generate(one["fleet"], one["plan"], start, start + 600)
     lines = batch.ndjson(one["fleet"]).decode().splitlines()
     assert len(lines) == len(batch) > 0
     first = json.loads(lines[0])
@@ -374,13 +384,13 @@ def test_baselines_follow_the_day(city: City) -> None:
     engine = create_db_engine(city.sqlalchemy_url, pool_size=1)
     try:
         with make_sessionmaker(engine)() as session:
-            fleet = rp.load_fleet(session, 1)
+            fleet = load_fleet(session, 1)
     finally:
         engine.dispose()
     day = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp())
     offset = int(-LON / 15 * 3600)  # local solar midnight in UTC
-    plan = rp.Plan("none", 1, day, day + 86_400, [])
-    got = rp.generate(fleet, plan, day + offset, day + offset + 86_400)
+    plan = Plan("none", 1, day, day + 86_400, [])
+    got = replay_generate(fleet, plan, day + offset, day + offset + 86_400)
     hours = (got.ts - day - offset) / 3600
 
     def series(eid: str) -> tuple[Any, Any]:
@@ -400,21 +410,21 @@ def test_baselines_follow_the_day(city: City) -> None:
 def test_start_defaults_and_what_the_ingest_would_refuse() -> None:
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     now_s = int(now.timestamp())
-    assert rp.resolve_window(None, 7200, 1.0, now)[:2] == (now_s, now_s + 7200)
-    assert rp.resolve_window(None, 7200, 10.0, now)[:2] == (now_s - 7200, now_s)
-    assert rp.resolve_window(None, 7200, 0.0, now)[:2] == (now_s - 7200, now_s)
+    assert resolve_window(None, 7200, 1.0, now)[:2] == (now_s, now_s + 7200)
+    assert resolve_window(None, 7200, 10.0, now)[:2] == (now_s - 7200, now_s)
+    assert resolve_window(None, 7200, 0.0, now)[:2] == (now_s - 7200, now_s)
     # Live start at 10x: simulated time would run ahead; allowed, but the user is told.
-    _, _, notes = rp.resolve_window("now", 7200, 10.0, now)
+    _, _, notes = resolve_window("now", 7200, 10.0, now)
     assert "slowed to real time" in notes[0]
     with pytest.raises(InvalidInput, match="speed 0"):
-        rp.resolve_window("now", 3600, 0.0, now)
+        resolve_window("now", 3600, 0.0, now)
     with pytest.raises(InvalidInput, match="399 days"):
-        rp.resolve_window("2025-01-01T00:00:00Z", 3600, 0.0, now)
+        resolve_window("2025-01-01T00:00:00Z", 3600, 0.0, now)
     with pytest.raises(InvalidInput, match="UTC offset"):
-        rp.resolve_window("2026-11-28T08:00:00", 3600, 0.0, now)
-    assert rp.parse_duration("1h30m") == 5400
+        resolve_window("2026-11-28T08:00:00", 3600, 0.0, now)
+    assert parse_duration("1h30m") == 5400
     with pytest.raises(InvalidInput):
-        rp.parse_duration("2 hours")
+        parse_duration("2 hours")
 
 
 def test_pacing_follows_speed_and_never_runs_ahead_of_the_clock() -> None:
@@ -433,20 +443,20 @@ def test_pacing_follows_speed_and_never_runs_ahead_of_the_clock() -> None:
         def __init__(self, clock: Clock) -> None:
             self.clock = clock
             self.sent: list[tuple[float, float, int]] = []  # (wall, simulated end, readings)
-            self.stats = rp.SendStats()
+            self.stats = SendStats()
 
-        def send(self, fleet: rp.Fleet, readings: rp.Readings) -> None:
+        def send(self, fleet: Fleet, readings: Readings) -> None:
             self.sent.append((self.clock.wall, float(readings.ts.max(initial=0)), len(readings)))
 
         def close(self) -> None:
             pass
 
-    def replay(speed: float, start: float, end: float) -> tuple[Clock, Collect, rp.RunStats]:
+    def replay(speed: float, start: float, end: float) -> tuple[Clock, Collect, RunStats]:
         clock = Clock(now)
         sink = Collect(clock)
-        stats = rp.run(
+        stats = replay_run(
             empty_fleet(),
-            rp.Plan("none", 1, int(start), int(end), []),
+            Plan("none", 1, int(start), int(end), []),
             sink,
             speed=speed,
             batch_s=60,
@@ -466,14 +476,14 @@ def test_pacing_follows_speed_and_never_runs_ahead_of_the_clock() -> None:
     ends = [now + 60 * (k + 1) for k in range(stats.batches)]
     walls = [wall for wall, _, _ in sink.sent]
     # Each batch is sent when its end is at most 4 min after the wall clock ...
-    assert max(e - w for e, w in zip(ends, walls, strict=True)) <= rp.MAX_AHEAD_S + 1e-6
+    assert max(e - w for e, w in zip(ends, walls, strict=True)) <= MAX_AHEAD_S + 1e-6
     # ... so the replay ends 4 min before its last timestamp: slowed to real time.
-    assert clock.mono == pytest.approx(7200 - rp.MAX_AHEAD_S)
+    assert clock.mono == pytest.approx(7200 - MAX_AHEAD_S)
 
 
-def empty_fleet() -> rp.Fleet:
+def empty_fleet() -> Fleet:
     i, f, o = np.zeros(0, np.int64), np.zeros(0), np.zeros(0, object)
-    return rp.Fleet(
+    return Fleet(
         i, o, o, i, i, o, o, f, f, o, f, np.zeros(0, np.uint64), i, f, f, f, np.zeros(0, object)
     )
 
@@ -508,13 +518,13 @@ def test_the_demo_city_binds_every_sensor_and_stages_all_four_incidents(server_u
                 assert report.unbound == []
                 assert report.bound_explicit + report.bound_spatial == report.rows_read
                 start = int(datetime.now(UTC).timestamp()) - 7200
-                fleet = rp.load_fleet(session, 1)
-                plan = rp.plan_scenario(session, fleet, "demo", start, start + 7200, 1)
+                fleet = load_fleet(session, 1)
+                plan = plan_scenario(session, fleet, "demo", start, start + 7200, 1)
                 session.rollback()
         finally:
             engine.dispose()
     assert len(fleet) == report.rows_read
-    assert [i.type for i in plan.incidents] == list(rp.DEMO_WINDOWS)
+    assert [i.type for i in plan.incidents] == list(DEMO_WINDOWS)
     gas = plan.truth(fleet)["incidents"][0]
     assert any(s["kind"] == "ch4_pct_lel" for s in gas["sensors"])
     assert plan.notes == []
