@@ -400,10 +400,13 @@ def isolate(
     seg_arr = np.array(sorted(segs), dtype=np.int64)
     cand = np.unique(
         np.concatenate(
-            [layout._seg_valves[layout._seg_valve_ptr[s] : layout._seg_valve_ptr[s + 1]]
-             for s in seg_arr.tolist()] or [np.zeros(0, dtype=np.int64)]
+            [
+                layout._seg_valves[layout._seg_valve_ptr[s] : layout._seg_valve_ptr[s + 1]]
+                for s in seg_arr.tolist()
+            ]
+            or [np.zeros(0, dtype=np.int64)]
         )
-    )  # fmt: skip
+    )
     inside_e = np.isin(layout._side_edge[cand], seg_arr)
     inside_n = np.isin(layout._side_node[cand], seg_arr)
     boundary = cand[(inside_e != inside_n) & ~is_failed[cand]]
@@ -413,16 +416,20 @@ def isolate(
     if len(boundary):
         seg_edges = np.sort(
             np.concatenate(
-                [layout._seg_edges[layout._seg_edge_ptr[s] : layout._seg_edge_ptr[s + 1]]
-                 for s in seg_arr.tolist()]
+                [
+                    layout._seg_edges[layout._seg_edge_ptr[s] : layout._seg_edge_ptr[s + 1]]
+                    for s in seg_arr.tolist()
+                ]
             )
-        )  # fmt: skip
+        )
         seg_nodes = np.sort(
             np.concatenate(
-                [layout._seg_nodes[layout._seg_node_ptr[s] : layout._seg_node_ptr[s + 1]]
-                 for s in seg_arr.tolist()]
+                [
+                    layout._seg_nodes[layout._seg_node_ptr[s] : layout._seg_node_ptr[s + 1]]
+                    for s in seg_arr.tolist()
+                ]
             )
-        )  # fmt: skip
+        )
     # A source inside the valve segment keeps feeding the break whatever valves are closed (an
     # outlet valve it has would be in the valve layer, and the source outside the segment).
     fed = 0
@@ -476,8 +483,10 @@ def isolate(
             f"({float(net.edge_length_m[seg_edges].sum()):.0f} m) and {len(seg_nodes)} nodes"
         )
         if used:
-            notes.append(f"valves {sorted(int(layout.valve_ids[v]) for v in used)} failed to "
-                         "close: the next valves out were taken")  # fmt: skip
+            notes.append(
+                f"valves {sorted(int(layout.valve_ids[v]) for v in used)} failed to "
+                "close: the next valves out were taken"
+            )
 
     unserved_nodes = cut_off = unserved_demands = None
     if src_el is None:

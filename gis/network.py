@@ -37,7 +37,7 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -338,16 +338,22 @@ class PipeNetwork:
         g: nx.MultiGraph = nx.MultiGraph()
         g.add_nodes_from(
             (i, {"lon": lon, "lat": lat})
-            for i, (lon, lat) in enumerate(zip(self.node_lon.tolist(), self.node_lat.tolist(),
-                                               strict=True))
-        )  # fmt: skip
+            for i, (lon, lat) in enumerate(
+                zip(self.node_lon.tolist(), self.node_lat.tolist(), strict=True)
+            )
+        )
         g.add_edges_from(
             (u, v, e, {"pipe_id": pid, "length_m": length})
             for e, (u, v, pid, length) in enumerate(
-                zip(self.edge_u.tolist(), self.edge_v.tolist(), self.edge_pipe_id.tolist(),
-                    self.edge_length_m.tolist(), strict=True)
+                zip(
+                    self.edge_u.tolist(),
+                    self.edge_v.tolist(),
+                    self.edge_pipe_id.tolist(),
+                    self.edge_length_m.tolist(),
+                    strict=True,
+                )
             )
-        )  # fmt: skip
+        )
         return g
 
 
@@ -419,9 +425,8 @@ class Attachment:
         ]
 
 
-@dataclass(frozen=True)
-class EdgeReach:
-    """How an edge is reached.
+class EdgeReach(NamedTuple):
+    """How an edge is reached (a named tuple: thousands are made per query).
 
     Attributes
     ----------
@@ -527,8 +532,16 @@ def _ids(ids: npt.ArrayLike, name: str) -> IntArray:
     return out
 
 
-_TYPE_NAMES: Final = ("Point", "LineString", "LinearRing", "Polygon", "MultiPoint",
-                      "MultiLineString", "MultiPolygon", "GeometryCollection")  # fmt: skip
+_TYPE_NAMES: Final = (
+    "Point",
+    "LineString",
+    "LinearRing",
+    "Polygon",
+    "MultiPoint",
+    "MultiLineString",
+    "MultiPolygon",
+    "GeometryCollection",
+)
 
 
 def _geometries(geoms: Sequence[BaseGeometry] | GeometryArray, n: int, kind: str) -> GeometryArray:
@@ -859,19 +872,46 @@ def _empty_network(tol: float, split: bool) -> PipeNetwork:
     f0 = np.zeros(0, dtype=np.float64)
     i0 = np.zeros(0, dtype=np.int64)
     report = BuildReport(
-        pipes=0, nodes=0, edges=0, snapped_pairs=0, kept_apart=0, max_snap_m=0.0, wide_nodes=0,
-        dangling_ends=0, components=0, t_junctions=0, t_junction_pipes=(),
-        t_junctions_split=split, self_loops=0, scale_error=0.0, snap_tolerance_m=tol,
+        pipes=0,
+        nodes=0,
+        edges=0,
+        snapped_pairs=0,
+        kept_apart=0,
+        max_snap_m=0.0,
+        wide_nodes=0,
+        dangling_ends=0,
+        components=0,
+        t_junctions=0,
+        t_junction_pipes=(),
+        t_junctions_split=split,
+        self_loops=0,
+        scale_error=0.0,
+        snap_tolerance_m=tol,
         notes=("no pipes given: an empty network",),
-    )  # fmt: skip
+    )
     return PipeNetwork(
-        frame=LocalFrame(0.0, 0.0), pipe_ids=i0, pipe_length_m=f0, node_lon=f0, node_lat=f0,
-        node_x_m=f0, node_y_m=f0, edge_pipe=i0, edge_u=i0, edge_v=i0, edge_start_m=f0,
-        edge_length_m=f0, report=report, _pipes_local=np.zeros(0, dtype=object),
-        _pipes_local_length=f0, _pipe_tree=shapely.STRtree([]), _pipe_order=i0,
-        _pipe_first_edge=np.zeros(1, dtype=np.int64), _adj_ptr=[0], _adj_node=[],
+        frame=LocalFrame(0.0, 0.0),
+        pipe_ids=i0,
+        pipe_length_m=f0,
+        node_lon=f0,
+        node_lat=f0,
+        node_x_m=f0,
+        node_y_m=f0,
+        edge_pipe=i0,
+        edge_u=i0,
+        edge_v=i0,
+        edge_start_m=f0,
+        edge_length_m=f0,
+        report=report,
+        _pipes_local=np.zeros(0, dtype=object),
+        _pipes_local_length=f0,
+        _pipe_tree=shapely.STRtree([]),
+        _pipe_order=i0,
+        _pipe_first_edge=np.zeros(1, dtype=np.int64),
+        _adj_ptr=[0],
+        _adj_node=[],
         _adj_length=[],
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -911,8 +951,9 @@ def _project(
         shapely.line_locate_point(network._pipes_local[qp], local_points[qi]), dtype=np.float64
     )
     local_len = network._pipes_local_length[qp]
-    ratio = np.divide(network.pipe_length_m[qp], local_len, out=np.ones(len(qp)),
-                      where=local_len > 0)  # fmt: skip
+    ratio = np.divide(
+        network.pipe_length_m[qp], local_len, out=np.ones(len(qp)), where=local_len > 0
+    )
     return qi.astype(np.int64), qp.astype(np.int64), along * ratio, dist.astype(np.float64)
 
 
@@ -1158,13 +1199,23 @@ def network_reach(
             float(length[e]),
         )
     hit = np.flatnonzero(edge_dist <= reach)
-    edges = {
-        int(e): EdgeReach(float(edge_dist[e]), float(part[e]), float(length[e]))
-        for e in hit.tolist()
-    }
-    pipes: dict[int, float] = {}
-    for pid, d in zip(network.edge_pipe_id[hit].tolist(), edge_dist[hit].tolist(), strict=True):
-        pipes[pid] = min(pipes.get(pid, math.inf), d)
+    edges = dict(
+        zip(
+            hit.tolist(),
+            map(EdgeReach, edge_dist[hit].tolist(), part[hit].tolist(), length[hit].tolist()),
+            strict=True,
+        )
+    )
+    pipe_dist = np.full(len(network.pipe_ids), np.inf)
+    np.minimum.at(pipe_dist, network.edge_pipe[hit], edge_dist[hit])
+    reached_pipes = np.flatnonzero(np.isfinite(pipe_dist))
+    pipes = dict(
+        zip(
+            network.pipe_ids[reached_pipes].tolist(),
+            pipe_dist[reached_pipes].tolist(),
+            strict=True,
+        )
+    )
     reached_nodes = np.flatnonzero(dist <= reach)
     nodes = dict(zip(reached_nodes.tolist(), dist[reached_nodes].tolist(), strict=True))
 
@@ -1291,8 +1342,12 @@ def gas_migration(
             shapely.line_locate_point(underground._pipes_local[pipes], on_pipe), dtype=np.float64
         )
         local_len = underground._pipes_local_length[pipes]
-        ratio = np.divide(underground.pipe_length_m[pipes], local_len,
-                          out=np.ones(len(pipes)), where=local_len > 0)  # fmt: skip
+        ratio = np.divide(
+            underground.pipe_length_m[pipes],
+            local_len,
+            out=np.ones(len(pipes)),
+            where=local_len > 0,
+        )
         along_m = along * ratio
         straight = np.asarray(shapely.length(nearest_on_pipe), dtype=np.float64)
         edge, pos = _edge_at(underground, pipes, along_m)

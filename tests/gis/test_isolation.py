@@ -56,9 +56,14 @@ def node_near(net: PipeNetwork, x_m: float, y_m: float) -> int:
 def tree():
     net = build_network(
         np.arange(1, 6),
-        [line((0, 0), (100, 0)), line((100, 0), (200, 0)), line((200, 0), (300, 0)),
-         line((100, 0), (100, 100)), line((100, 100), (100, 200))],
-    )  # fmt: skip
+        [
+            line((0, 0), (100, 0)),
+            line((100, 0), (200, 0)),
+            line((200, 0), (300, 0)),
+            line((100, 0), (100, 100)),
+            line((100, 100), (100, 200)),
+        ],
+    )
     valves = attach_points(net, [21, 24, 35, 33], points((102, 0), (100, 2), (100, 102), (202, 0)))
     customers = attach_points(net, [901, 902, 903], points((100, 150), (300, 0), (50, 0)))
     return net, valve_layout(net, valves), customers
@@ -134,9 +139,14 @@ def loop():
     pipe 3 from each of its ends."""
     net = build_network(
         np.arange(1, 6),
-        [line((-100, 0), (0, 0)), line((0, 0), (100, 0)), line((100, 0), (100, 100)),
-         line((100, 100), (0, 100)), line((0, 100), (0, 0))],
-    )  # fmt: skip
+        [
+            line((-100, 0), (0, 0)),
+            line((0, 0), (100, 0)),
+            line((100, 0), (100, 100)),
+            line((100, 100), (0, 100)),
+            line((0, 100), (0, 0)),
+        ],
+    )
     valves = attach_points(net, [31, 32], points((100, 2), (100, 98)))
     return net, valve_layout(net, valves)
 
@@ -232,10 +242,16 @@ def ky10():
         node_of_name[p["start_node_name"]] = int(net.edge_u[k])
         node_of_name[p["end_node_name"]] = int(net.edge_v[k])
     return {
-        "props": props, "geoms": geoms, "net": net, "links": links, "link_geoms": link_geoms,
-        "sources": sources, "source_names": {p["name"] for p in src_props}, "g": g,
+        "props": props,
+        "geoms": geoms,
+        "net": net,
+        "links": links,
+        "link_geoms": link_geoms,
+        "sources": sources,
+        "source_names": {p["name"] for p in src_props},
+        "g": g,
         "node_of_name": node_of_name,
-    }  # fmt: skip
+    }
 
 
 def pipe_partition(labels: dict[int, object]) -> set[frozenset[int]]:
@@ -252,8 +268,13 @@ def test_ky10_prv_segments_equal_cutting_the_valve_links(ky10) -> None:
     # The 5 PRVs sit at the (merged) nodes of their zero-length links; cutting there must
     # split the pipes exactly as removing the 5 valve links from EPANET's graph does.
     cut = g.copy()
-    cut.remove_edges_from([(v["start_node_name"], v["end_node_name"], v["name"])
-                           for v in links if v["kind"] == "valve"])  # fmt: skip
+    cut.remove_edges_from(
+        [
+            (v["start_node_name"], v["end_node_name"], v["name"])
+            for v in links
+            if v["kind"] == "valve"
+        ]
+    )
     comp = {n: i for i, c in enumerate(nx.connected_components(cut)) for n in c}
     want = pipe_partition({k: comp[p["start_node_name"]] for k, p in enumerate(ky10["props"])})
     got = pipe_partition({k: int(lay.segment_of_edge[k]) for k in range(net.n_edges)})
@@ -349,9 +370,10 @@ def test_ky10_n_minus_1_segments_equal_a_brute_force_cut(ky10) -> None:
     for pipe in (0, 250, 500, 750, 1000):
         seg = comp[("pipe", pipe)]
         boundary = {
-            v for v, (k, node) in enumerate(where)
+            v
+            for v, (k, node) in enumerate(where)
             if (comp[("pipe", k)] == seg) != (comp[end_name(k, node)] == seg)
-        }  # fmt: skip
+        }
         iso = isolate(lay, pipe)
         assert {v.valve_id for v in iso.valves_to_close} == boundary
         # One of them seized: the segment grows by the segment beyond it.

@@ -222,8 +222,9 @@ def test_points_attach_to_the_nearest_pipe_with_position_and_node() -> None:
 
 
 def test_a_point_exactly_at_a_junction_goes_to_the_lowest_pipe() -> None:
-    net = build_network(ids(3), [line((0, 0), (50, 0)), line((50, 0), (100, 0)),
-                                 line((50, 0), (50, 60))])  # fmt: skip
+    net = build_network(
+        ids(3), [line((0, 0), (50, 0)), line((50, 0), (100, 0)), line((50, 0), (50, 60))]
+    )
     a = attach_points(net, [1], [point(50, 0)])
     assert (a.edge.tolist(), a.node.tolist()) == ([0], [node_near(net, 50, 0)])
 
@@ -251,8 +252,9 @@ def square_with_tail():
 
 def test_reach_distances_on_a_loop_with_a_tail() -> None:
     net = square_with_tail()
-    a, b, c, d, e = (node_near(net, *xy) for xy in [(0, 0), (100, 0), (100, 100), (0, 100),
-                                                    (400, 0)])  # fmt: skip
+    a, b, c, d, e = (
+        node_near(net, *xy) for xy in [(0, 0), (100, 0), (100, 100), (0, 100), (400, 0)]
+    )
     # Entry 20 m along A-B: B at 80, A at 20, D at 120 (via A), C at 180 (via B, equal via D
     # 20 + 100 + 100 = 220: the shorter), E at 380.
     r = network_reach(net, [net.locate(1, 20.0)], max_distance_m=250.0)
@@ -373,13 +375,14 @@ def test_ky10_geometry_gives_the_epanet_topology() -> None:
     g.add_edges_from((p["start_node_name"], p["end_node_name"]) for p in props)
     vp, _ = load(DATA / "ky10" / "valves_pumps.geojson")
     for link in vp:  # merge each zero-length pump/valve's two nodes, as geometry does
-        g = nx.contracted_nodes(g, link["start_node_name"], link["end_node_name"],
-                                self_loops=False)  # fmt: skip
+        g = nx.contracted_nodes(g, link["start_node_name"], link["end_node_name"], self_loops=False)
     # Node for node: every EPANET node (after merging) is one node of ours and back.
     ours: dict[str, set[int]] = {}
     for k, p in enumerate(props):
-        for name, node in ((p["start_node_name"], net.edge_u[k]), (p["end_node_name"],
-                                                                   net.edge_v[k])):  # fmt: skip
+        for name, node in (
+            (p["start_node_name"], net.edge_u[k]),
+            (p["end_node_name"], net.edge_v[k]),
+        ):
             ours.setdefault(name, set()).add(int(node))
     merged = {n: n for n in g.nodes}
     for link in vp:
@@ -407,8 +410,9 @@ def test_ky10_reach_equals_networkx_dijkstra() -> None:
     _, geoms = load(DATA / "ky10" / "pipes.geojson")
     net = build_network(ids(len(geoms)), geoms)
     g = nx.Graph()
-    for u, v, w in zip(net.edge_u.tolist(), net.edge_v.tolist(), net.edge_length_m.tolist(),
-                       strict=True):  # fmt: skip
+    for u, v, w in zip(
+        net.edge_u.tolist(), net.edge_v.tolist(), net.edge_length_m.tolist(), strict=True
+    ):
         if not g.has_edge(u, v) or g[u][v]["w"] > w:
             g.add_edge(u, v, w=w)
     for src in (0, 400, 900):
