@@ -49,11 +49,13 @@ import itertools
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import networkx as nx
 import numpy as np
 import numpy.typing as npt
+
+from gis.network import component_labels
 
 __all__ = [
     "DEFAULT_STEPS_H",
@@ -75,6 +77,8 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 #: Rinaldi, Peerenboom & Kelly (2001), *Identifying, understanding, and analyzing critical
 #: infrastructure interdependencies*, IEEE Control Systems 21(6).
@@ -219,30 +223,57 @@ def dependency_graph(dependencies: Iterable[DependencyLike]) -> nx.MultiDiGraph:
     return g
 
 
-def _edges_of(graph: nx.DiGraph) -> list[Dependency]:
+def _check_graph(graph: nx.DiGraph) -> None:
     if not isinstance(graph, nx.DiGraph):
         raise ValueError(
             f"graph was a {type(graph).__name__}; expected a directed networkx graph "
             "(dependency_graph builds one)"
         )
-    out = []
-    for u, v, data in graph.edges(data=True):
-        if "link_type" not in data:
-            raise ValueError(
-                f"edge {u!r} -> {v!r} has no link_type; build it with dependency_graph"
-            )
-        out.append(
-            Dependency(
-                u,
-                v,
-                data["link_type"],
-                data.get("delay_h", 0.0),
-                data.get("buffer_h", 0.0),
-                data.get("probability", 1.0),
-                data.get("group"),
-            )
-        )
+
+
+def _dependency(u: Hashable, v: Hashable, data: Mapping[str, Any]) -> Dependency:
+    if "link_type" not in data:
+        raise ValueError(f"edge {u!r} -> {v!r} has no link_type; build it with dependency_graph")
+    return Dependency(
+        u,
+        v,
+        str(data["link_type"]),
+        float(data.get("delay_h", 0.0)),
+        float(data.get("buffer_h", 0.0)),
+        float(data.get("probability", 1.0)),
+        data.get("group"),
+    )
+
+
+GroupKey = tuple[Hashable, Hashable]
+
+
+def _out_edges(graph: nx.DiGraph, a: Hashable) -> list[tuple[GroupKey, Dependency]]:
+    """Dependencies on ``a`` (validated when first used), each with its redundancy group key."""
+    if a not in graph:
+        return []
+    succ = graph.succ[a]
+    if graph.is_multigraph():
+        raw = [(v, k, data) for v, kd in succ.items() for k, data in kd.items()]
+    else:
+        raw = [(v, None, data) for v, data in succ.items()]
+    out: list[tuple[GroupKey, Dependency]] = []
+    for v, k, data in raw:
+        d = _dependency(a, v, data)
+        g = ("group", d.group) if d.group is not None else ("edge", a, k)
+        out.append(((v, g), d))
     return out
+
+
+def _group_size(graph: nx.DiGraph, key: GroupKey) -> int:
+    """Number of edges in a redundancy group (1 for an edge of its own)."""
+    b, g = key
+    if not isinstance(g, tuple) or g[0] != "group":
+        return 1
+    pred = graph.pred[b]
+    if graph.is_multigraph():
+        return sum(d.get("group") == g[1] for kd in pred.values() for d in kd.values())
+    return sum(d.get("group") == g[1] for d in pred.values())
 
 
 @dataclass(frozen=True)
@@ -290,9 +321,12 @@ class InitialFailure:
         return text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SupplyNetwork:
     """A supply network whose nodes work while they reach a working source.
+
+    Built once per data version and reused: the graph is compiled into index arrays when the
+    object is made, so it must not change afterwards (make a new SupplyNetwork instead).
 
     Attributes
     ----------
@@ -315,6 +349,12 @@ class SupplyNetwork:
     link_type: str = "physical"
     delay_h: float = 0.0
     buffer_h: float = 0.0
+    _nodes: list[Hashable] = field(init=False, repr=False)
+    _index: dict[Hashable, int] = field(init=False, repr=False)
+    _u: IntArray = field(init=False, repr=False)
+    _v: IntArray = field(init=False, repr=False)
+    _src: IntArray = field(init=False, repr=False)
+    _succ: list[list[int]] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", frozenset(self.sources))
@@ -327,6 +367,44 @@ class SupplyNetwork:
             raise ValueError(f"link_type was {self.link_type!r}; expected one of {LINK_TYPES}")
         _finite_nonneg(self.delay_h, f"delay_h of supply network {self.name!r}")
         _finite_nonneg(self.buffer_h, f"buffer_h of supply network {self.name!r}", inf_ok=True)
+        nodes = list(self.graph.nodes)
+        index = {x: i for i, x in enumerate(nodes)}
+        pairs = np.array(
+            [(index[a], index[b]) for a, b in self.graph.edges()], dtype=np.int64
+        ).reshape(-1, 2)
+        succ: list[list[int]] | None = None
+        if self.graph.is_directed():
+            succ = [[] for _ in nodes]
+            for a, b in pairs.tolist():
+                succ[a].append(b)
+        object.__setattr__(self, "_nodes", nodes)
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_u", pairs[:, 0].copy())
+        object.__setattr__(self, "_v", pairs[:, 1].copy())
+        object.__setattr__(
+            self, "_src", np.array(sorted(index[x] for x in self.sources), dtype=np.int64)
+        )
+        object.__setattr__(self, "_succ", succ)
+
+    def _reachable(self, down: BoolArray) -> BoolArray:
+        """Which nodes reach a working source through working nodes."""
+        up = ~down
+        live = self._src[up[self._src]]
+        reach = np.zeros(len(self._nodes), dtype=bool)
+        if not len(live):
+            return reach
+        if self._succ is None:
+            keep = up[self._u] & up[self._v]
+            labels = component_labels(len(self._nodes), self._u[keep], self._v[keep])
+            return np.isin(labels, labels[live]) & up
+        stack = live.tolist()
+        reach[live] = True
+        while stack:
+            for nxt in self._succ[stack.pop()]:
+                if up[nxt] and not reach[nxt]:
+                    reach[nxt] = True
+                    stack.append(nxt)
+        return reach
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,20 +442,36 @@ class Hop:
     redundant: tuple[Hashable, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Explanation:
     """Why an asset fails: the initial cause, then the dependency path to it.
+
+    Stored as a linked chain (each explanation points to its supplier's), so a cascade of n
+    assets keeps n hops, not n² (``hops`` walks the chain when asked).
 
     Attributes
     ----------
     initial : InitialFailure
         Where the chain starts.
-    hops : tuple of Hop
-        The path from the initial failure to the asset (empty for the initial failure).
+    last : Hop or None
+        The final hop into the asset (None for the initial failure itself).
+    previous : Explanation or None
+        The supplier's explanation.
     """
 
     initial: InitialFailure
-    hops: tuple[Hop, ...]
+    last: Hop | None = None
+    previous: Explanation | None = field(default=None, repr=False)
+
+    @property
+    def hops(self) -> tuple[Hop, ...]:
+        """The path from the initial failure to the asset (empty for the initial failure)."""
+        out: list[Hop] = []
+        node: Explanation | None = self
+        while node is not None and node.last is not None:
+            out.append(node.last)
+            node = node.previous
+        return tuple(reversed(out))
 
     @property
     def text(self) -> str:
@@ -651,7 +745,7 @@ def propagate(
      → [physical, +0.5 h delay, 3 h buffer] → plant fails at T+5.5 h'
     """
     steps = _check_steps(steps_h)
-    edges = _edges_of(graph)
+    _check_graph(graph)
     if not (time_resolution_h > 0 and math.isfinite(time_resolution_h)):
         raise ValueError(f"time_resolution_h was {time_resolution_h!r}; expected hours > 0")
     names = [n.name for n in networks]
@@ -661,28 +755,17 @@ def propagate(
     for f in initial:
         if not isinstance(f, InitialFailure):
             raise ValueError(f"initial failure {f!r}: expected an InitialFailure")
-    uncertain = any(d.probability < 1 for d in edges) or any(f.probability < 1 for f in initial)
-    if uncertain and networks:
-        raise ValueError(
-            "probabilities < 1 were given together with supply networks; reachability of "
-            "uncertain failures is not a noisy-OR (it needs sampling): drop one or the other"
-        )
+    uncertain = any(f.probability < 1 for f in initial)
     notes: list[str] = []
 
-    # Redundancy groups and out-edges.
-    groups: dict[tuple[Hashable, Hashable], _Group] = {}
-    out: dict[Hashable, list[tuple[tuple[Hashable, Hashable], Dependency]]] = {}
-    for k, d in enumerate(edges):
-        gkey: tuple[Hashable, Hashable] = (
-            d.to_id,
-            ("group", d.group) if d.group is not None else ("edge", k),
-        )
-        groups.setdefault(gkey, _Group(remaining=0)).remaining += 1
-        out.setdefault(d.from_id, []).append((gkey, d))
-
+    # Only the part of the graph the failures reach is read (and validated): a query costs
+    # what it touches, not the size of the graph.
+    groups: dict[GroupKey, _Group] = {}
+    touched: list[tuple[GroupKey, Dependency]] = []
     fail_at: dict[Hashable, float] = {}
     lost_at: dict[Hashable, float] = {}
     cause: dict[Hashable, tuple[object, ...]] = {}
+    holding: dict[Hashable, tuple[object, ...]] = {}  # supply lost, backup never runs out
     heap: list[tuple[float, int, Hashable, tuple[object, ...]]] = []
     seq = 0
     for f in initial:
@@ -690,14 +773,15 @@ def propagate(
         seq += 1
     heapq.heapify(heap)
 
-    net_nodes = [set(n.graph.nodes) for n in networks]
-    before = [_reachable(n.graph, n.sources, set()) for n in networks]
-    flagged: list[set[Hashable]] = [set() for _ in networks]
-    for net, reach in zip(networks, before, strict=True):
-        never = [x for x in net.graph if x not in reach]
+    down = [np.zeros(len(n._nodes), dtype=bool) for n in networks]
+    down_ids: list[set[Hashable]] = [set() for _ in networks]
+    before = [n._reachable(d) for n, d in zip(networks, down, strict=True)]
+    flagged = [np.zeros(len(n._nodes), dtype=bool) for n in networks]
+    for net, reach0 in zip(networks, before, strict=True):
+        never = int((~reach0).sum())
         if never:
             notes.append(
-                f"{len(never)} nodes of {net.name!r} reach no source even before any failure: "
+                f"{never} nodes of {net.name!r} reach no source even before any failure: "
                 "unserved from the start, not counted as cascade failures"
             )
 
@@ -713,53 +797,64 @@ def propagate(
             cause[asset] = why
             batch.append(asset)
         for a in batch:
-            for key, d in out.get(a, []):
+            for key, d in _out_edges(graph, a):
+                touched.append((key, d))
+                uncertain = uncertain or d.probability < 1
                 b = d.to_id
-                if b in fail_at:
-                    continue
-                g = groups[key]
+                g = groups.get(key)
+                if g is None:
+                    g = groups[key] = _Group(remaining=_group_size(graph, key))
                 g.remaining -= 1
                 g.lost.append(a)
                 g.loss_h = max(g.loss_h, t + d.delay_h)
                 if t + d.delay_h + d.buffer_h >= g.fail_h:
                     g.fail_h, g.binding = t + d.delay_h + d.buffer_h, d
-                if g.remaining == 0:
+                if g.remaining == 0 and b not in fail_at:
                     lost_at[b] = min(lost_at.get(b, math.inf), g.loss_h)
                     if math.isfinite(g.fail_h):
                         heapq.heappush(heap, (g.fail_h, seq, b, ("dependency", g)))
                         seq += 1
+                    else:
+                        holding.setdefault(b, ("dependency", g))
         for k, net in enumerate(networks):
-            if not any(a in net_nodes[k] for a in batch):
+            hit = [net._index[a] for a in batch if a in net._index]
+            if not hit:
                 continue
-            down = {x for x in net_nodes[k] if x in fail_at}
-            reach = _reachable(net.graph, net.sources, down)
-            cut = [
-                x
-                for x in net.graph
-                if x not in reach and x not in down and x in before[k] and x not in flagged[k]
-            ]
-            if not cut:
+            down[k][hit] = True
+            down_ids[k].update(net._nodes[i] for i in hit)
+            reach = net._reachable(down[k])
+            cut_idx = np.flatnonzero(before[k] & ~reach & ~down[k] & ~flagged[k])
+            if not len(cut_idx):
                 continue
-            flagged[k].update(cut)
-            trigger = _triggers(net.graph, cut, down, fail_at)
+            flagged[k][cut_idx] = True
+            cut = [net._nodes[i] for i in cut_idx.tolist()]
+            trigger = _triggers(net.graph, cut, down_ids[k], fail_at)
             for x in cut:
                 loss = t + net.delay_h
                 lost_at[x] = min(lost_at.get(x, math.inf), loss)
+                why = ("network", net, trigger[x], loss)
                 if math.isfinite(net.buffer_h):
-                    why = ("network", net, trigger[x], loss)
                     heapq.heappush(heap, (loss + net.buffer_h, seq, x, why))
                     seq += 1
+                else:
+                    holding.setdefault(x, why)
+    if uncertain and networks:
+        raise ValueError(
+            "probabilities < 1 were given together with supply networks; reachability of "
+            "uncertain failures is not a noisy-OR (it needs sampling): drop one or the other"
+        )
 
     explanations: dict[Hashable, Explanation] = {}
-    for asset in sorted(fail_at, key=lambda a: fail_at[a]):
-        explanations[asset] = _explain(asset, cause, fail_at, lost_at, explanations)
-    for asset in lost_at:
+    for asset in fail_at:  # in the order they failed: every supplier comes before
+        explanations[asset] = _explain(
+            asset, cause[asset], fail_at[asset], cause, fail_at, explanations
+        )
+    for asset, why in holding.items():  # lost supply, but their backup never runs out
         if asset not in fail_at:
-            explanations[asset] = _explain_buffer(
-                asset, groups, explanations, lost_at, networks, flagged, fail_at
-            )
+            explanations[asset] = _explain(asset, why, math.inf, cause, fail_at, explanations)
 
-    prob = _probabilities(edges, initial, steps, time_resolution_h) if uncertain else None
+    complete = [(key, d) for key, d in touched if groups[key].remaining == 0]
+    prob = _probabilities(complete, initial, steps, time_resolution_h) if uncertain else None
     if uncertain:
         notes.append(
             "probabilities: noisy-OR over dependencies with independence (AND within a "
@@ -849,25 +944,23 @@ def _triggers(
 
 def _explain(
     asset: Hashable,
+    why: tuple[object, ...],
+    failed_at_h: float,
     cause: dict[Hashable, tuple[object, ...]],
     fail_at: dict[Hashable, float],
-    lost_at: dict[Hashable, float],
     done: dict[Hashable, Explanation],
 ) -> Explanation:
-    if asset in done:
-        return done[asset]
-    why = cause[asset]
+    """The chain to ``asset`` (failing at ``failed_at_h``, inf if never) from its cause."""
     if why[0] == "initial":
         first = why[1]
         if not isinstance(first, InitialFailure):  # pragma: no cover
             raise TypeError(f"cause of {asset!r} is not an initial failure")
-        return Explanation(first, ())
+        return Explanation(first)
     if why[0] == "dependency":
         g = why[1]
         if not isinstance(g, _Group) or g.binding is None:  # pragma: no cover
             raise TypeError(f"cause of {asset!r} has no binding dependency")
         d = g.binding
-        before = _explain(d.from_id, cause, fail_at, lost_at, done)
         hop = Hop(
             d.from_id,
             asset,
@@ -875,112 +968,62 @@ def _explain(
             d.delay_h,
             d.buffer_h,
             g.loss_h,
-            fail_at[asset],
+            failed_at_h,
             redundant=tuple(x for x in g.lost if x != d.from_id),
         )
-        return Explanation(before.initial, (*before.hops, hop))
-    _, net, trigger, loss = why
-    if not isinstance(net, SupplyNetwork) or not isinstance(loss, float):  # pragma: no cover
-        raise TypeError(f"cause of {asset!r} is not a network cut-off")
-    before = _explain(trigger, cause, fail_at, lost_at, done)
-    hop = Hop(
-        trigger,
-        asset,
-        net.link_type,
-        net.delay_h,
-        net.buffer_h,
-        loss,
-        fail_at[asset],
-        via=f"cut off from every source of {net.name}",
-    )
-    return Explanation(before.initial, (*before.hops, hop))
-
-
-def _explain_buffer(
-    asset: Hashable,
-    groups: dict[tuple[Hashable, Hashable], _Group],
-    done: dict[Hashable, Explanation],
-    lost_at: dict[Hashable, float],
-    networks: Sequence[SupplyNetwork],
-    flagged: list[set[Hashable]],
-    fail_at: dict[Hashable, float],
-) -> Explanation:
-    """Explanation of an asset that lost supply but never fails (infinite backup)."""
-    for (to, _), g in groups.items():
-        if to == asset and g.remaining == 0 and g.binding is not None:
-            d = g.binding
-            before = done[d.from_id]
-            hop = Hop(d.from_id, asset, d.link_type, d.delay_h, d.buffer_h, g.loss_h, math.inf)
-            return Explanation(before.initial, (*before.hops, hop))
-    for net, cut in zip(networks, flagged, strict=True):
-        if asset in cut:
-            trigger = max(
-                (y for y in nx.all_neighbors(net.graph, asset) if y in fail_at),
-                key=lambda y: fail_at[y],
-                default=None,
-            )
-            if trigger is not None:
-                before = done[trigger]
-                hop = Hop(
-                    trigger,
-                    asset,
-                    net.link_type,
-                    net.delay_h,
-                    net.buffer_h,
-                    lost_at[asset],
-                    math.inf,
-                    via=f"cut off from every source of {net.name}",
-                )
-                return Explanation(before.initial, (*before.hops, hop))
-    raise AssertionError(f"no cause recorded for {asset!r}")  # pragma: no cover
+        supplier: Hashable = d.from_id
+    else:
+        _, net, trigger, loss = why
+        if not isinstance(net, SupplyNetwork) or not isinstance(loss, float):  # pragma: no cover
+            raise TypeError(f"cause of {asset!r} is not a network cut-off")
+        hop = Hop(
+            trigger,
+            asset,
+            net.link_type,
+            net.delay_h,
+            net.buffer_h,
+            loss,
+            failed_at_h,
+            via=f"cut off from every source of {net.name}",
+        )
+        supplier = trigger
+    if supplier not in done:  # suppliers fail first, so this only recurses along the chain
+        done[supplier] = _explain(
+            supplier, cause[supplier], fail_at[supplier], cause, fail_at, done
+        )
+    before = done[supplier]
+    return Explanation(before.initial, hop, before)
 
 
 def _probabilities(
-    edges: list[Dependency],
+    edges: list[tuple[GroupKey, Dependency]],
     initial: list[InitialFailure],
     steps: tuple[float, ...],
     resolution_h: float,
 ) -> dict[Hashable, list[float]]:
-    """P(failed by each step) of every asset reachable from the initial failures."""
+    """P(failed by each step) of the initial failures and what they can fail.
+
+    ``edges`` are the dependencies of the redundancy groups whose every supplier fails in the
+    worst case (the sweep of :func:`propagate`): only through those can a failure have a
+    probability above 0.
+    """
     if not initial:
         return {}
-    start = {f.asset_id for f in initial}
-    out: dict[Hashable, list[Dependency]] = {}
-    for d in edges:
-        out.setdefault(d.from_id, []).append(d)
-    reach, stack = set(start), list(start)
-    while stack:
-        for d in out.get(stack.pop(), []):
-            if d.to_id not in reach:
-                reach.add(d.to_id)
-                stack.append(d.to_id)
-    index = {a: i for i, a in enumerate(sorted(reach, key=str))}
+    assets = {f.asset_id for f in initial} | {d.from_id for _, d in edges}
+    assets |= {d.to_id for _, d in edges}
+    index = {a: i for i, a in enumerate(sorted(assets, key=str))}
     n = len(index)
-    live = [(k, d) for k, d in enumerate(edges) if d.from_id in index and math.isfinite(d.buffer_h)]
     # Groups holding an edge with infinite backup never fail the asset: drop them whole.
-    dead = {
-        (d.to_id, d.group if d.group is not None else ("edge", k))
-        for k, d in enumerate(edges)
-        if not math.isfinite(d.buffer_h)
-    }
-    gkeys: dict[tuple[Hashable, object], int] = {}
+    dead = {key for key, d in edges if not math.isfinite(d.buffer_h)}
+    gkeys: dict[GroupKey, int] = {}
     e_src, e_grp, e_w, e_p = [], [], [], []
-    for k, d in live:
-        key = (d.to_id, d.group if d.group is not None else ("edge", k))
+    for key, d in edges:
         if key in dead:
             continue
         e_src.append(index[d.from_id])
         e_grp.append(gkeys.setdefault(key, len(gkeys)))
         e_w.append(round((d.delay_h + d.buffer_h) / resolution_h))
         e_p.append(d.probability)
-    # Every member edge of a group must be present for the AND: a group with a member from
-    # outside the reachable set never completes.
-    members: dict[tuple[Hashable, object], int] = {}
-    for k, d in enumerate(edges):
-        key = (d.to_id, d.group if d.group is not None else ("edge", k))
-        members[key] = members.get(key, 0) + 1
-    g_count = np.bincount(np.asarray(e_grp, dtype=np.int64), minlength=len(gkeys))
-    complete = np.array([g_count[i] == members[key] for key, i in gkeys.items()], dtype=bool)
     g_node = np.array([index[key[0]] for key in gkeys], dtype=np.int64)
     src = np.asarray(e_src, dtype=np.int64)
     grp = np.asarray(e_grp, dtype=np.int64)
@@ -1029,7 +1072,6 @@ def _probabilities(
             p_src = np.where(instant, p[src], delayed)
             g_prob = np.ones(len(gkeys))
             np.multiply.at(g_prob, grp, p_edge * p_src)
-            g_prob = np.where(complete, g_prob, 0.0)
             survive = np.ones(n)
             np.multiply.at(survive, g_node, 1 - g_prob)
             new: FloatArray = 1 - (1 - p0) * survive

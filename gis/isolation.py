@@ -514,7 +514,9 @@ def isolate(
         outside[seg_nodes] = False
         cut_off = tuple(np.flatnonzero(node_unserved & before & outside).tolist())
         never = int((~before).sum())
-        if not len(live):
+        if not len(src_el):
+            notes.append("no sources (an empty list): the whole network is unserved")
+        elif not len(live):
             notes.append("every source is shut off: the whole network is unserved")
         if never:
             notes.append(

@@ -655,6 +655,11 @@ def build_network(
 
     Notes
     -----
+    Lengths are geodesic to float noise anywhere; straight-line tolerances are measured in one
+    local frame whose scale error (``report.scale_error``) grows ≈ tan φ · Δφ with the
+    north-south extent: 0.2 % for KY10's 34 km at 38° N, and refused above
+    ``max_scale_error`` (1 %: about ±64 km at 45°).
+
     Node positions are the means of their endpoints; pipes keep their own geometry, so an edge
     may start up to ``max_snap_m`` from its node. Parts of a split pipe are measured by the
     ratio of positions along it in the local frame, good to the frame's scale variation along

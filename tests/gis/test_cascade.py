@@ -149,7 +149,7 @@ def test_bad_steps_and_mixtures_are_refused() -> None:
     with pytest.raises(ValueError, match="not nodes of supply network"):
         SupplyNetwork("power", nx.path_graph(["a", "c"]), frozenset({"z"}))
     with pytest.raises(ValueError, match="link_type"):
-        propagate(nx.DiGraph([("a", "b")]), [])
+        propagate(nx.DiGraph([("a", "b")]), [InitialFailure("a", "x")])
 
 
 # --- probabilities -------------------------------------------------------------------------
@@ -230,6 +230,29 @@ def test_cut_off_nodes_fail_and_their_dependents_follow() -> None:
     hops = c.explanations["t2"].hops
     assert [h.to_id for h in hops] == ["c", "P", "t2"]
     assert hops[0].via == "cut off from every source of power"
+
+
+def test_storage_that_never_runs_dry_keeps_cut_off_nodes_on_buffer() -> None:
+    # A directed water network whose taps have tanks that never run dry (buffer inf): cut off,
+    # they lose supply at T+0 and stay on their buffer, explained by the cut.
+    d = nx.DiGraph([("plant", "main"), ("main", "tap")])
+    net = SupplyNetwork("water", d, frozenset({"plant"}), buffer_h=math.inf)
+    c = propagate(nx.DiGraph(), [InitialFailure("main", "burst")], networks=[net])
+    assert c.fail_at_h == {"main": 0.0}
+    assert ids_of(c.steps[-1].on_buffer) == ["tap"]
+    assert c.explanations["tap"].hops[0].via == "cut off from every source of water"
+    assert c.steps[-1].unserved["water"] == ("main",)
+
+
+def test_a_long_chain_keeps_every_hop() -> None:
+    # 3,000 assets in a row, no delays: each explanation is linked to its supplier's, so the
+    # last one still lists all 2,999 hops in order.
+    g = dependency_graph([(i, i + 1, "cyber", 0.0, 0.0) for i in range(2_999)])
+    c = propagate(g, [InitialFailure(0, "ransomware")])
+    hops = c.explanations[2_999].hops
+    assert len(hops) == 2_999
+    assert [h.to_id for h in hops[:3]] == [1, 2, 3]
+    assert hops[-1].to_id == 2_999
 
 
 def test_a_network_part_never_connected_is_not_a_cascade_failure() -> None:
