@@ -1,10 +1,11 @@
 """Valve isolation of a broken pipe: the valves to close, the segment shut off, who is cut off.
 
 A valve sits on a pipe next to one of its end nodes (WNTR's valve layer model: valve *k* is on
-link *L* and separates it from node *N*; Walski 1993, Jun & Loganathan 2007). Closing it cuts
-that one pipe-node contact. The network cut at every valve falls into **valve segments**:
-pieces of pipes and nodes with no valve between them (``wntr.metrics.topographic.
-valve_segments`` computes the same partition). A break on a pipe is isolated by closing the
+link *L* and separates it from node *N*; after Walski 1993 on valve topology and Jun &
+Loganathan 2007 on valve-controlled segments). Closing it cuts that one pipe-node contact.
+The network cut at every valve falls into **valve segments**: pieces of pipes and nodes with
+no valve between them (``wntr.metrics.topographic.valve_segments`` computes the same
+partition). A break on a pipe is isolated by closing the
 valves on the boundary of its segment; a valve that fails to close merges the segment on its
 other side (the next-larger segment), whose own boundary valves must then be closed.
 
