@@ -313,10 +313,18 @@ def test_ky10_break_behind_a_prv_and_in_the_main_segment(ky10) -> None:
             break
     assert chosen is not None
     k, stranded = chosen
-    iso = isolate(lay, k, sources=ky10["sources"])
+    # Demand: the junctions with a base demand (tests/data/ky10/junction_demands.csv).
+    rows = (DATA / "ky10" / "junction_demands.csv").read_text().splitlines()[1:]
+    demand = sorted(
+        {ky10["node_of_name"][r.split(",")[0]] for r in rows if float(r.split(",")[1]) > 0}
+    )
+    iso = isolate(lay, k, sources=ky10["sources"], demands=demand)
     assert iso.is_fallback
     assert "holds 15 sources" in " ".join(iso.notes)
-    assert set(iso.cut_off_nodes or ()) == {ky10["node_of_name"][n] for n in stranded}
+    want = {ky10["node_of_name"][n] for n in stranded}
+    assert set(iso.cut_off_nodes or ()) == want
+    assert set(iso.unserved_demands or ()) == want & set(demand)
+    assert iso.unserved_demands  # the stranded branch has customers
 
 
 def n_minus_1_valves(
