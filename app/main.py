@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db_error = None
         app.state.page_links = [{"href": "ogc", "title": "OGC API – Features: the assets"}]
         # The layer registry is validated here, once: a broken layer stops the start-up.
-        app.state.tiles = tiles_routes.build_service()
+        app.state.tiles = tiles_routes.build_service(settings.tiles)
         try:
             engine = create_db_engine(
                 database_url(settings), connect_timeout_s=settings.db_connect_timeout_s

@@ -1,4 +1,10 @@
-"""All configuration in one pydantic-settings class, read from the environment or `.env`.
+"""All configuration: typed pydantic-settings classes, read from the environment or `.env`.
+
+One style throughout: cityrisk's own variables carry the ``CITYRISK_`` prefix (``CITYRISK_TILE_``
+for the tiles), and only the conventional names without it — ``DATABASE_URL``, ``MQTT_URL``,
+``HOST``, ``PORT`` — are aliases. One class per concern (:class:`TileSettings`,
+:class:`MapSettings`), each a field of :class:`Settings`, so ``create_app(settings)`` receives
+everything in one object.
 
 Nothing here is instantiated at import time: call :func:`get_settings` (cached) or build
 ``Settings(...)`` explicitly — tests do the latter to point an app at a throwaway database.
@@ -11,7 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
@@ -32,10 +38,58 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 _ORIGIN = re.compile(r"(?:https?://[^/\s?#]+|null)")
 
 
-class Settings(BaseSettings):
-    """cityrisk's settings. Environment variables are named in each field's alias."""
+class TileSettings(BaseSettings):
+    """Limits and cache of the tile endpoints (``CITYRISK_TILE_*``)."""
 
     model_config = SettingsConfigDict(
+        env_prefix="CITYRISK_TILE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    max_features: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Most raw features per layer per tile."
+    )
+    statement_timeout_ms: int = Field(
+        default=5_000, ge=50, le=600_000, description="SET LOCAL statement_timeout per tile."
+    )
+    cache_mb: float = Field(
+        default=64, ge=0, le=65_536, description="In-process tile cache size (0: no cache)."
+    )
+    buffer: int = Field(default=64, ge=0, le=1024, description="MVT buffer in tile units.")
+    pool_size: int = Field(
+        default=4, ge=1, le=64, description="Most database connections the tile routes hold."
+    )
+    pool_timeout_s: float = Field(
+        default=10, gt=0, le=600, description="Longest wait for a free tile connection."
+    )
+    freshness: Literal["notify", "strict"] = Field(
+        default="notify",
+        description=(
+            "How a tile request learns the data versions. notify: kept in memory and dropped "
+            "by NOTIFY at every versioned commit (no database round trip on a cache hit); "
+            "strict: read per request, shared by requests arriving together."
+        ),
+    )
+
+
+class MapSettings(BaseSettings):
+    """The map page (``CITYRISK_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYRISK_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    node_modules: Path = Field(
+        default_factory=lambda: project_root() / "node_modules",
+        description="Where `npm ci` put the map page's pinned JS/CSS packages (a packaged copy "
+        "may live elsewhere).",
+    )
+
+
+class Settings(BaseSettings):
+    """cityrisk's settings: ``CITYRISK_<FIELD>``, or the conventional name where aliased."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYRISK_",
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
@@ -53,19 +107,16 @@ class Settings(BaseSettings):
     port: Port = Field(default=8000, validation_alias=AliasChoices("PORT", "port"))
     data_dir: Path = Field(
         default_factory=lambda: project_root() / ".data",
-        validation_alias=AliasChoices("CITYRISK_DATA_DIR", "data_dir"),
         description="Where the project-local PostGIS cluster and its credentials live.",
     )
     pg_port: Port = Field(
         default=55432,
-        validation_alias=AliasChoices("CITYRISK_PG_PORT", "pg_port"),
         description="TCP port of the project-local PostGIS cluster (127.0.0.1 only).",
     )
     db_connect_timeout_s: int = Field(
         default=5,
         ge=1,
         le=120,
-        validation_alias=AliasChoices("CITYRISK_DB_CONNECT_TIMEOUT_S", "db_connect_timeout_s"),
     )
     mqtt_url: str | None = Field(
         default=None,
@@ -74,12 +125,10 @@ class Settings(BaseSettings):
     )
     mqtt_port: Port = Field(
         default=51883,
-        validation_alias=AliasChoices("CITYRISK_MQTT_PORT", "mqtt_port"),
         description="TCP port of the project-local Mosquitto (127.0.0.1 only).",
     )
     mqtt_consumer: bool = Field(
         default=True,
-        validation_alias=AliasChoices("CITYRISK_MQTT_CONSUMER", "mqtt_consumer"),
         description="`cityrisk serve` consumes readings from MQTT (when MQTT_URL is set or the "
         "local broker is up).",
     )
@@ -87,7 +136,6 @@ class Settings(BaseSettings):
         default="cityrisk-ingest",
         min_length=1,
         max_length=64,
-        validation_alias=AliasChoices("CITYRISK_MQTT_CLIENT_ID", "mqtt_client_id"),
         description="Client id of the reading consumer: the broker keeps its persistent session.",
     )
 
@@ -95,16 +143,16 @@ class Settings(BaseSettings):
         default=60,
         ge=0,
         le=3600,
-        validation_alias=AliasChoices("CITYRISK_OFFLINE_CHECK_S", "offline_check_s"),
         description="How often `cityrisk serve` checks for silent sensors (0: never).",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        validation_alias=AliasChoices("CITYRISK_CORS_ORIGINS", "cors_origins"),
         description="Origins allowed to read the API from a browser (CORS), a JSON list such as "
         '`["null", "http://wall.intranet"]` (`"null"`: a page opened from disk), or `*` for any. '
         "Empty (the default): no CORS headers at all.",
     )
+    tiles: TileSettings = Field(default_factory=TileSettings)
+    maps: MapSettings = Field(default_factory=MapSettings)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -7,8 +7,6 @@ directory, so nothing else under ``node_modules`` is reachable.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -17,15 +15,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import InvalidInput, NotFound
 from app.maps.service import map_page
-from app.tiles.routes import _service as tile_service
+from app.settings import Settings, get_settings
+from app.tiles.routes import tile_service
 from layers.maps import VENDOR_FILES, VENDOR_PATH, render_page
 
 router = APIRouter(tags=["map"])
 
-#: Where ``npm ci`` put the packages; ``CITYRISK_NODE_MODULES`` overrides (e.g. a packaged copy).
-NODE_MODULES = Path(
-    os.environ.get("CITYRISK_NODE_MODULES", Path(__file__).resolve().parents[2] / "node_modules")
-)
 
 LayersQuery = Annotated[
     str | None,
@@ -63,11 +58,12 @@ async def map_html(request: Request, layers: LayersQuery = None) -> HTMLResponse
 
 
 @router.get(VENDOR_PATH + "/{package}/{path:path}", include_in_schema=False)
-def vendor(package: str, path: str) -> FileResponse:
+def vendor(request: Request, package: str, path: str) -> FileResponse:
     """One file of a vendored npm package (``Cache-Control`` long: versions are pinned)."""
     if package not in VENDOR_FILES:
         raise NotFound(f"no vendored package {package!r}")
-    root = (NODE_MODULES / package).resolve()
+    settings: Settings = getattr(request.app.state, "settings", None) or get_settings()
+    root = (settings.maps.node_modules / package).resolve()
     target = (root / path).resolve()
     if not target.is_relative_to(root) or not target.is_file():
         if not root.is_dir():

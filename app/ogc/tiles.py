@@ -46,7 +46,7 @@ def _host(request: Request) -> str:
 
 def _layer(request: Request, collection_id: str) -> Layer:
     """The layer of an OGC collection; 404 for unknown collections and those without tiles."""
-    registry = tile_routes._service(request).registry
+    registry = tile_routes.tile_service(request).registry
     if collection_id not in COLLECTIONS or collection_id not in registry:
         raise NotFound(
             f"no collection {collection_id!r} with tiles; GET /ogc/collections lists them"

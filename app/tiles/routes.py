@@ -27,9 +27,9 @@ from sqlalchemy import Engine, func, select, union_all
 
 from app import __version__
 from app.errors import DatabaseUnavailable, InvalidInput, NotFound
+from app.settings import TileSettings
 from app.taxonomy.assets import PLATE_TITLES
 from app.tiles.service import TileService, etag
-from app.tiles.settings import TileSettings
 from app.tiles.versions import short_hash
 from layers.base import LIVE_PLATE, Layer, Registry
 from layers.registry import default_registry
@@ -42,11 +42,13 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def build_service(settings: TileSettings | None = None) -> TileService:
-    """The default registry (validated now, at start-up) with settings from the environment."""
+    """The default registry (validated now, at start-up) with ``settings`` (default: from the
+    environment)."""
     return TileService(default_registry(), settings or TileSettings())
 
 
-def _service(request: Request) -> TileService:
+def tile_service(request: Request) -> TileService:
+    """The app's tile service (built at start-up; built now for an app without a lifespan)."""
     service: TileService | None = getattr(request.app.state, "tiles", None)
     if service is None:
         service = request.app.state.tiles = build_service()
@@ -121,7 +123,7 @@ async def get_tile(
     request: Request, layers: str, z: str, x: str, y: str, v: str | None = None
 ) -> Response:
     """A vector tile of one layer or several (comma-separated ids), built in PostGIS."""
-    service = _service(request)
+    service = tile_service(request)
     resolved = service.resolve(layers)
     try:
         tile = parse_tile(z, x, y)
@@ -212,7 +214,7 @@ def _bounds(engine: Engine, layers: tuple[Layer, ...]) -> list[float]:
 @router.get("/tiles/{layers}.json", name="get_tilejson")
 def get_tilejson(request: Request, layers: str) -> JSONResponse:
     """TileJSON 3.0.0 of one layer or several (comma-separated ids)."""
-    service = _service(request)
+    service = tile_service(request)
     resolved = service.resolve(layers)
     engine = _engine(request)
     token = service.version_token(engine, resolved)
@@ -270,6 +272,6 @@ def layer_summary(layer: Layer, base: str) -> dict[str, Any]:
 @router.get("/layers", name="list_layers")
 def list_layers(request: Request) -> dict[str, Any]:
     """Every map layer: id, title, plate, kind of data, TileJSON URL and legend."""
-    registry: Registry = _service(request).registry
+    registry: Registry = tile_service(request).registry
     base = _base(request)
     return {"layers": [layer_summary(layer, base) for layer in registry]}

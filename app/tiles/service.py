@@ -23,8 +23,8 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from app.db import libpq_url
 from app.errors import CityriskError, DatabaseUnavailable, NotFound
+from app.settings import TileSettings
 from app.tiles.cache import CachedTile, TileCache
-from app.tiles.settings import TileSettings
 from app.tiles.versions import (
     VersionReader,
     VersionWatch,

@@ -76,6 +76,27 @@ def test_environment_values_are_typed(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert (s.port, s.pg_port, s.data_dir) == (9001, 56000, tmp_path / "state")
 
 
+def test_every_concern_reads_its_prefixed_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One style: ``CITYRISK_<FIELD>`` (``CITYRISK_TILE_<FIELD>`` for tiles), aliases only for
+    the conventional names; the per-concern classes arrive inside :class:`Settings`."""
+    monkeypatch.setenv("CITYRISK_OFFLINE_CHECK_S", "5")
+    monkeypatch.setenv("CITYRISK_MQTT_CLIENT_ID", "edge-7")
+    monkeypatch.setenv("CITYRISK_TILE_MAX_FEATURES", "123")
+    monkeypatch.setenv("CITYRISK_TILE_FRESHNESS", "notify")
+    monkeypatch.setenv("CITYRISK_NODE_MODULES", str(tmp_path / "vendor"))
+    monkeypatch.setenv("MQTT_URL", "mqtt://broker.intranet:1884")
+    s = Settings()
+    assert (s.offline_check_s, s.mqtt_client_id) == (5, "edge-7")
+    assert (s.tiles.max_features, s.tiles.freshness) == (123, "notify")
+    assert s.maps.node_modules == tmp_path / "vendor"
+    assert s.mqtt_url == "mqtt://broker.intranet:1884"
+    monkeypatch.setenv("CITYRISK_TILE_FRESHNESS", "sometimes")
+    with pytest.raises(ValidationError, match="freshness"):
+        Settings()
+
+
 @pytest.mark.parametrize("port", ["0", "70000", "eighty"])
 def test_impossible_port_is_refused(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
     monkeypatch.setenv("PORT", port)

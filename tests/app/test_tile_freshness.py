@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app.main import create_app
-from app.settings import Settings
+from app.settings import Settings, TileSettings
 from app.tiles.service import TileService
 from app.tiles.versions import VersionReader, VersionWatch
 
@@ -46,10 +46,10 @@ def names(body: bytes) -> set[str]:
 
 
 @pytest.fixture
-def client(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def client(settings: Settings) -> Iterator[TestClient]:
     """The app in the default freshness mode (the suite's conftest picks strict otherwise)."""
-    monkeypatch.setenv("CITYRISK_TILE_FRESHNESS", "notify")
-    with TestClient(create_app(settings)) as c:
+    notify = settings.model_copy(update={"tiles": TileSettings(freshness="notify")})
+    with TestClient(create_app(notify)) as c:
         yield c
 
 
@@ -154,11 +154,9 @@ def test_a_broken_listener_falls_back_to_reads_and_comes_back(
 
 
 @pytest.mark.usefixtures("cleanup")
-def test_strict_freshness_reads_per_request(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CITYRISK_TILE_FRESHNESS", "strict")
-    with TestClient(create_app(settings)) as strict:
+def test_strict_freshness_reads_per_request(settings: Settings, engine: Engine) -> None:
+    strict_settings = settings.model_copy(update={"tiles": TileSettings(freshness="strict")})
+    with TestClient(create_app(strict_settings)) as strict:
         add_hydrant(engine, "a")
         assert names(strict.get(URL).content) == {"a"}
         reader = tiles_of(strict).versions
@@ -171,9 +169,7 @@ def test_strict_freshness_reads_per_request(
 
 
 @pytest.mark.usefixtures("cleanup")
-def test_a_schema_without_notify_is_read_per_request(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_schema_without_notify_is_read_per_request(settings: Settings, engine: Engine) -> None:
     """Before migration 0012 no write notifies: listening would trust old versions forever."""
     with engine.begin() as conn:
         original = conn.execute(
@@ -183,8 +179,8 @@ def test_a_schema_without_notify_is_read_per_request(
         assert silent != original
         conn.execute(text(silent))
     try:
-        monkeypatch.setenv("CITYRISK_TILE_FRESHNESS", "notify")
-        with TestClient(create_app(settings)) as old_schema:
+        notify = settings.model_copy(update={"tiles": TileSettings(freshness="notify")})
+        with TestClient(create_app(notify)) as old_schema:
             add_hydrant(engine, "x")
             assert names(old_schema.get(URL).content) == {"x"}
             watch = tiles_of(old_schema).versions
@@ -199,11 +195,13 @@ def test_a_schema_without_notify_is_read_per_request(
             conn.execute(text(original))
 
 
-def test_an_unreachable_database_is_a_503_with_the_reason(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CITYRISK_TILE_FRESHNESS", "notify")
-    gone = settings.model_copy(update={"database_url": "postgresql://u:p@127.0.0.1:1/gone"})
+def test_an_unreachable_database_is_a_503_with_the_reason(settings: Settings) -> None:
+    gone = settings.model_copy(
+        update={
+            "database_url": "postgresql://u:p@127.0.0.1:1/gone",
+            "tiles": TileSettings(freshness="notify"),
+        }
+    )
     with TestClient(create_app(gone)) as client:
         for _ in range(2):  # the listener's failed attempt must not change the answer
             response = client.get(URL)
