@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.alarms.lifecycle import ALARM_SELECT, alarm_summary
+from app.alarms.service import ALARM_SELECT, alarm_summary
 from app.errors import NotFound
 from app.taxonomy.alarms import LEVEL_NUMERALS
 

@@ -21,14 +21,9 @@ from app.alarms.models import Alarm, AlarmEvent
 from app.errors import Conflict, InvalidInput, NotFound
 from app.taxonomy.alarms import (
     ALARM_STATES,
-    LEVEL_NUMERALS,
     NOT_ANOMALIES,
     STATE_TIMESTAMP,
-    TRUE_PATH,
-    VERDICTS,
-    WARNING_LEVELS,
     allowed_next,
-    sql_list,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -311,75 +306,3 @@ def sla_timers(alarm: Mapping[Any, Any], now: datetime) -> list[dict[str, Any]]:
             }
         )
     return timers
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading alarms: one SELECT shared by the list, the detail, the stream and CAP
-# ---------------------------------------------------------------------------------------------
-
-# The verdict of alarm ``a``: the analyst's decision read from the audit trail (it survives
-# later states), falling back to the state for alarms written without events. Shared by every
-# read of alarms (below) and the statistics (stats.py).
-VERDICT_JOIN = f"""LEFT JOIN LATERAL (
-    SELECT e.to_state AS verdict FROM alarm_event e
-    WHERE e.alarm_id = a.id AND e.from_state = 'raised'
-      AND e.to_state IN ({sql_list(VERDICTS)})
-    ORDER BY e.id DESC LIMIT 1
-) v ON true"""
-VERDICT = f"""COALESCE(v.verdict, CASE
-           WHEN a.state IN ({sql_list(NOT_ANOMALIES)}) THEN a.state
-           WHEN a.state IN ({sql_list(TRUE_PATH)}) THEN 'verified'
-       END)"""
-
-# The alarm's point: its own, else its sensor's, else a point on its asset. No bind parameters
-# and no '%' here: psycopg (stream.py) and SQLAlchemy text() both take this fragment and add
-# their own WHERE.
-ALARM_SELECT = f"""
-SELECT a.id, a.rule_id, a.rule_code, r.version AS rule_version, r.title AS rule_title,
-       r.indicator, a.sensor_id, s.external_id AS sensor, t.id AS asset_id,
-       t.name AS asset_name, t.kind AS asset_kind, t.plate, t.owner AS asset_owner,
-       a.level, a.state, a.title, a.cause, a.owner_unit, a.opened_at, a.updated_at,
-       a.last_seen_at, a.cleared_at, a.verified_at, a.pushed_at, a.acknowledged_at,
-       a.dispatched_at, a.disposed_at, a.closed_at, a.first_value, a.peak_value, a.last_value,
-       a.attributes, ST_X(p.pt) AS lon, ST_Y(p.pt) AS lat,
-       {VERDICT} AS verdict,
-       clock_timestamp() AS now
-FROM alarm a
-JOIN rule r ON r.id = a.rule_id
-LEFT JOIN sensor s ON s.id = a.sensor_id
-LEFT JOIN asset t ON t.id = COALESCE(a.asset_id, s.asset_id)
-CROSS JOIN LATERAL (SELECT COALESCE(a.geom, s.geom, ST_PointOnSurface(t.geom)) AS pt) p
-{VERDICT_JOIN}
-"""
-
-EVENT_COLUMNS = "id, alarm_id, at, actor, from_state, to_state, from_level, to_level, note"
-
-
-def alarm_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """One row of ``ALARM_SELECT`` as the alarm representation (``schemas.AlarmRead``)."""
-    out = {k: v for k, v in row.items() if k not in ("now", "attributes")}
-    out["level_name"] = LEVEL_NUMERALS[row["level"]]
-    out["color"] = WARNING_LEVELS[row["level"]]
-    out["active"] = row["cleared_at"] is None and row["state"] != "closed"
-    out["attributes"] = row["attributes"] or {}
-    out["allowed_transitions"] = list(allowed_next(row["state"]))
-    out["sla"] = sla_timers(row, row["now"])
-    return out
-
-
-def get_alarm(session: Session, alarm_id: int) -> dict[str, Any]:
-    """One alarm with its events (oldest first); ``NotFound`` if there is none."""
-    row = (
-        session.execute(text(ALARM_SELECT + " WHERE a.id = :id"), {"id": alarm_id})
-        .mappings()
-        .one_or_none()
-    )
-    if row is None:
-        raise NotFound(f"no alarm with id {alarm_id}")
-    out = alarm_summary(row)
-    events = session.execute(
-        text(f"SELECT {EVENT_COLUMNS} FROM alarm_event WHERE alarm_id = :id ORDER BY id"),
-        {"id": alarm_id},
-    ).mappings()
-    out["events"] = [dict(e) for e in events]
-    return out

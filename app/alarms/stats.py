@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.alarms.lifecycle import SLA_SECONDS, SLA_TIMERS, VERDICT, VERDICT_JOIN
+from app.alarms.lifecycle import SLA_SECONDS, SLA_TIMERS
+from app.alarms.service import VERDICT, VERDICT_JOIN
 from app.errors import InvalidInput
 from app.taxonomy.alarms import ALARM_STATES, VERDICTS, WARNING_LEVELS
 

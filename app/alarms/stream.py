@@ -43,8 +43,8 @@ import psycopg
 from fastapi import FastAPI, Request
 from psycopg.rows import dict_row
 
-from app.alarms.lifecycle import ALARM_SELECT, EVENT_COLUMNS, alarm_summary
 from app.alarms.schemas import AlarmStreamData
+from app.alarms.service import ALARM_SELECT, EVENT_COLUMNS, alarm_summary
 from app.errors import DatabaseUnavailable
 
 log = logging.getLogger("cityrisk.alarms.stream")

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import text
 from starlette.background import BackgroundTask
 
-from app.alarms import stream
+from app.alarms import service, stream
 from app.alarms.cap import MEDIA_TYPE as CAP_MEDIA_TYPE
 from app.alarms.cap import build_cap
-from app.alarms.lifecycle import ALARM_SELECT, alarm_summary, get_alarm
 from app.alarms.schemas import (
     AlarmDetail,
     AlarmEventRead,
@@ -29,13 +27,12 @@ from app.alarms.schemas import (
     TransitionIn,
     TransitionOut,
 )
+from app.alarms.service import get_alarm
 from app.alarms.stats import alarm_stats
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.flows.alarms import transition
-from app.params import BBoxQuery, bbox_sql, feature, feature_collection, geojson_response
-from app.taxonomy.alarms import ALARM_STATES
-from app.taxonomy.assets import KINDS, PLATES
+from app.params import BBoxQuery, feature, feature_collection, geojson_response
 
 router = APIRouter(prefix="/alarms", tags=["alarms"], lifespan=stream.lifespan)
 
@@ -84,55 +81,19 @@ def list_alarms(
     The asset of an alarm (for `plate` and `kind`) is its own, else its sensor's; its point is
     its own, else its sensor's, else a point on its asset.
     """
-    where: list[str] = ["true"]
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
-    states = _split(state)
-    if states:
-        unknown = [s for s in states if s not in ALARM_STATES]
-        if unknown:
-            raise InvalidInput(
-                f"unknown state(s) {', '.join(unknown)}; states are: {', '.join(ALARM_STATES)}"
-            )
-        where.append("a.state = ANY(:states)")
-        params["states"] = states
-    levels_raw = _split(level)
-    if levels_raw:
-        if any(lv not in ("1", "2", "3", "4") for lv in levels_raw):
-            raise InvalidInput(f"level must be 1, 2, 3 or 4; got {', '.join(levels_raw)}")
-        where.append("a.level = ANY(:levels)")
-        params["levels"] = [int(lv) for lv in levels_raw]
-    if plate is not None:
-        if plate not in PLATES:
-            raise InvalidInput(f"unknown plate {plate!r}; plates are: {', '.join(PLATES)}")
-        where.append("t.plate = :plate")
-        params["plate"] = plate
-    if kind is not None:
-        if kind not in KINDS:
-            raise InvalidInput(f"unknown asset kind {kind!r}; see GET /assets/kinds")
-        where.append("t.kind = :kind")
-        params["kind"] = kind
-    if bbox is not None:
-        # On the resolved point (own, sensor's or asset's), so alarms without a geom of their
-        # own are found too; open alarms are few enough that this needs no index.
-        where.append(bbox_sql("p.pt", bbox))
-    if since is not None:
-        if since.tzinfo is None:
-            raise InvalidInput("since needs a UTC offset (RFC 3339), e.g. 2026-11-28T00:00:00Z")
-        where.append("a.opened_at >= :since")
-        params["since"] = since
-    if active is True:
-        where.append("a.cleared_at IS NULL AND a.state <> 'closed'")
-    elif active is False:
-        where.append("(a.cleared_at IS NOT NULL OR a.state = 'closed')")
-    sql = (
-        ALARM_SELECT
-        + f" WHERE {' AND '.join(where)} ORDER BY a.opened_at DESC, a.id DESC "
-        + "LIMIT :limit OFFSET :offset"
+    rows = service.list_alarms(
+        db_session=db_session,
+        states=_split(state),
+        levels=_split(level),
+        plate=plate,
+        kind=kind,
+        bbox=bbox,
+        since=since,
+        active=active,
+        limit=limit,
+        offset=offset,
     )
-    alarms = [
-        AlarmRead.model_validate(alarm_summary(row))
-        for row in db_session.execute(text(sql), params).mappings()
-    ]
+    alarms = [AlarmRead.model_validate(row) for row in rows]
     if f == "geojson":
         features = []
         for alarm in alarms:

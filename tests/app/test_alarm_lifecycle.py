@@ -18,7 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from app.alarms.lifecycle import LEVEL_ALSO_NOTIFY, SLA_SECONDS, get_alarm, transition
+from app.alarms.lifecycle import LEVEL_ALSO_NOTIFY, SLA_SECONDS, transition
+from app.alarms.service import get_alarm
 from app.alarms.stats import alarm_stats
 from app.errors import Conflict, InvalidInput, NotFound
 from app.main import create_app
