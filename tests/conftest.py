@@ -25,7 +25,7 @@ from app.settings import Settings
 
 # Tests that write and then fetch a tile at once need read-your-writes: the default (notify)
 # learns of a write within the notification's delivery, ~1 ms later. The notify mode has its own
-# tests (tests/app/test_tile_freshness.py), which set it explicitly.
+# tests (tests/app/tiles/test_freshness.py), which set it explicitly.
 os.environ.setdefault("CITYRISK_TILE_FRESHNESS", "strict")
 
 

@@ -32,7 +32,7 @@ from app.main import create_app
 from app.scratch import free_port, serve_in_thread
 from app.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def libpq(url: str) -> str:

@@ -27,7 +27,7 @@ from app.risk import explain, refresh
 from layers.registry import RISK_TABLES, default_registry, risk_layers
 
 TMS = morecantile.tms.get("WebMercatorQuad")
-# Far from the demo city and from tests/app/test_risk.py's city (10 E): cells of our own.
+# Far from the demo city and from tests/app/risk/test_refresh.py's city (10 E): cells of our own.
 LON, LAT = 20.0, 45.0
 # The watched main: PE, new, low pressure, but 20 m from a school — low likelihood, high
 # consequence, so a level-I alarm (likelihood × 4) moves it up the classes.

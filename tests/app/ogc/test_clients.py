@@ -19,7 +19,7 @@ from owslib.ogcapi.features import Features
 from app.scratch import serve_in_thread
 from app.settings import Settings
 from app.taxonomy.assets import KINDS
-from tests.app.test_ogc import (  # type: ignore[import-not-found]
+from tests.app.ogc.test_features import (
     EXPOSURE,
     GAS,
     HYDRANTS,
