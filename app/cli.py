@@ -6,7 +6,6 @@ stderr and a non-zero exit code, never a bare traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -311,7 +311,7 @@ def import_assets(
 
 def print_report(report: ImportReport, *, as_json: bool, dry_run: bool = False) -> None:
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
         return
     if dry_run:
         verb = "would write (dry run)" if report.written else "would NOT write (dry run)"
@@ -437,7 +437,7 @@ def import_sensor_file(
         )
         report.committed = report.written
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
         typer.echo(
             f"{report.file}: read {report.rows_read}, inserted {report.inserted}, updated "

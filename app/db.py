@@ -195,6 +195,15 @@ def stage_table(session: Session, ddl: str, name: str) -> None:
     session.execute(text(f"DELETE FROM {name}"))
 
 
+def raw_connection(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection under the session's transaction, for COPY and the hot paths that
+    need psycopg itself (a COPY's errors, plain-tuple fetches); the transaction stays the
+    session's."""
+    raw = session.connection().connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    return raw
+
+
 def copy_into(
     session: Session,
     copy_sql: str,
@@ -204,9 +213,7 @@ def copy_into(
     on_progress: Callable[[int], None] | None = None,
 ) -> None:
     """COPY ``rows`` (tuples, or a ready binary COPY payload) on the session's connection."""
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, psycopg.Connection)
-    with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+    with raw_connection(session).cursor() as cur, cur.copy(copy_sql) as copy:
         if isinstance(rows, bytes):
             copy.write(rows)
             return
@@ -218,9 +225,7 @@ def copy_into(
 
 def copy_out(session: Session, copy_sql: str) -> bytes:
     """The whole output of ``copy_sql`` (a ``COPY … TO STDOUT``) on the session's connection."""
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, psycopg.Connection)
-    with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+    with raw_connection(session).cursor() as cur, cur.copy(copy_sql) as copy:
         return b"".join(bytes(block) for block in copy)
 
 

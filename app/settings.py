@@ -12,7 +12,6 @@ Nothing here is instantiated at import time: call :func:`get_settings` (cached) 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
+import orjson
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -184,7 +184,7 @@ class Settings(BaseSettings):
             if raw == "*":
                 return ["*"]
             try:
-                value = json.loads(raw)
+                value = orjson.loads(raw)
             except ValueError:
                 raise ValueError(
                     "CITYRISK_CORS_ORIGINS must be a JSON list of origins, e.g. "

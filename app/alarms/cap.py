@@ -24,11 +24,11 @@ Times are written as CAP requires: no fractional seconds, and UTC as ``-00:00`` 
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -214,7 +214,7 @@ def notify_polygon(session: Session, lon: float, lat: float, radius_m: float) ->
         ),
         {"lon": lon, "lat": lat, "r": radius_m},
     ).scalar_one()
-    ring = json.loads(raw)["coordinates"][0]
+    ring = orjson.loads(raw)["coordinates"][0]
     return [f"{y:.6f},{x:.6f}" for x, y in ring]
 
 

@@ -22,11 +22,11 @@ version (the ``rule`` row) that raised it.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from importlib import resources
 from typing import Any, ClassVar, Literal
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import text
@@ -260,7 +260,7 @@ def save(session: Session, spec: RuleSpec, *, actor: str, create_only: bool = Fa
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value)
+    return orjson.dumps(value).decode()
 
 
 def parse_yaml(body: bytes | str) -> list[RuleSpec]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -50,5 +50,5 @@ def get(*, db_session: Session, asset_id: int) -> AssetRead | None:
         LinkRead(**dict(r)) for r in db_session.execute(_LINKS_SQL, {"id": asset_id}).mappings()
     ]
     return AssetRead(
-        id=row["id"], geometry=json.loads(row["geometry"]), properties=props, links=links
+        id=row["id"], geometry=orjson.loads(row["geometry"]), properties=props, links=links
     )

@@ -9,7 +9,6 @@ as root, so as root every server command runs as the ``postgres`` system user vi
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -20,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import psycopg
 from psycopg import sql
 
@@ -127,7 +127,7 @@ class LocalCluster:
         """The recorded state, or None before the first ``db up``."""
         if not self.state_file.exists():
             return None
-        raw = json.loads(self.state_file.read_text())
+        raw = orjson.loads(self.state_file.read_bytes())
         return ClusterState(
             pgdata=Path(raw["pgdata"]),
             port=int(raw["port"]),
@@ -144,7 +144,7 @@ class LocalCluster:
             "bindir": str(state.bindir),
         }
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
         tmp.chmod(0o600)
         tmp.replace(self.state_file)
 

@@ -39,7 +39,6 @@ Semantics worth knowing:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
+import orjson
 import pygeofilter.parsers
 import shapely
 import shapely.geometry
@@ -431,9 +431,7 @@ def _describe_parse_error(text: str, exc: UnexpectedInput) -> str:
 def parse_cql2_json(text: str) -> Any:
     """Parse a cql2-json filter (a JSON text) into a pygeofilter AST; 400 if it is not one."""
     try:
-        document = json.loads(text)
-    except RecursionError:
-        raise _bad("nested too deeply") from None
+        document = orjson.loads(text)
     except ValueError as exc:
         raise _bad(
             f"not JSON ({exc}); cql2-json looks like "
@@ -533,7 +531,7 @@ class _JsonReader:
                 return self.predicate(node, depth)
             if "type" in node or "bbox" in node:
                 return self.spatial(node, depth)
-        raise _bad(f"cannot read {json.dumps(node)[:200]} as a CQL2 expression")
+        raise _bad(f"cannot read {orjson.dumps(node).decode()[:200]} as a CQL2 expression")
 
     def spatial(self, node: object, depth: int) -> Any:
         if isinstance(node, dict):
@@ -562,11 +560,13 @@ class _JsonReader:
         if not isinstance(node, dict) or "op" not in node:
             raise _bad(
                 f'expected a predicate such as {{"op": "=", "args": [...]}}, '
-                f"got {json.dumps(node)[:200]}"
+                f"got {orjson.dumps(node).decode()[:200]}"
             )
         op, args = node["op"], node.get("args", [])
         if not isinstance(op, str) or not isinstance(args, list):
-            raise _bad(f'"op" is a string and "args" an array, got {json.dumps(node)[:200]}')
+            raise _bad(
+                f'"op" is a string and "args" an array, got {orjson.dumps(node).decode()[:200]}'
+            )
         return op.lower(), args
 
     @staticmethod

@@ -7,11 +7,11 @@ PostgreSQL as GeoJSON text (``ST_AsGeoJSON``), so Python never decodes WKB.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, Select, and_, case, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -174,7 +174,7 @@ def _feature(row: Row[Any], collection: Collection, names: tuple[str, ...] | Non
         for name in names:
             prop = collection.properties[name]
             properties[name] = mapping[name] if prop.column else attributes.get(name)
-    return Feature(int(mapping["id"]), json.loads(mapping["geometry"]), properties)
+    return Feature(int(mapping["id"]), orjson.loads(mapping["geometry"]), properties)
 
 
 # -- numberMatched ----------------------------------------------------------------------------

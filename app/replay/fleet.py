@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from numpy.dtypes import StringDType
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -102,7 +102,8 @@ def load_fleet(session: Session, seed: int) -> Fleet:
         high[m] = min(indicator.maximum, model.ceiling)
         scale[m] = 10.0**model.decimals
     prefix = np.array(
-        ['{"sensor":' + json.dumps(str(e)) + ',"ts":"' for e in external_id], dtype=StringDType()
+        ['{"sensor":' + orjson.dumps(str(e)).decode() + ',"ts":"' for e in external_id],
+        dtype=StringDType(),
     )
     return Fleet(
         id=np.array(col[0], dtype=np.int64),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import secrets
 import threading
@@ -13,6 +12,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
+import orjson
 
 from app.errors import CityriskError, InvalidInput
 from app.replay.fleet import Fleet
@@ -105,7 +105,7 @@ class HttpSink:
     def _count(self, status: int, payload: bytes) -> None:
         self.stats.requests += 1
         try:
-            doc = json.loads(payload)
+            doc = orjson.loads(payload)
         except ValueError:
             doc = {}
         if status not in (200, 422) or "received" not in doc:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from app.db import raw_connection
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,9 @@ def current(session: Session) -> Catalogue:
     cached = _cache.get(key)
     if cached is not None and cached.version == version:
         return cached
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, psycopg.Connection)
-    with raw.cursor() as cur:  # plain tuples: much cheaper than ORM rows for 100 k sensors
+    with raw_connection(
+        session
+    ).cursor() as cur:  # plain tuples: much cheaper than ORM rows for 100 k sensors
         cur.execute("SELECT id, external_id, kind, unit, status FROM sensor ORDER BY id")
         rows = cur.fetchall()
     columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]

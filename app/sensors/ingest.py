@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
-from app.db import binary_copy_payload, copy_into, stage_table
+from app.db import binary_copy_payload, copy_into, raw_connection, stage_table
 from app.errors import InvalidInput
 from app.sensors import catalogue, partitions
 from app.taxonomy.indicators import INDICATORS
@@ -534,9 +534,7 @@ def _store_fixed(
     newest = np.ones(len(sensor_id), dtype=bool)  # the last row of each sensor's run
     newest[:-1] = sensor_id[1:] != sensor_id[:-1]
     payload = binary_copy_rows(sensor_id, stamps, value, quality)
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, psycopg.Connection)
-    with raw.cursor() as cur:
+    with raw_connection(session).cursor() as cur:
         cur.execute("SAVEPOINT ingest_fast")
         try:
             with cur.copy(COPY_READING_SQL) as copy:
