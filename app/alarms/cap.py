@@ -32,8 +32,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.alarms.service import ALARM_SELECT, alarm_summary
-from app.errors import NotFound
+from app.alarms.service import get_summary
 from app.taxonomy.alarms import LEVEL_NUMERALS
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -232,14 +231,7 @@ def build_cap(session: Session, alarm_id: int, *, sender: str, web: str | None =
     web
         Optional URL of the alarm (CAP ``web``).
     """
-    row = (
-        session.execute(text(ALARM_SELECT + " WHERE a.id = :id"), {"id": alarm_id})
-        .mappings()
-        .one_or_none()
-    )
-    if row is None:
-        raise NotFound(f"no alarm with id {alarm_id}")
-    alarm = alarm_summary(row)
+    alarm = get_summary(session, alarm_id)
     bounds = session.execute(
         text(
             "SELECT (array_agg(id ORDER BY id))[1] AS first_id, "

@@ -77,8 +77,8 @@ def alarm_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
     return out
 
 
-def get_alarm(session: Session, alarm_id: int) -> dict[str, Any]:
-    """One alarm with its events (oldest first); ``NotFound`` if there is none."""
+def get_summary(session: Session, alarm_id: int) -> dict[str, Any]:
+    """One alarm as :func:`alarm_summary` gives it; ``NotFound`` if there is none."""
     row = (
         session.execute(text(ALARM_SELECT + " WHERE a.id = :id"), {"id": alarm_id})
         .mappings()
@@ -86,7 +86,12 @@ def get_alarm(session: Session, alarm_id: int) -> dict[str, Any]:
     )
     if row is None:
         raise NotFound(f"no alarm with id {alarm_id}")
-    out = alarm_summary(row)
+    return alarm_summary(row)
+
+
+def get_alarm(session: Session, alarm_id: int) -> dict[str, Any]:
+    """One alarm with its events (oldest first); ``NotFound`` if there is none."""
+    out = get_summary(session, alarm_id)
     events = session.execute(
         text(f"SELECT {EVENT_COLUMNS} FROM alarm_event WHERE alarm_id = :id ORDER BY id"),
         {"id": alarm_id},
