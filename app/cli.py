@@ -353,8 +353,43 @@ def links_rebuild() -> None:
     with transaction(settings_or_exit()) as session:
         made = links.rebuild(session)
     for rule, count in made.items():
-        typer.echo(f"{rule:<28} {count}")
+        typer.echo(f"{rule:<40} {count}")
     say(f"{sum(made.values())} derived links")
+
+
+@links_cli.command("import")
+@friendly_errors
+def links_import(
+    path: Annotated[Path, typer.Argument(help="CSV or GeoJSON of dependencies.")],
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Write the good rows even if some are rejected.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import dependencies between assets (from/to external ids, link_type, delay_h, buffer_h).
+
+    All rows or none unless --partial; importing the same file again changes nothing.
+    """
+    from app.assets import links
+
+    with transaction(settings_or_exit()) as session:
+        report = links.import_links(session, path, partial=partial)
+        report.committed = report.written
+        if not report.written:
+            session.rollback()
+    if as_json:
+        typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        verb = "committed" if report.committed else "NOT written"
+        typer.echo(
+            f"{report.file} -> links: read {report.rows_read}, inserted {report.inserted}, "
+            f"updated {report.updated}, unchanged {report.unchanged}, rejected "
+            f"{len(report.rejected)} — {verb}"
+        )
+        for bad in report.rejected[:50]:
+            typer.echo(f"  row {bad.row}: {bad.reason}")
+    if not report.committed:
+        raise typer.Exit(1)
 
 
 risk_cli = typer.Typer(help="Risk scores: per asset, H3 cell and admin area.")

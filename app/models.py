@@ -3,7 +3,7 @@
 from app.alarms.models import Alarm, AlarmEvent, Rule
 from app.assets.models import Asset, AssetLink
 from app.db import Base
-from app.impact.models import Incident
+from app.impact.models import Incident, IncidentZone
 from app.risk.models import RiskScore
 from app.sensors.models import LatestReading, MobileReading, Reading, Sensor
 from app.tiles.models import DataVersion
@@ -16,6 +16,7 @@ __all__ = [
     "Base",
     "DataVersion",
     "Incident",
+    "IncidentZone",
     "LatestReading",
     "MobileReading",
     "Reading",

@@ -89,6 +89,9 @@ class AssetLink(Base):
     link_type: Mapped[str] = mapped_column(Text)
     rule: Mapped[str] = mapped_column(Text, server_default="manual")
     distance_m: Mapped[float | None] = mapped_column(Float)
+    # How long the loss of ``from`` takes to reach ``to`` (delay_h), and how long ``to`` then
+    # bridges it on its own (buffer_h: a generator's fuel, a tank's storage), hours.
     delay_h: Mapped[float | None] = mapped_column(Float)
+    buffer_h: Mapped[float | None] = mapped_column(Float)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
