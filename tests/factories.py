@@ -115,20 +115,27 @@ def rule(
     title: str = "Methane",
     thresholds: dict[str, float] | None = None,
     kind: str = "threshold",
+    code: str | None = None,
+    version: int = 1,
+    target: dict[str, Any] | None = None,
 ) -> tuple[int, str]:
-    """A current rule version; returns ``(id, code)``."""
-    code = uid("test-rule")
+    """A current rule version; returns ``(id, code)``. ``code`` defaults to a unique one: give it
+    when a test finds or deletes its rules by code. ``target`` is the rule's JSON target
+    (default ``{}``)."""
+    code = code or uid("test-rule")
     rule_id = db.execute(
         text(
-            "INSERT INTO rule (code, version, title, indicator, thresholds, kind) "
-            "VALUES (:c, 1, :t, :i, CAST(:th AS jsonb), :k) RETURNING id"
+            "INSERT INTO rule (code, version, title, indicator, thresholds, kind, target) "
+            "VALUES (:c, :v, :t, :i, CAST(:th AS jsonb), :k, CAST(:tg AS jsonb)) RETURNING id"
         ),
         {
             "c": code,
+            "v": version,
             "t": title,
             "i": indicator,
             "th": orjson.dumps(thresholds or {"1": 50, "2": 25, "3": 20, "4": 10}).decode(),
             "k": kind,
+            "tg": orjson.dumps(target or {}).decode(),
         },
     ).scalar_one()
     return int(rule_id), code
@@ -146,18 +153,26 @@ def alarm(
     lat: float | None = LAT,
     opened_ago_s: float = 0,
     cleared: bool = False,
+    title: str | None = None,
+    first_value: float | None = None,
+    peak_value: float | None = None,
+    last_value: float | None = None,
+    event: bool = True,
     **times_ago_s: float,
 ) -> int:
     """An alarm as the engine writes it, with its creation event; ``verified_at=60`` sets that
-    timestamp 60 s ago."""
+    timestamp 60 s ago. ``lon=None``: no position of its own; ``event=False``: no creation
+    event (an alarm without an audit trail, for tests that write their own events or need none).
+    """
     sets = "".join(f", {col}" for col in times_ago_s)
     vals = "".join(f", now() - make_interval(secs => :{col})" for col in times_ago_s)
     alarm_id = db.execute(
         text(
             "INSERT INTO alarm (rule_id, rule_code, level, state, sensor_id, asset_id, geom, "
+            "title, first_value, peak_value, last_value, "
             f"opened_at, cleared_at{sets}) VALUES (:r, :c, :lv, :st, :s, :a, "
             "CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL "
-            "ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END, "
+            "ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END, :ti, :v1, :vp, :vl, "
             "now() - make_interval(secs => :ago), CASE WHEN :cl THEN now() END"
             f"{vals}) RETURNING id"
         ),
@@ -172,9 +187,15 @@ def alarm(
             "lat": lat,
             "ago": opened_ago_s,
             "cl": cleared,
+            "ti": title,
+            "v1": first_value,
+            "vp": peak_value,
+            "vl": last_value,
             **times_ago_s,
         },
     ).scalar_one()
+    if not event:
+        return int(alarm_id)
     db.execute(
         text(
             "INSERT INTO alarm_event (alarm_id, at, actor, from_state, to_state, to_level) "

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
@@ -21,6 +20,7 @@ from app.alarms.lifecycle import transition
 from app.errors import NotFound
 from app.main import create_app
 from app.settings import Settings
+from tests import factories as f
 
 NS = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
 LON, LAT = -71.1097, 42.3736
@@ -37,54 +37,40 @@ def add_alarm(
     session: Session,
     *,
     kind: str | None = "gas_pipe",
-    plate: str = "lifeline",
     indicator: str = "ch4_pct_lel",
     level: int = 1,
     located: bool = True,
 ) -> int:
-    code = f"test-cap-{secrets.token_hex(4)}"
-    rule_id = session.execute(
-        text(
-            "INSERT INTO rule (code, version, title, indicator, thresholds) VALUES "
-            "(:c, 2, 'Methane in adjacent underground space', :i, '{\"1\": 50}') RETURNING id"
-        ),
-        {"c": code, "i": indicator},
-    ).scalar_one()
+    """A raised alarm of its own rule (version 2) on an asset of ``kind`` (``None``: no asset),
+    with the values CAP reports."""
+    rule = f.rule(
+        session,
+        indicator=indicator,
+        title="Methane in adjacent underground space",
+        thresholds={"1": 50},
+        version=2,
+    )
     asset_id = None
     if kind is not None:
-        asset_id = session.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, name, geom) VALUES "
-                "('test-cap', :e, :p, :k, 'Main St gas main', "
-                "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id"
-            ),
-            {"e": code, "p": plate, "k": kind, "lon": LON, "lat": LAT},
-        ).scalar_one()
-    alarm_id = session.execute(
-        text(
-            "INSERT INTO alarm (rule_id, rule_code, level, asset_id, geom, first_value, "
-            "peak_value, last_value) VALUES (:r, :c, :lv, :a, "
-            "CASE WHEN :located THEN ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END, "
-            "22, 41.5, 30) RETURNING id"
-        ),
-        {
-            "r": rule_id,
-            "c": code,
-            "lv": level,
-            "a": asset_id,
-            "lon": LON,
-            "lat": LAT,
-            "located": located,
-        },
-    ).scalar_one()
-    session.execute(
-        text(
-            "INSERT INTO alarm_event (alarm_id, actor, from_state, to_state, to_level) "
-            "VALUES (:id, 'engine', NULL, 'raised', :lv)"
-        ),
-        {"id": alarm_id, "lv": level},
+        asset_id = f.asset(
+            session,
+            kind,
+            f.point(LON, LAT),
+            source="test-cap",
+            external_id=rule[1],
+            name="Main St gas main",
+        )
+    return f.alarm(
+        session,
+        rule,
+        level=level,
+        asset_id=asset_id,
+        lon=LON if located else None,
+        lat=LAT,
+        first_value=22,
+        peak_value=41.5,
+        last_value=30,
     )
-    return int(alarm_id)
 
 
 def cap(session: Session, schema: etree.XMLSchema, alarm_id: int) -> Any:
@@ -229,7 +215,7 @@ def test_categories_and_instructions_by_kind(session: Session, schema: etree.XML
     flood = cap(
         session,
         schema,
-        add_alarm(session, kind="ponding_point", plate="natural_disaster", indicator="ponding_cm"),
+        add_alarm(session, kind="ponding_point", indicator="ponding_cm"),
     )
     assert values(flood, "cap:info/cap:category") == ["Met"]
     assert "ponded water" in (value(flood, "cap:info/cap:instruction") or "")
@@ -238,7 +224,7 @@ def test_categories_and_instructions_by_kind(session: Session, schema: etree.XML
     school = cap(
         session,
         schema,
-        add_alarm(session, kind="school", plate="exposure", indicator="smoke_alarm"),
+        add_alarm(session, kind="school", indicator="smoke_alarm"),
     )
     assert values(school, "cap:info/cap:category") == ["Fire"]  # by indicator before plate
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.alarms import engine, rules
 from app.alarms.rules import RuleSpec
 from app.flows.readings import ingest_payload
+from tests import factories as f
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 M_PER_DEG_LAT = 111_000.0
@@ -71,29 +72,22 @@ def city(session: Session) -> dict[str, int]:
         ("water", "water_pipe", f"LINESTRING(-71.30 {lat}, -71.29 {lat})", {}),
         ("pond", "ponding_point", f"POINT(-71.40 {lat})", {}),
     ]:
-        ids[eid] = session.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, geom, attributes) VALUES "
-                "('t', :e, 'lifeline', :k, ST_GeomFromText(:w, 4326), CAST(:a AS jsonb)) "
-                "RETURNING id"
-            ),
-            {"e": eid, "k": kind, "w": wkt, "a": json.dumps(attrs)},
-        ).scalar_one()
-    for eid, kind, unit, asset, lon, lat_ in [
-        ("ch4-near", "ch4_pct_lel", "%LEL", "mh-near", -71.105, lat + 5 / M_PER_DEG_LAT),
-        ("ch4-far", "ch4_pct_lel", "%LEL", "mh-far", -71.105, lat + 300 / M_PER_DEG_LAT),
-        ("strain-1", "strain_ue", "µε", "bridge", -71.195, lat),
-        ("strain-2", "strain_ue", "µε", "bridge", -71.194, lat),
-        ("press", "pressure_mpa", "MPa", "water", -71.295, lat),
-        ("ponding", "ponding_cm", "cm", "pond", -71.40, lat),
+        # Plate lifeline for every row, as this test has always written them (the factory's
+        # default, the taxonomy's, would put ponding_point on natural_disaster).
+        ids[eid] = f.asset(
+            session, kind, wkt, plate="lifeline", source="t", external_id=eid, **attrs
+        )
+    for eid, kind, asset, lon, lat_ in [
+        ("ch4-near", "ch4_pct_lel", "mh-near", -71.105, lat + 5 / M_PER_DEG_LAT),
+        ("ch4-far", "ch4_pct_lel", "mh-far", -71.105, lat + 300 / M_PER_DEG_LAT),
+        ("strain-1", "strain_ue", "bridge", -71.195, lat),
+        ("strain-2", "strain_ue", "bridge", -71.194, lat),
+        ("press", "pressure_mpa", "water", -71.295, lat),
+        ("ponding", "ponding_cm", "pond", -71.40, lat),
     ]:
-        ids[eid] = session.execute(
-            text(
-                "INSERT INTO sensor (external_id, kind, unit, geom, asset_id, interval_s) VALUES "
-                "(:e, :k, :u, ST_SetSRID(ST_MakePoint(:x, :y), 4326), :a, 60) RETURNING id"
-            ),
-            {"e": eid, "k": kind, "u": unit, "x": lon, "y": lat_, "a": ids[asset]},
-        ).scalar_one()
+        ids[eid] = f.sensor(
+            session, kind, lon=lon, lat=lat_, asset_id=ids[asset], external_id=eid, interval_s=60
+        )
     return ids
 
 
@@ -308,12 +302,7 @@ def test_bad_rules_are_refused(spec: dict[str, Any], says: str) -> None:
 def test_sensor_without_position_can_raise(session: Session) -> None:
     """Regression: a NULL sensor position made the alarm INSERT fail (untyped parameter)."""
     engine._cache.clear()
-    session.execute(
-        text(
-            "INSERT INTO sensor (external_id, kind, unit, interval_s) "
-            "VALUES ('nowhere', 'ponding_cm', 'cm', 60)"
-        )
-    )
+    f.sensor(session, "ponding_cm", lon=None, lat=None, external_id="nowhere", interval_s=60)
     add_rule(session, code="pond", title="Ponding", indicator="ponding_cm", thresholds={4: 10})
     send(session, ("nowhere", 0, 20))
     [alarm] = alarms(session, "pond")

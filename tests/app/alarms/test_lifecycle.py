@@ -4,7 +4,6 @@ states, row locking between concurrent analysts, push routing, SLA timers, stati
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.alarms.lifecycle import LEVEL_ALSO_NOTIFY, SLA_SECONDS, transition
@@ -25,119 +24,16 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.main import create_app
 from app.settings import Settings
 from app.taxonomy.alarms import STATE_TIMESTAMP, TRANSITIONS
-
-LON, LAT = -71.1097, 42.3736
+from tests import factories as f
 
 # --------------------------------------------------------------------------------------------
-# Helpers: rules, assets, sensors and alarms written with SQL (as the engine would)
+# Helpers: rules, assets, sensors and alarms from tests/factories.py (SQL, as the engine writes)
 # --------------------------------------------------------------------------------------------
 
-Db = Session | Connection
+SOURCE = "test-alarms"
 
 
-def uid(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(4)}"
-
-
-def add_rule(db: Db, *, indicator: str = "ch4_pct_lel", title: str = "Methane") -> tuple[int, str]:
-    code = uid("test-rule")
-    rule_id = db.execute(
-        text(
-            "INSERT INTO rule (code, version, title, indicator, thresholds, kind) "
-            "VALUES (:c, 1, :t, :i, CAST(:th AS jsonb), 'threshold') RETURNING id"
-        ),
-        {"c": code, "t": title, "i": indicator, "th": '{"1": 50, "2": 25, "3": 20, "4": 10}'},
-    ).scalar_one()
-    return int(rule_id), code
-
-
-def add_asset(
-    db: Db,
-    kind: str = "gas_pipe",
-    plate: str = "lifeline",
-    *,
-    owner: str | None = None,
-    name: str | None = None,
-    lon: float = LON,
-    lat: float = LAT,
-) -> int:
-    return int(
-        db.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, name, owner, geom) "
-                "VALUES ('test-alarms', :e, :p, :k, :n, :o, "
-                "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id"
-            ),
-            {"e": uid("a"), "p": plate, "k": kind, "n": name, "o": owner, "lon": lon, "lat": lat},
-        ).scalar_one()
-    )
-
-
-def add_sensor(db: Db, *, asset_id: int | None = None, lon: float = LON, lat: float = LAT) -> int:
-    return int(
-        db.execute(
-            text(
-                "INSERT INTO sensor (external_id, kind, unit, asset_id, geom) VALUES "
-                "(:e, 'ch4_pct_lel', '%LEL', :a, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) "
-                "RETURNING id"
-            ),
-            {"e": uid("s"), "a": asset_id, "lon": lon, "lat": lat},
-        ).scalar_one()
-    )
-
-
-def add_alarm(
-    db: Db,
-    rule: tuple[int, str],
-    *,
-    level: int = 1,
-    state: str = "raised",
-    sensor_id: int | None = None,
-    asset_id: int | None = None,
-    lon: float | None = LON,
-    lat: float | None = LAT,
-    opened_ago_s: float = 0,
-    cleared: bool = False,
-    **times_ago_s: float,
-) -> int:
-    """An alarm as the engine writes it, with its creation event; ``verified_at=60`` sets a
-    timestamp 60 s ago."""
-    sets = "".join(f", {col}" for col in times_ago_s)
-    vals = "".join(f", now() - make_interval(secs => :{col})" for col in times_ago_s)
-    alarm_id = db.execute(
-        text(
-            "INSERT INTO alarm (rule_id, rule_code, level, state, sensor_id, asset_id, geom, "
-            f"opened_at, cleared_at{sets}) VALUES (:r, :c, :lv, :st, :s, :a, "
-            "CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL "
-            "ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END, "
-            "now() - make_interval(secs => :ago), CASE WHEN :cl THEN now() END"
-            f"{vals}) RETURNING id"
-        ),
-        {
-            "r": rule[0],
-            "c": rule[1],
-            "lv": level,
-            "st": state,
-            "s": sensor_id,
-            "a": asset_id,
-            "lon": lon,
-            "lat": lat,
-            "ago": opened_ago_s,
-            "cl": cleared,
-            **times_ago_s,
-        },
-    ).scalar_one()
-    db.execute(
-        text(
-            "INSERT INTO alarm_event (alarm_id, at, actor, from_state, to_state, to_level) "
-            "VALUES (:id, now() - make_interval(secs => :ago), 'engine', NULL, 'raised', :lv)"
-        ),
-        {"id": alarm_id, "ago": opened_ago_s, "lv": level},
-    )
-    return int(alarm_id)
-
-
-def events(db: Db, alarm_id: int) -> list[Any]:
+def events(db: f.Db, alarm_id: int) -> list[Any]:
     return list(
         db.execute(
             text(
@@ -160,25 +56,25 @@ class Committed:
 
     def rule(self, **kw: Any) -> tuple[int, str]:
         with self.engine.begin() as conn:
-            rule = add_rule(conn, **kw)
+            rule = f.rule(conn, **kw)
         self.rules.append(rule[0])
         return rule
 
     def asset(self, *args: Any, **kw: Any) -> int:
         with self.engine.begin() as conn:
-            asset_id = add_asset(conn, *args, **kw)
+            asset_id = f.asset(conn, *args, source=SOURCE, **kw)
         self.assets.append(asset_id)
         return asset_id
 
     def sensor(self, **kw: Any) -> int:
         with self.engine.begin() as conn:
-            sensor_id = add_sensor(conn, **kw)
+            sensor_id = f.sensor(conn, **kw)
         self.sensors.append(sensor_id)
         return sensor_id
 
     def alarm(self, rule: tuple[int, str], **kw: Any) -> int:
         with self.engine.begin() as conn:
-            return add_alarm(conn, rule, **kw)
+            return f.alarm(conn, rule, **kw)
 
     def cleanup(self) -> None:
         with self.engine.begin() as conn:
@@ -233,8 +129,8 @@ def test_the_paths_walk_every_allowed_transition() -> None:
 def test_each_transition_sets_its_timestamp_and_writes_an_audit_row(
     session: Session, path: list[str]
 ) -> None:
-    rule = add_rule(session)
-    alarm_id = add_alarm(session, rule, sensor_id=add_sensor(session))
+    rule = f.rule(session)
+    alarm_id = f.alarm(session, rule, sensor_id=f.sensor(session))
     previous = "raised"
     for step, to in enumerate(path, start=1):
         result = transition(session, alarm_id, to, f"analyst-{step}", f"note {step}")
@@ -264,8 +160,8 @@ def test_each_transition_sets_its_timestamp_and_writes_an_audit_row(
 
 
 def test_invalid_transitions_are_409_with_the_allowed_states(session: Session) -> None:
-    rule = add_rule(session)
-    alarm_id = add_alarm(session, rule, sensor_id=add_sensor(session))
+    rule = f.rule(session)
+    alarm_id = f.alarm(session, rule, sensor_id=f.sensor(session))
     with pytest.raises(Conflict) as raised:
         transition(session, alarm_id, "acknowledged", "ann")
     assert "verified, false_alarm, test" in raised.value.message
@@ -285,13 +181,13 @@ def test_invalid_transitions_are_409_with_the_allowed_states(session: Session) -
 
 
 def test_push_routes_by_owner_indicator_kind_and_level(session: Session) -> None:
-    owned = add_asset(session, "water_pipe", owner="Hefei Water Supply Co.")
-    unowned_pipe = add_asset(session, "water_pipe")
-    ch4 = add_rule(session)
-    strain = add_rule(session, indicator="strain_ue", title="Bridge strain")
+    owned = f.asset(session, "water_pipe", source=SOURCE, owner="Hefei Water Supply Co.")
+    unowned_pipe = f.asset(session, "water_pipe", source=SOURCE)
+    ch4 = f.rule(session)
+    strain = f.rule(session, indicator="strain_ue", title="Bridge strain")
 
     def push(rule: tuple[int, str], level: int, **kw: Any) -> tuple[str, str, dict[str, Any]]:
-        alarm_id = add_alarm(session, rule, level=level, **kw)
+        alarm_id = f.alarm(session, rule, level=level, **kw)
         transition(session, alarm_id, "verified", "ann")
         result = transition(session, alarm_id, "pushed", "ann", "call the duty engineer")
         assert result.alarm.owner_unit is not None
@@ -317,7 +213,7 @@ def test_push_routes_by_owner_indicator_kind_and_level(session: Session) -> None
 
     unit, _, _ = push(strain, 4, asset_id=unowned_pipe)
     assert unit == "water utility"  # by asset kind
-    unit, _, _ = push(strain, 2, asset_id=add_asset(session, "school", "exposure"))
+    unit, _, _ = push(strain, 2, asset_id=f.asset(session, "school", source=SOURCE))
     assert unit == "district government duty office"  # by plate
     unit, note, _ = push(strain, 2, lon=None, lat=None)
     assert unit == "city monitoring centre"
@@ -325,8 +221,8 @@ def test_push_routes_by_owner_indicator_kind_and_level(session: Session) -> None
 
 
 def test_push_keeps_what_the_engine_stored_in_attributes(session: Session) -> None:
-    rule = add_rule(session)
-    alarm_id = add_alarm(session, rule, sensor_id=add_sensor(session))
+    rule = f.rule(session)
+    alarm_id = f.alarm(session, rule, sensor_id=f.sensor(session))
     session.execute(
         text("UPDATE alarm SET attributes = '{\"threshold\": 20}' WHERE id = :id"),
         {"id": alarm_id},
@@ -402,11 +298,11 @@ def timers(session: Session, alarm_id: int) -> dict[str, dict[str, Any]]:
 
 
 def test_sla_breach_is_flagged_when_a_step_is_past_due(session: Session) -> None:
-    rule = add_rule(session)
+    rule = f.rule(session)
     limits = SLA_SECONDS[1]
     # Level I, raised 10 min ago, never verified: verify (5 min) is breached, acknowledge
     # (15 min) and dispose (2 h) are still running.
-    late = add_alarm(session, rule, level=1, sensor_id=add_sensor(session), opened_ago_s=600)
+    late = f.alarm(session, rule, level=1, sensor_id=f.sensor(session), opened_ago_s=600)
     sla = timers(session, late)
     assert sla["verify"]["breached"]
     assert sla["verify"]["running"]
@@ -419,12 +315,12 @@ def test_sla_breach_is_flagged_when_a_step_is_past_due(session: Session) -> None
     assert sla["verify"]["due_at"] == opened + timedelta(seconds=limits["verify"])
 
     # Verified after 3 min, acknowledged after 20 min: verify met, acknowledge breached.
-    acked = add_alarm(
+    acked = f.alarm(
         session,
         rule,
         level=1,
         state="acknowledged",
-        sensor_id=add_sensor(session),
+        sensor_id=f.sensor(session),
         opened_ago_s=3600,
         verified_at=3600 - 180,
         pushed_at=3600 - 200,
@@ -441,16 +337,16 @@ def test_sla_breach_is_flagged_when_a_step_is_past_due(session: Session) -> None
     assert sla["dispose"]["running"]
 
     # Level IV, same ages: nothing breached (2 h to verify).
-    blue = add_alarm(session, rule, level=4, sensor_id=add_sensor(session), opened_ago_s=600)
+    blue = f.alarm(session, rule, level=4, sensor_id=f.sensor(session), opened_ago_s=600)
     assert not any(t["breached"] for t in timers(session, blue).values())
 
     # A false alarm has nothing to acknowledge or dispose, however old.
-    false = add_alarm(
+    false = f.alarm(
         session,
         rule,
         level=1,
         state="false_alarm",
-        sensor_id=add_sensor(session),
+        sensor_id=f.sensor(session),
         opened_ago_s=86_400,
         verified_at=86_400 - 60,
     )
@@ -471,16 +367,16 @@ def test_stats_on_a_known_set(session: Session) -> None:
     # Inside this test's transaction (rolled back afterwards) the alarm table holds exactly the
     # set below, whatever else the database has.
     session.execute(text("DELETE FROM alarm"))
-    gas, tunnel = add_rule(session), add_rule(session, indicator="h2s_ppm", title="H2S")
-    s1, s2 = add_sensor(session), add_sensor(session)
+    gas, tunnel = f.rule(session), f.rule(session, indicator="h2s_ppm", title="H2S")
+    s1, s2 = f.sensor(session), f.sensor(session)
     hour = 3600
     # gas on s1: a true alarm verified after 120 s, acked after 600 s, disposed after 3000 s
-    a1 = add_alarm(session, gas, level=1, sensor_id=s1, opened_ago_s=hour)
+    a1 = f.alarm(session, gas, level=1, sensor_id=s1, opened_ago_s=hour)
     # gas on s2: a false alarm, verdict after 240 s
-    a2 = add_alarm(session, gas, level=2, sensor_id=s2, opened_ago_s=hour)
+    a2 = f.alarm(session, gas, level=2, sensor_id=s2, opened_ago_s=hour)
     # tunnel on s1: a device test, verdict after 60 s; and one still raised (level IV, 10 min)
-    a3 = add_alarm(session, tunnel, level=3, sensor_id=s1, opened_ago_s=hour)
-    add_alarm(session, tunnel, level=4, sensor_id=s2, opened_ago_s=600)
+    a3 = f.alarm(session, tunnel, level=3, sensor_id=s1, opened_ago_s=hour)
+    f.alarm(session, tunnel, level=4, sensor_id=s2, opened_ago_s=600)
     for alarm_id, to in ((a1, "verified"), (a2, "false_alarm"), (a3, "test")):
         transition(session, alarm_id, to, "ann")
     transition(session, a1, "pushed", "ann")
@@ -604,8 +500,8 @@ def test_transition_api_records_the_actor_and_answers_409_and_4xx(
 
 def test_list_filters_and_geojson(api: TestClient, committed: Committed) -> None:
     rule = committed.rule()
-    pipe = committed.asset("gas_pipe", "lifeline", name="Main St gas main", lon=LON, lat=LAT)
-    ponding = committed.asset("ponding_point", "natural_disaster", lon=117.28, lat=31.86)
+    pipe = committed.asset("gas_pipe", f.point(), name="Main St gas main")
+    ponding = committed.asset("ponding_point", f.point(117.28, 31.86))
     red = committed.alarm(rule, level=1, asset_id=pipe)
     blue = committed.alarm(
         rule, level=4, asset_id=ponding, lon=117.28, lat=31.86, opened_ago_s=7200, cleared=True
@@ -637,7 +533,7 @@ def test_list_filters_and_geojson(api: TestClient, committed: Committed) -> None
 
     listed = {a["id"]: a for a in api.get("/alarms").json()["alarms"]}
     assert listed[on_sensor]["asset_id"] == pipe
-    assert listed[on_sensor]["lon"] == pytest.approx(LON)
+    assert listed[on_sensor]["lon"] == pytest.approx(f.LON)
     assert listed[red]["level_name"] == "I"
     assert listed[red]["color"] == "red"
     assert listed[red]["asset_name"] == "Main St gas main"

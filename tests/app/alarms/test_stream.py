@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from app.alarms.stream import CHANNEL, event_stream
 from app.main import create_app
 from app.scratch import free_port, serve_in_thread
 from app.settings import Settings
+from tests import factories as f
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -86,31 +86,15 @@ class Subject:
 
 @pytest.fixture
 def subject(engine: Engine) -> Iterator[Subject]:
-    code = f"test-stream-{secrets.token_hex(4)}"
     s = Subject(engine)
     with engine.begin() as conn:
-        s.rule_id = conn.execute(
-            text(
-                "INSERT INTO rule (code, title, indicator, thresholds) VALUES "
-                "(:c, 'Methane', 'ch4_pct_lel', '{\"1\": 50}') RETURNING id"
-            ),
-            {"c": code},
-        ).scalar_one()
-        s.sensor_id = conn.execute(
-            text(
-                "INSERT INTO sensor (external_id, kind, unit, geom) VALUES "
-                "(:c, 'ch4_pct_lel', '%LEL', ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326)) "
-                "RETURNING id"
-            ),
-            {"c": code},
-        ).scalar_one()
-        s.alarm_id = conn.execute(
-            text(
-                "INSERT INTO alarm (rule_id, rule_code, level, sensor_id) "
-                "VALUES (:r, :c, 2, :s) RETURNING id"
-            ),
-            {"r": s.rule_id, "c": code, "s": s.sensor_id},
-        ).scalar_one()
+        rule = f.rule(conn, thresholds={"1": 50})
+        s.rule_id = rule[0]
+        s.sensor_id = f.sensor(conn, lon=-71.1, lat=42.37, external_id=rule[1])
+        # No creation event: the test's own "created" event (below) is the first.
+        s.alarm_id = f.alarm(
+            conn, rule, level=2, sensor_id=s.sensor_id, lon=None, lat=None, event=False
+        )
     s.events.append(s.event("created"))
     try:
         yield s

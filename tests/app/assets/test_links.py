@@ -6,21 +6,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.assets import links
+from tests import factories as f
 
 # Metres per degree of latitude (WGS84, mid-latitudes) for placing test points.
 M_PER_DEG_LAT = 111_000.0
 
 
-def add(session: Session, eid: str, kind: str, plate: str, wkt: str) -> int:
-    return int(
-        session.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, geom) "
-                "VALUES ('links-test', :e, :p, :k, ST_GeomFromText(:w, 4326)) RETURNING id"
-            ),
-            {"e": eid, "p": plate, "k": kind, "w": wkt},
-        ).scalar_one()
-    )
+def add(session: Session, eid: str, kind: str, wkt: str) -> int:
+    """An asset of this test's source, with a readable external id."""
+    return f.asset(session, kind, wkt, source="links-test", external_id=eid)
 
 
 def pairs(session: Session, rule: str) -> set[tuple[int, int]]:
@@ -33,25 +27,19 @@ def pairs(session: Session, rule: str) -> set[tuple[int, int]]:
 def test_rules_link_what_they_should_and_nothing_else(session: Session) -> None:
     session.execute(text("DELETE FROM asset_link"))
     lat = 42.37
-    gas = add(session, "gas", "gas_pipe", "lifeline", f"LINESTRING(-71.110 {lat}, -71.100 {lat})")
-    near = add(
-        session, "mh-near", "manhole", "lifeline", f"POINT(-71.105 {lat + 6 / M_PER_DEG_LAT})"
-    )
-    far = add(
-        session, "mh-far", "manhole", "lifeline", f"POINT(-71.105 {lat + 20 / M_PER_DEG_LAT})"
-    )
+    gas = add(session, "gas", "gas_pipe", f"LINESTRING(-71.110 {lat}, -71.100 {lat})")
+    near = add(session, "mh-near", "manhole", f"POINT(-71.105 {lat + 6 / M_PER_DEG_LAT})")
+    far = add(session, "mh-far", "manhole", f"POINT(-71.105 {lat + 20 / M_PER_DEG_LAT})")
     sewer = add(
         session,
         "sewer",
         "drainage_pipe",
-        "lifeline",
         f"LINESTRING(-71.110 {lat - 3 / M_PER_DEG_LAT}, -71.100 {lat - 3 / M_PER_DEG_LAT})",
     )
     bridge = add(
         session,
         "bridge",
         "bridge",
-        "lifeline",
         f"POLYGON((-71.104 {lat - 0.0005}, -71.103 {lat - 0.0005}, -71.103 {lat + 0.0005}, "
         f"-71.104 {lat + 0.0005}, -71.104 {lat - 0.0005}))",
     )
@@ -59,11 +47,10 @@ def test_rules_link_what_they_should_and_nothing_else(session: Session) -> None:
         session,
         "zone",
         "flood_zone",
-        "natural_disaster",
         "POLYGON((-71.2 42.0, -71.19 42.0, -71.19 42.01, -71.2 42.01, -71.2 42.0))",
     )
-    school_in = add(session, "school-in", "school", "exposure", "POINT(-71.195 42.005)")
-    add(session, "school-out", "school", "exposure", "POINT(-71.0 42.005)")
+    school_in = add(session, "school-in", "school", "POINT(-71.195 42.005)")
+    add(session, "school-out", "school", "POINT(-71.0 42.005)")
     manual = session.execute(
         text(
             "INSERT INTO asset_link (from_asset_id, to_asset_id, link_type) "

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import migrations
@@ -28,6 +27,7 @@ from app.scratch import scratch_database, serve_in_thread
 from app.settings import Settings
 from layers.maps import render_page
 from layers.registry import default_registry
+from tests import factories as f
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -47,54 +47,53 @@ def seed(url: str) -> None:
     engine = create_db_engine(url)
     try:
         with engine.begin() as conn:
-            insert = text(
-                "INSERT INTO asset (source, external_id, plate, kind, name, geom, attributes) "
-                "VALUES ('map-test', :x, :plate, :kind, :name, ST_GeomFromText(:wkt, 4326), "
-                "CAST(:attrs AS jsonb))"
-            )
             for i in range(8):  # a grid of gas mains, E-W and N-S
                 y, x = 42.360 + 0.003 * i, -71.120 + 0.005 * i
                 for ext, wkt in (
                     (f"gas-ew-{i}", f"LINESTRING(-71.120 {y:.3f}, -71.085 {y:.3f})"),
                     (f"gas-ns-{i}", f"LINESTRING({x:.3f} 42.360, {x:.3f} 42.381)"),
                 ):
-                    conn.execute(
-                        insert,
-                        {"x": ext, "plate": "lifeline", "kind": "gas_pipe", "name": ext,
-                         "wkt": wkt, "attrs": '{"material": "cast_iron", "install_year": 1950,'
-                         ' "diameter_mm": 300, "pressure_class": "medium"}'},
-                    )  # fmt: skip
+                    f.asset(
+                        conn,
+                        "gas_pipe",
+                        wkt,
+                        source="map-test",
+                        external_id=ext,
+                        name=ext,
+                        material="cast_iron",
+                        install_year=1950,
+                        diameter_mm=300,
+                        pressure_class="medium",
+                    )
             for i in range(6):
-                conn.execute(
-                    insert,
-                    {"x": f"hy-{i}", "plate": "lifeline", "kind": "hydrant", "name": f"H{i}",
-                     "wkt": f"POINT({-71.118 + 0.006 * i:.3f} 42.371)", "attrs": "{}"},
-                )  # fmt: skip
-            conn.execute(
-                insert,
-                {"x": "area-1", "plate": "exposure", "kind": "admin_area", "name": "District",
-                 "wkt": "POLYGON((-71.125 42.355, -71.08 42.355, -71.08 42.385, -71.125 42.385,"
-                 " -71.125 42.355))", "attrs": "{}"},
-            )  # fmt: skip
-            rule_id = conn.execute(
-                text(
-                    "INSERT INTO rule (code, title, indicator, thresholds) VALUES "
-                    "('map-ch4', 'Methane', 'ch4_pct_lel', '{\"1\": 50}') RETURNING id"
+                f.asset(
+                    conn,
+                    "hydrant",
+                    f"POINT({-71.118 + 0.006 * i:.3f} 42.371)",
+                    source="map-test",
+                    external_id=f"hy-{i}",
+                    name=f"H{i}",
                 )
-            ).scalar_one()
-            sensor_id = conn.execute(
-                text(
-                    "INSERT INTO sensor (external_id, kind, unit, geom) VALUES ('map-s1', "
-                    "'ch4_pct_lel', '%LEL', ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326)) "
-                    "RETURNING id"
-                )
-            ).scalar_one()
-            conn.execute(
-                text(
-                    "INSERT INTO alarm (rule_id, rule_code, level, sensor_id, title) "
-                    "VALUES (:r, 'map-ch4', 1, :s, 'Methane 62 %LEL')"
-                ),
-                {"r": rule_id, "s": sensor_id},
+            f.asset(
+                conn,
+                "admin_area",
+                "POLYGON((-71.125 42.355, -71.08 42.355, -71.08 42.385, "
+                "-71.125 42.385, -71.125 42.355))",
+                source="map-test",
+                external_id="area-1",
+                name="District",
+            )
+            rule = f.rule(conn, thresholds={"1": 50}, code="map-ch4")
+            sensor_id = f.sensor(conn, lon=-71.1, lat=42.37, external_id="map-s1")
+            f.alarm(
+                conn,
+                rule,
+                level=1,
+                sensor_id=sensor_id,
+                lon=None,
+                lat=None,
+                title="Methane 62 %LEL",
+                event=False,
             )
         with Session(engine) as session, session.begin():
             risk.refresh_all(session)

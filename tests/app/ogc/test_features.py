@@ -34,6 +34,7 @@ from app.ogc.params import ItemsQuery
 from app.scratch import scratch_database
 from app.settings import Settings
 from app.taxonomy.assets import KINDS
+from tests import factories as f
 
 # -- the rows -------------------------------------------------------------------------------
 
@@ -171,23 +172,16 @@ def seed(url: str) -> Seeded:
     try:
         with engine.begin() as conn:
             for row in ROWS:
-                ids[row.external_id] = conn.execute(
-                    text(
-                        "INSERT INTO asset (source, external_id, plate, kind, name, owner, geom, "
-                        "attributes) VALUES ('ogc-test', :external_id, :plate, :kind, :name, "
-                        ":owner, ST_GeomFromText(:wkt, 4326), CAST(:attributes AS jsonb)) "
-                        "RETURNING id"
-                    ),
-                    {
-                        "external_id": row.external_id,
-                        "plate": KINDS[row.kind].plate,
-                        "kind": row.kind,
-                        "name": row.name,
-                        "owner": row.owner,
-                        "wkt": row.wkt,
-                        "attributes": json.dumps(row.attributes),
-                    },
-                ).scalar_one()
+                ids[row.external_id] = f.asset(
+                    conn,
+                    row.kind,
+                    row.wkt,
+                    source="ogc-test",
+                    external_id=row.external_id,
+                    name=row.name,
+                    owner=row.owner,
+                    **row.attributes,
+                )
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("ANALYZE asset"))
     finally:

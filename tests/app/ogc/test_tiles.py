@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from tests import factories as f
+
 SOURCE = "ogc-tiles-test"
 TMS = morecantile.tms.get("WebMercatorQuad")
 LON, LAT = -71.1100, 42.3750
@@ -21,15 +23,10 @@ OGC_TILES = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
 @pytest.fixture
 def hydrant(engine: Engine) -> Iterator[int]:
     with engine.begin() as conn:
-        asset_id = conn.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, name, geom) VALUES "
-                "(:s, 'h1', 'lifeline', 'hydrant', 'ogc-h1', "
-                "ST_SetSRID(ST_MakePoint(:x, :y), 4326)) RETURNING id"
-            ),
-            {"s": SOURCE, "x": LON, "y": LAT},
-        ).scalar_one()
-    yield int(asset_id)
+        asset_id = f.asset(
+            conn, "hydrant", f.point(LON, LAT), source=SOURCE, external_id="h1", name="ogc-h1"
+        )
+    yield asset_id
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM asset WHERE source = :s"), {"s": SOURCE})
 

@@ -49,6 +49,7 @@ from app.scratch import free_port, scratch_database
 from app.sensors.registry import import_sensors
 from app.settings import Settings
 from app.taxonomy.indicators import INDICATORS
+from tests import factories as f
 
 LON, LAT = -71.1, 42.37
 M_PER_DEG_LAT = 111_000.0
@@ -132,17 +133,15 @@ def city(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A migrated database with the assets and sensors above, committed."""
     with scratch_database(server_url, postgis=False) as url:
         migrations.upgrade(url)
-        with psycopg.connect(libpq(url), autocommit=True) as conn:
-            for eid, kind, wkt, attrs in ASSETS:
-                conn.execute(
-                    "INSERT INTO asset (source, external_id, plate, kind, geom, attributes) "
-                    "VALUES ('t', %s, 'lifeline', %s, ST_GeomFromText(%s, 4326), %s::jsonb)",
-                    (eid, kind, wkt, json.dumps(attrs)),
-                )
         path = tmp_path_factory.mktemp("replay") / "sensors.geojson"
         path.write_text(json.dumps({"type": "FeatureCollection", "features": SENSORS}))
         engine = create_db_engine(url, pool_size=1)
         try:
+            with engine.begin() as conn:
+                # Plate lifeline for every row, as this test has always written them (the
+                # factory's default, the taxonomy's, differs for the zone, area and station).
+                for eid, kind, wkt, attrs in ASSETS:
+                    f.asset(conn, kind, wkt, plate="lifeline", source="t", external_id=eid, **attrs)
             with make_sessionmaker(engine)() as session, session.begin():
                 report = import_sensors(session, path)
         finally:

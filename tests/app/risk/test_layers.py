@@ -14,7 +14,6 @@ from typing import Any
 import h3
 import mapbox_vector_tile
 import morecantile
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -25,6 +24,7 @@ from app.alarms import engine as alarm_engine
 from app.flows.alarms import transition
 from app.risk import explain, refresh
 from layers.registry import RISK_TABLES, default_registry, risk_layers
+from tests import factories as f
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 # Far from the demo city and from tests/app/risk/test_refresh.py's city (10 E): cells of our own.
@@ -36,26 +36,10 @@ RED = (LON - 0.0005, LAT - 0.0002, LON + 0.0005, LAT - 0.0002)
 BLUE = (LON + 0.05, LAT + 0.05, LON + 0.051, LAT + 0.05)
 
 
-def add(
-    db: Connection | Session, kind: str, plate: str, wkt: str, source: str, **attrs: Any
-) -> int:
-    return int(
-        db.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, name, geom, attributes) "
-                "VALUES (:s, :e, :p, :k, :e, ST_GeomFromText(:w, 4326), CAST(:a AS jsonb)) "
-                "RETURNING id"
-            ),
-            {
-                "s": source,
-                "e": f"{kind}-{secrets.token_hex(4)}",
-                "p": plate,
-                "k": kind,
-                "w": wkt,
-                "a": orjson.dumps(attrs).decode(),
-            },
-        ).scalar_one()
-    )
+def add(db: f.Db, kind: str, wkt: str, source: str, **attrs: Any) -> int:
+    """An asset named after its (unique) external id."""
+    eid = f.uid(kind)
+    return f.asset(db, kind, wkt, source=source, external_id=eid, name=eid, **attrs)
 
 
 def line(x0: float, y0: float, x1: float, y1: float) -> str:
@@ -66,19 +50,19 @@ def build_city(db: Connection | Session, source: str) -> dict[str, int]:
     """A school between two mains (an old cast-iron one, a new PE one); a PE main far away."""
     year = datetime.now(UTC).year
     return {
-        "school": add(db, "school", "exposure", f"POINT({LON} {LAT})", source),
+        "school": add(db, "school", f"POINT({LON} {LAT})", source),
         "red": add(
-            db, "gas_pipe", "lifeline", line(*RED), source, material="cast_iron",
+            db, "gas_pipe", line(*RED), source, material="cast_iron",
             install_year=1950, pressure_mpa=1.6, pressure_class="high", diameter_mm=300,
             condition="poor",
         ),
         "watched": add(
-            db, "gas_pipe", "lifeline", line(*WATCHED), source, material="PE",
+            db, "gas_pipe", line(*WATCHED), source, material="PE",
             install_year=year - 2, pressure_mpa=0.4, pressure_class="medium", diameter_mm=300,
             condition="good",
         ),
         "blue": add(
-            db, "gas_pipe", "lifeline", line(*BLUE), source, material="PE",
+            db, "gas_pipe", line(*BLUE), source, material="PE",
             install_year=year - 2, pressure_mpa=0.005, pressure_class="low", diameter_mm=110,
             condition="good",
         ),
@@ -229,23 +213,22 @@ def test_asset_and_hexagon_tiles_carry_the_classes_and_refresh_makes_them_fresh(
 # -- incremental rescoring on alarm changes -----------------------------------------------------
 def add_pressure_sensor_and_rule(conn: Connection, asset_id: int, prefix: str) -> str:
     sensor = f"{prefix}-p1"
-    conn.execute(
-        text(
-            "INSERT INTO sensor (external_id, kind, unit, geom, asset_id, interval_s) VALUES "
-            "(:e, 'pressure_mpa', 'MPa', ST_SetSRID(ST_MakePoint(:x, :y), 4326), :a, 60)"
-        ),
-        {"e": sensor, "x": LON, "y": WATCHED[1], "a": asset_id},
+    f.sensor(
+        conn,
+        "pressure_mpa",
+        lon=LON,
+        lat=WATCHED[1],
+        asset_id=asset_id,
+        external_id=sensor,
+        interval_s=60,
     )
-    conn.execute(
-        text(
-            "INSERT INTO rule (code, version, title, indicator, thresholds, target) VALUES "
-            "(:c, 1, 'Overpressure', 'pressure_mpa', CAST(:t AS jsonb), CAST(:g AS jsonb))"
-        ),
-        {
-            "c": f"{prefix}-overpressure",
-            "t": json.dumps({"1": 1.0}),
-            "g": json.dumps({"asset_kinds": ["gas_pipe"]}),
-        },
+    f.rule(
+        conn,
+        indicator="pressure_mpa",
+        title="Overpressure",
+        thresholds={"1": 1.0},
+        code=f"{prefix}-overpressure",
+        target={"asset_kinds": ["gas_pipe"]},
     )
     return sensor
 
@@ -324,20 +307,12 @@ def test_a_false_alarm_verdict_rescores_the_asset(session: Session) -> None:
     source = f"test-risk-layers-{secrets.token_hex(3)}"
     ids = build_city(session, source)
     refresh.refresh_all(session)
-    rule_id = session.execute(
-        text(
-            "INSERT INTO rule (code, version, title, indicator, thresholds) VALUES "
-            "(:c, 1, 'x', 'pressure_mpa', CAST('{\"1\": 1}' AS jsonb)) RETURNING id"
-        ),
-        {"c": f"{source}-r"},
-    ).scalar_one()
-    alarm_id = session.execute(
-        text(
-            "INSERT INTO alarm (rule_id, rule_code, asset_id, level) VALUES (:r, :c, :a, 1) "
-            "RETURNING id"
-        ),
-        {"r": rule_id, "c": f"{source}-r", "a": ids["watched"]},
-    ).scalar_one()
+    rule = f.rule(
+        session, indicator="pressure_mpa", title="x", thresholds={"1": 1}, code=f"{source}-r"
+    )
+    alarm_id = f.alarm(
+        session, rule, asset_id=ids["watched"], level=1, lon=None, lat=None, event=False
+    )
     refresh.refresh_alarms(session, [alarm_id])
 
     def alarm_factor() -> float:

@@ -19,68 +19,42 @@ from sqlalchemy.orm import Session
 from app.risk import explain, refresh
 from app.taxonomy.risk import COMPOSITE
 from gis.frames import metres_per_degree
+from tests import factories as f
 
 # Far from the demo city, so other tests' data does not share cells or exposure.
 LON, LAT = 10.0, 45.0
 YEAR = 2026
 
 
-def add(db: Any, kind: str, plate: str, wkt: str, source: str, **attrs: Any) -> int:
-    import orjson
-
-    return int(
-        db.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, geom, attributes) "
-                "VALUES (:s, :e, :p, :k, ST_GeomFromText(:w, 4326), CAST(:a AS jsonb)) "
-                "RETURNING id"
-            ),
-            {
-                "s": source,
-                "e": secrets.token_hex(6),
-                "p": plate,
-                "k": kind,
-                "w": wkt,
-                "a": orjson.dumps(attrs).decode(),
-            },
-        ).scalar_one()
-    )
-
-
-def square(lon: float, lat: float, half_deg_lon: float, half_deg_lat: float) -> str:
-    x0, x1, y0, y1 = lon - half_deg_lon, lon + half_deg_lon, lat - half_deg_lat, lat + half_deg_lat
-    return f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
-
-
 def build_city(db: Any, source: str) -> dict[str, int]:
     """A school under an old cast-iron high-pressure main; a new PE main 5 km away."""
     ids = {
-        "school": add(db, "school", "exposure", f"POINT({LON} {LAT})", source),
+        "school": f.asset(db, "school", f"POINT({LON} {LAT})", source=source),
         # ≈ 200 m × 200 m block with 1,000 residents around the school.
-        "block": add(
-            db, "population_cell", "exposure", square(LON, LAT, 0.00127, 0.0009), source,
+        "block": f.asset(
+            db, "population_cell", f.square(LON, LAT, 0.00127, 0.0009), source=source,
             population=1000,
         ),
-        "district": add(
-            db, "admin_area", "exposure", square(LON, LAT, 0.01, 0.01), source,
+        "district": f.asset(
+            db, "admin_area", f.square(LON, LAT, 0.01, 0.01), source=source,
             admin_level="district",
         ),
         # 22 m north of the school, 1.6 MPa, 300 mm: PIR ≈ 37.8 m reaches it.
-        "red": add(
-            db, "gas_pipe", "lifeline",
-            f"LINESTRING({LON - 0.0005} {LAT + 0.0002},{LON + 0.0005} {LAT + 0.0002})", source,
-            material="cast_iron", install_year=1950, pressure_mpa=1.6, pressure_class="high",
-            diameter_mm=300, condition="poor",
+        "red": f.asset(
+            db, "gas_pipe",
+            f"LINESTRING({LON - 0.0005} {LAT + 0.0002},{LON + 0.0005} {LAT + 0.0002})",
+            source=source, material="cast_iron", install_year=1950, pressure_mpa=1.6,
+            pressure_class="high", diameter_mm=300, condition="poor",
         ),
         # Same cell as "red", moderate: steel, 1990, medium; no site in its small PIR.
-        "peer": add(
-            db, "gas_pipe", "lifeline",
-            f"LINESTRING({LON + 0.002} {LAT - 0.002},{LON + 0.003} {LAT - 0.002})", source,
+        "peer": f.asset(
+            db, "gas_pipe",
+            f"LINESTRING({LON + 0.002} {LAT - 0.002},{LON + 0.003} {LAT - 0.002})", source=source,
             material="steel", install_year=1990, pressure_mpa=0.2, diameter_mm=150,
         ),
-        "blue": add(
-            db, "gas_pipe", "lifeline",
-            f"LINESTRING({LON + 0.05} {LAT + 0.05},{LON + 0.051} {LAT + 0.05})", source,
+        "blue": f.asset(
+            db, "gas_pipe",
+            f"LINESTRING({LON + 0.05} {LAT + 0.05},{LON + 0.051} {LAT + 0.05})", source=source,
             material="PE", install_year=YEAR - 2, pressure_mpa=0.005, pressure_class="low",
             diameter_mm=110, condition="good",
         ),
@@ -145,23 +119,10 @@ def test_components_explain_the_score(session: Session, city: dict[str, int]) ->
 
 
 def add_alarm(db: Any, asset_id: int, level: int) -> int:
-    code = f"test-risk-rule-{secrets.token_hex(4)}"
-    rule_id = db.execute(
-        text(
-            "INSERT INTO rule (code, version, title, indicator, thresholds) VALUES "
-            "(:c, 1, 'Methane', 'ch4_pct_lel', CAST('{\"1\": 50}' AS jsonb)) RETURNING id"
-        ),
-        {"c": code},
-    ).scalar_one()
-    return int(
-        db.execute(
-            text(
-                "INSERT INTO alarm (rule_id, rule_code, asset_id, level) "
-                "VALUES (:r, :c, :a, :l) RETURNING id"
-            ),
-            {"r": rule_id, "c": code, "a": asset_id, "l": level},
-        ).scalar_one()
-    )
+    """An asset-level alarm of a rule of its own (one open alarm per rule and asset), without
+    position or creation event."""
+    rule = f.rule(db, thresholds={"1": 50})
+    return f.alarm(db, rule, asset_id=asset_id, level=level, lon=None, lat=None, event=False)
 
 
 def cell_rows(db: Any) -> dict[tuple[str, str], Any]:
@@ -341,9 +302,9 @@ def test_incremental_refresh_after_an_alarm_equals_a_full_refresh(
     ).scalar_one()
     for i in range(6):
         y = LAT - 0.001 * (i + 1)
-        add(
-            session, "water_pipe", "lifeline", f"LINESTRING({LON - 0.001} {y},{LON + 0.001} {y})",
-            source, material=("cast_iron", "PE", "steel")[i % 3], install_year=1940 + 10 * i,
+        f.asset(
+            session, "water_pipe", f"LINESTRING({LON - 0.001} {y},{LON + 0.001} {y})",
+            source=source, material=("cast_iron", "PE", "steel")[i % 3], install_year=1940 + 10 * i,
             condition=("poor", "good")[i % 2],
         )  # fmt: skip
     refresh.refresh_all(session)
@@ -362,19 +323,21 @@ def test_population_shares_are_exact_inside_and_across_cell_edges(session: Sessi
     source = f"test-risk-pop-{secrets.token_hex(3)}"
     lon, lat = 12.0, 45.0
     cells = [
-        add(session, "population_cell", "exposure", square(lon + dx, lat, 0.0025, 0.002),
-            source, population=4000)
+        f.asset(session, "population_cell", f.square(lon + dx, lat, 0.0025, 0.002),
+            source=source, population=4000)
         for dx in (0.0, 0.005)
     ]  # fmt: skip
     ids = [
-        add(session, "hydrant", "lifeline", f"POINT({lon} {lat})", source),  # inside
-        add(session, "water_pipe", "lifeline",
-            f"LINESTRING({lon - 0.001} {lat},{lon + 0.0005} {lat + 0.0004})", source),  # inside
-        add(session, "water_pipe", "lifeline",
-            f"LINESTRING({lon + 0.0022} {lat},{lon + 0.0029} {lat + 0.001})", source),  # across
-        add(session, "gas_pipe", "lifeline",
+        f.asset(session, "hydrant", f"POINT({lon} {lat})", source=source),  # inside
+        f.asset(session, "water_pipe",
+            f"LINESTRING({lon - 0.001} {lat},{lon + 0.0005} {lat + 0.0004})",
+            source=source),  # inside
+        f.asset(session, "water_pipe",
+            f"LINESTRING({lon + 0.0022} {lat},{lon + 0.0029} {lat + 0.001})",
+            source=source),  # across
+        f.asset(session, "gas_pipe",
             f"LINESTRING({lon + 0.002} {lat + 0.0018},{lon + 0.002} {lat + 0.0019},"
-            f"{lon + 0.0031} {lat + 0.0019})", source, pressure_mpa=0.4, diameter_mm=300),
+            f"{lon + 0.0031} {lat + 0.0019})", source=source, pressure_mpa=0.4, diameter_mm=300),
     ]  # fmt: skip
     refresh.refresh_assets(session, ids, recontext=True)
     kx, ky = metres_per_degree(np.array([lat]))
@@ -407,12 +370,12 @@ def test_binary_copy_keeps_any_text_and_nulls(session: Session) -> None:
     source = f"test-risk-copy-{secrets.token_hex(3)}"
     lon, lat = 14.0, 45.0
     areas = [
-        add(session, "admin_area", "exposure", square(lon, lat, 0.01, 0.01), source)
+        f.asset(session, "admin_area", f.square(lon, lat, 0.01, 0.01), source=source)
         for _ in range(2)
     ]
     odd = "cast\tiron \\ 铸铁\nold"
-    asset = add(
-        session, "water_pipe", "lifeline", f"POINT({lon} {lat})", source, material=odd,
+    asset = f.asset(
+        session, "water_pipe", f"POINT({lon} {lat})", source=source, material=odd,
         condition="fair\\", install_year="unknown",
     )  # fmt: skip
     refresh.refresh_assets(session, [asset], recontext=True)
@@ -439,23 +402,24 @@ def test_population_of_zones_across_cell_corners_equals_geos_clips(session: Sess
     source = f"test-risk-corner-{secrets.token_hex(3)}"
     lon, lat = 16.0, 45.0
     cells = [
-        add(session, "population_cell", "exposure",
+        f.asset(session, "population_cell",
             f"POLYGON(({lon + i * 0.004} {lat + j * 0.003},{lon + (i + 1) * 0.004} "
             f"{lat + j * 0.003},{lon + (i + 1) * 0.004} {lat + (j + 1) * 0.003},"
             f"{lon + i * 0.004} {lat + (j + 1) * 0.003},{lon + i * 0.004} {lat + j * 0.003}))",
-            source, population=1000 * (4 + i + 2 * j))
+            source=source, population=1000 * (4 + i + 2 * j))
         for i in (-1, 0) for j in (-1, 0)
     ]  # fmt: skip
     ids = [
-        add(session, "hydrant", "lifeline", f"POINT({lon + 0.0001} {lat - 0.00005})", source),
-        add(session, "water_pipe", "lifeline",
-            f"LINESTRING({lon - 0.0006} {lat - 0.0003},{lon + 0.0004} {lat + 0.0002})", source),
-        add(session, "gas_pipe", "lifeline",
-            f"LINESTRING({lon + 0.0003} {lat + 0.0003},{lon - 0.0002} {lat - 0.0001})", source,
-            pressure_mpa=0.8, diameter_mm=500),
-        add(session, "water_pipe", "lifeline",
+        f.asset(session, "hydrant", f"POINT({lon + 0.0001} {lat - 0.00005})", source=source),
+        f.asset(session, "water_pipe",
+            f"LINESTRING({lon - 0.0006} {lat - 0.0003},{lon + 0.0004} {lat + 0.0002})",
+            source=source),
+        f.asset(session, "gas_pipe",
+            f"LINESTRING({lon + 0.0003} {lat + 0.0003},{lon - 0.0002} {lat - 0.0001})",
+            source=source, pressure_mpa=0.8, diameter_mm=500),
+        f.asset(session, "water_pipe",
             f"LINESTRING({lon - 0.0005} {lat + 0.001},{lon} {lat + 0.0011},"
-            f"{lon + 0.0005} {lat + 0.001})", source),
+            f"{lon + 0.0005} {lat + 0.001})", source=source),
     ]  # fmt: skip
     refresh.refresh_assets(session, ids, recontext=True)
     got = {

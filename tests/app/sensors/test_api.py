@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.sensors.registry import import_sensors
+from tests import factories as f
 
 M_PER_DEG_LAT = 111_000.0
 LAT = 42.37
@@ -39,18 +40,6 @@ def write(path: Path, features: list[dict[str, Any]]) -> Path:
     return path
 
 
-def add_asset(conn: Any, eid: str, kind: str, wkt: str, source: str = "t") -> int:
-    return int(
-        conn.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, geom) VALUES "
-                "(:src, :e, 'lifeline', :k, ST_GeomFromText(:w, 4326)) RETURNING id"
-            ),
-            {"src": source, "e": eid, "k": kind, "w": wkt},
-        ).scalar_one()
-    )
-
-
 def bindings(session: Session) -> dict[str, tuple[int | None, str | None, float | None]]:
     rows = session.execute(
         text("SELECT external_id, asset_id, binding_rule, binding_distance_m FROM sensor")
@@ -61,14 +50,18 @@ def bindings(session: Session) -> dict[str, tuple[int | None, str | None, float 
 def test_import_binds_explicitly_and_by_position_and_reports_the_rest(
     session: Session, tmp_path: Path
 ) -> None:
-    mh_a = add_asset(session, "mh-a", "manhole", f"POINT(-71.1 {north(0)})")
-    mh_b = add_asset(session, "mh-b", "manhole", f"POINT(-71.1 {north(100)})")
-    add_asset(session, "mh-c", "manhole", f"POINT(-71.1 {north(110)})")
-    bridge = add_asset(
-        session, "br-1", "bridge", f"LINESTRING(-71.2 {north(0)}, -71.19 {north(0)})"
+    mh_a = f.asset(session, "manhole", f"POINT(-71.1 {north(0)})", source="t", external_id="mh-a")
+    mh_b = f.asset(session, "manhole", f"POINT(-71.1 {north(100)})", source="t", external_id="mh-b")
+    f.asset(session, "manhole", f"POINT(-71.1 {north(110)})", source="t", external_id="mh-c")
+    bridge = f.asset(
+        session,
+        "bridge",
+        f"LINESTRING(-71.2 {north(0)}, -71.19 {north(0)})",
+        source="t",
+        external_id="br-1",
     )
-    add_asset(session, "dup", "manhole", f"POINT(-71.3 {north(0)})", source="s1")
-    add_asset(session, "dup", "manhole", f"POINT(-71.3 {north(0)})", source="s2")
+    f.asset(session, "manhole", f"POINT(-71.3 {north(0)})", source="s1", external_id="dup")
+    f.asset(session, "manhole", f"POINT(-71.3 {north(0)})", source="s2", external_id="dup")
     path = write(
         tmp_path / "sensors.geojson",
         [
@@ -143,17 +136,10 @@ def test_bad_sensor_rows_are_rejected(session: Session, tmp_path: Path) -> None:
 @pytest.fixture
 def live_sensor(engine: Engine) -> Iterator[dict[str, int]]:
     with engine.begin() as conn:
-        ids = dict(
-            conn.execute(
-                text(
-                    "INSERT INTO sensor (external_id, kind, unit, geom) VALUES "
-                    "('api-ch4', 'ch4_pct_lel', '%LEL', "
-                    " ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326)),"
-                    "('api-p', 'pressure_mpa', 'MPa', ST_SetSRID(ST_MakePoint(-71.0, 42.0), 4326)) "
-                    "RETURNING external_id, id"
-                )
-            ).all()
-        )
+        ids = {
+            "api-ch4": f.sensor(conn, lon=-71.1, lat=42.37, external_id="api-ch4"),
+            "api-p": f.sensor(conn, "pressure_mpa", lon=-71.0, lat=42.0, external_id="api-p"),
+        }
     yield ids
     with engine.begin() as conn:
         conn.execute(

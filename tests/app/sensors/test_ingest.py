@@ -13,6 +13,7 @@ from app.errors import InvalidInput
 from app.flows.readings import ReadingsReport as IngestReport
 from app.flows.readings import ingest_payload
 from app.sensors import partitions
+from tests import factories as f
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 M_PER_DEG_LAT = 111_000.0
@@ -25,23 +26,18 @@ def at(minutes_ago: float) -> str:
 @pytest.fixture
 def sensors(session: Session) -> dict[str, int]:
     """Two fixed sensors and a manhole and gas main for mobile joins (rolled back after)."""
-    session.execute(
-        text(
-            "INSERT INTO asset (source, external_id, plate, kind, geom) VALUES "
-            "('t', 'mh-1', 'lifeline', 'manhole', ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326)), "
-            "('t', 'gas-1', 'lifeline', 'gas_pipe', "
-            " ST_GeomFromText('LINESTRING(-71.2 42.30, -71.19 42.30)', 4326))"
-        )
+    f.asset(session, "manhole", f.point(-71.1, 42.37), source="t", external_id="mh-1")
+    f.asset(
+        session,
+        "gas_pipe",
+        "LINESTRING(-71.2 42.30, -71.19 42.30)",
+        source="t",
+        external_id="gas-1",
     )
-    rows = session.execute(
-        text(
-            "INSERT INTO sensor (external_id, kind, unit, geom) VALUES "
-            "('ch4-1', 'ch4_pct_lel', '%LEL', ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326)), "
-            "('p-1', 'pressure_mpa', 'MPa', ST_SetSRID(ST_MakePoint(-71.19, 42.30), 4326)) "
-            "RETURNING external_id, id"
-        )
-    ).all()
-    return dict(rows)
+    return {
+        "ch4-1": f.sensor(session, lon=-71.1, lat=42.37, external_id="ch4-1"),
+        "p-1": f.sensor(session, "pressure_mpa", lon=-71.19, lat=42.30, external_id="p-1"),
+    }
 
 
 def post(session: Session, readings: list[dict[str, object]]) -> IngestReport:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.flows.readings import ReadingsReport as IngestReport
 from app.flows.readings import ingest_payload
+from tests import factories as f
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 NDJSON = "application/x-ndjson"
@@ -60,15 +61,9 @@ def latest(session: Session | Engine, sensor_id: int) -> tuple[datetime, float]:
 @pytest.fixture
 def sensors(session: Session) -> dict[str, int]:
     """Three methane sensors in the test's transaction (rolled back after)."""
-    found = session.execute(
-        text(
-            "INSERT INTO sensor (external_id, kind, unit, geom) "
-            "SELECT 'fp-' || i, 'ch4_pct_lel', '%LEL', "
-            "ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326) "
-            "FROM generate_series(1, 3) i RETURNING external_id, id"
-        )
-    ).all()
-    return dict(found)
+    return {
+        e: f.sensor(session, lon=-71.1, lat=42.37, external_id=e) for e in ("fp-1", "fp-2", "fp-3")
+    }
 
 
 def test_new_readings_take_the_copy_path(session: Session, sensors: dict[str, int]) -> None:
@@ -146,17 +141,10 @@ def live(engine: Engine) -> Iterator[dict[str, int]]:
     """Committed sensors of this test only; their readings and latest rows deleted after."""
     tag = secrets.token_hex(3)
     with engine.begin() as conn:
-        found: dict[str, int] = dict(
-            conn.execute(
-                text(
-                    "INSERT INTO sensor (external_id, kind, unit, geom) "
-                    "SELECT :tag || '-' || i, 'ch4_pct_lel', '%LEL', "
-                    "ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326) "
-                    "FROM generate_series(1, 50) i RETURNING external_id, id"
-                ),
-                {"tag": tag},
-            ).all()
-        )
+        found = {
+            e: f.sensor(conn, lon=-71.1, lat=42.37, external_id=e)
+            for e in (f"{tag}-{i}" for i in range(1, 51))
+        }
     yield found
     with engine.begin() as conn:
         ids = list(found.values())

@@ -21,6 +21,7 @@ from app.main import create_app
 from app.settings import Settings, TileSettings
 from app.tiles.service import TileService
 from app.tiles.versions import VersionReader, VersionWatch
+from tests import factories as f
 
 SOURCE = "freshness-test"
 LON, LAT = -71.1050, 42.3650
@@ -29,15 +30,9 @@ URL = f"/tiles/hydrant/{TILE.z}/{TILE.x}/{TILE.y}.mvt"
 
 
 def add_hydrant(engine: Engine, name: str) -> None:
+    """A hydrant named ``name`` (its external id too), committed."""
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, name, geom) "
-                "VALUES (:s, :n, 'lifeline', 'hydrant', :n, "
-                "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
-            ),
-            {"s": SOURCE, "n": name, "lon": LON, "lat": LAT},
-        )
+        f.asset(conn, "hydrant", f.point(LON, LAT), source=SOURCE, external_id=name, name=name)
 
 
 def names(body: bytes) -> set[str]:

@@ -17,6 +17,7 @@ from sqlalchemy import Float, bindparam, func, select, text
 from sqlalchemy.engine import Engine
 
 from layers.tiles import _hex_index
+from tests import factories as f
 
 SOURCE = "tiles-test"
 TMS = morecantile.tms.get("WebMercatorQuad")
@@ -28,14 +29,17 @@ HYDRANTS = [(-71.1100, 42.3750), (-71.1000, 42.3700), (-71.1200, 42.3800), (-71.
 def add_assets(engine: Engine, rows: list[tuple[str, str, str]]) -> None:
     """Insert (external_id, kind, WKT) rows, committed: the app sees them."""
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO asset (source, external_id, plate, kind, name, geom, attributes) "
-                "VALUES (:source, :eid, 'lifeline', :kind, :eid, ST_GeomFromText(:wkt, 4326), "
-                '\'{"install_year": 1990, "diameter_mm": 300}\'::jsonb)'
-            ),
-            [{"source": SOURCE, "eid": e, "kind": k, "wkt": w} for e, k, w in rows],
-        )
+        for eid, kind, wkt in rows:
+            f.asset(
+                conn,
+                kind,
+                wkt,
+                source=SOURCE,
+                external_id=eid,
+                name=eid,
+                install_year=1990,
+                diameter_mm=300,
+            )
 
 
 @pytest.fixture
@@ -234,19 +238,10 @@ def test_alarms_layer_is_live_and_fresh_after_a_new_alarm(
     before = get(client, "alarms", zxy)
     assert before.headers["cache-control"] == "no-cache"
     with engine.begin() as conn:
-        rule_id = conn.execute(
-            text(
-                "INSERT INTO rule (code, title, indicator, thresholds) VALUES "
-                "('tiles-test', 'test', 'methane_ppm', '{\"1\": 100}') RETURNING id"
-            )
-        ).scalar()
-        conn.execute(
-            text(
-                "INSERT INTO alarm (rule_id, rule_code, level, geom) VALUES "
-                "(:r, 'tiles-test', 1, ST_SetSRID(ST_MakePoint(-71.11, 42.375), 4326))"
-            ),
-            {"r": rule_id},
+        rule = f.rule(
+            conn, indicator="methane_ppm", title="test", thresholds={"1": 100}, code="tiles-test"
         )
+        f.alarm(conn, rule, level=1, lon=-71.11, lat=42.375, event=False)
     after = get(client, "alarms", zxy, headers={"If-None-Match": before.headers["etag"]})
     assert after.status_code == 200
     features = decode(after.content)["alarms"]["features"]
@@ -284,15 +279,14 @@ def test_big_polygons_are_cut_to_the_tile_without_changing_what_shows(
     """A many-vertex polygon is clipped to the tile before it is simplified (for speed): the
     decoded tile must show the same shape as the uncut pipeline gives."""
     with engine.begin() as conn:
-        conn.execute(
+        # A 1.5 km circle of 512 segments, built by PostGIS; its WKT round-trips exactly.
+        wkt = conn.execute(
             text(
-                "INSERT INTO asset (source, external_id, plate, kind, name, geom) VALUES "
-                "(:s, 'fz-big', 'natural_disaster', 'flood_zone', 'fz-big', ST_Transform("
-                "ST_Buffer(ST_Transform(ST_SetSRID(ST_MakePoint(-71.11, 42.375), 4326), 26986),"
-                " 1500, 128), 4326))"
-            ),
-            {"s": SOURCE},
-        )
+                "SELECT ST_AsText(ST_Transform(ST_Buffer(ST_Transform("
+                "ST_SetSRID(ST_MakePoint(-71.11, 42.375), 4326), 26986), 1500, 128), 4326))"
+            )
+        ).scalar_one()
+        f.asset(conn, "flood_zone", wkt, source=SOURCE, external_id="fz-big", name="fz-big")
     try:
         with engine.connect() as conn:
             points = conn.execute(
