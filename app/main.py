@@ -13,6 +13,7 @@ from app import __version__
 from app.api import alarms as alarms_routes
 from app.api import assets as assets_routes
 from app.api import health
+from app.api import impact as impact_routes
 from app.api import risk as risk_routes
 from app.api import rules as rules_routes
 from app.api import sensors as sensors_routes
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alarms_routes.router)
     app.include_router(rules_routes.router)
     app.include_router(risk_routes.router)
+    app.include_router(impact_routes.router)
     if settings.cors_origins:
         # Opt-in only: every middleware layer costs the tile hot path throughput.
         app.add_middleware(
