@@ -427,7 +427,7 @@ _INSERT_ZONES = text(
                                radius_m, severity, source, attributes, geom)
     SELECT :incident, z.ord, z.scenario, z.model, z.label, z.threshold, z.unit, z.radius_m,
            z.severity, z.source, CAST(z.attributes AS jsonb),
-           ST_Multi(ST_CollectionExtract(ST_MakeValid(ST_GeomFromWKB(z.wkb, 4326)), 3))
+           ST_Multi(ST_CollectionExtract(ST_MakeValid(ST_GeomFromWKB(w.wkb, 4326)), 3))
     FROM jsonb_to_recordset(CAST(:zones AS jsonb)) AS z(ord int, scenario text, model text,
          label text, threshold float8, unit text, radius_m float8, severity int, source text,
          attributes jsonb, wkb text)
