@@ -56,7 +56,13 @@ def list_scenarios() -> list[dict[str, Any]]:
 def post_impact(db_session: DbSession, body: ImpactIn) -> Response:
     """Zones, who and what is inside, what fails next and when, and the actions."""
     doc = service.compute(
-        db_session, _calls(body.calls()), asset_id=body.asset_id, point=body.point, at=body.at
+        db_session,
+        _calls(body.calls()),
+        asset_id=body.asset_id,
+        point=body.point,
+        at=body.at,
+        cascade_mode=body.cascade_mode,
+        coupling=body.coupling,
     )
     return _json(doc)
 

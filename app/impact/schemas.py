@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -30,6 +30,14 @@ class ImpactIn(BaseModel):
         None, min_length=2, max_length=2, description="[lon, lat], WGS84 degrees"
     )
     at: datetime | None = Field(None, description="data time (RFC 3339); default now")
+    cascade_mode: Literal["propagate", "leontief"] = Field(
+        "propagate",
+        description="propagate: time-stepped failures; leontief: also the steady-state "
+        "inoperability q = (I − Mᵀ)⁻¹ u",
+    )
+    coupling: float = Field(
+        0.5, gt=0, lt=1, description="leontief: share of a supplier's inoperability passed on"
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> ImpactIn:

@@ -34,13 +34,19 @@ from app.impact import actions, exposure, networks
 from app.impact.params import SCENARIOS, STEPS, Value, get_scenario, resolve
 from app.impact.scenarios import RUNNERS, Hazard, Target, Zone
 from app.params import feature, feature_collection
-from gis.cascade import Cascade, InitialFailure, propagate
+from gis.cascade import Cascade, InitialFailure, leontief_inoperability, propagate
 from gis.consequence import high_consequence_area
 
 #: A point farther than this from every asset is outside the city's data [m].
 MAX_POINT_DISTANCE_M = 20_000.0
 #: Most scenarios one request may combine.
 MAX_SCENARIOS = 4
+#: Leontief mode: the share of a supplier's inoperability a dependent takes on (what-if
+#: default), and the most any dependent takes on in all (keeps the system convergent: ρ(M) < 1).
+LEONTIEF_COUPLING = 0.5
+LEONTIEF_MAX_IN = 0.9
+#: Assets the Leontief system holds at most (those reachable from the first failures).
+LEONTIEF_MAX_ASSETS = 5_000
 #: The model id of the PIR ring (gis.consequence.gas_pipe_rupture).
 PIR_MODEL = "gas_pipe_pir_asme_b31_8s"
 
@@ -129,6 +135,46 @@ def _cascade(
     return result, notes + list(result.notes)
 
 
+def _leontief(
+    session: Session, initial: list[InitialFailure], coupling: float
+) -> tuple[dict[int, float], list[str]]:
+    """Leontief inoperability over the dependencies reachable from the first failures.
+
+    ``M[from, to] = coupling · probability``, scaled down per dependent so that what it takes
+    on from all its suppliers stays below :data:`LEONTIEF_MAX_IN` (ρ(M) < 1); u = 1 for each
+    first failure. An alternative to the time-stepped propagation: a steady state, no times.
+    """
+    graph = networks.dependencies(session)
+    seeds = [f.asset_id for f in initial if f.asset_id in graph]
+    seen: set[Hashable] = set(seeds)
+    stack = list(seeds)
+    while stack and len(seen) < LEONTIEF_MAX_ASSETS:
+        for _, nxt in graph.out_edges(stack.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    coefficients: dict[tuple[Hashable, Hashable], float] = {}
+    for a, b, data in graph.edges(data=True):
+        if a in seen and b in seen:
+            coefficients[(a, b)] = coefficients.get((a, b), 0.0) + coupling * float(
+                data.get("probability", 1.0)
+            )
+    incoming: dict[Hashable, float] = {}
+    for (_, b), c in coefficients.items():
+        incoming[b] = incoming.get(b, 0.0) + c
+    scaled = {
+        (a, b): c * min(1.0, LEONTIEF_MAX_IN / incoming[b]) for (a, b), c in coefficients.items()
+    }
+    result = leontief_inoperability(scaled, {f.asset_id: 1.0 for f in initial})
+    notes = [
+        *result.notes,
+        f"Leontief: coupling {coupling:g} per dependency (what-if), each dependent's total "
+        f"capped at {LEONTIEF_MAX_IN:g}; spectral radius {result.spectral_radius:.3f}",
+    ]
+    q = {k: v for k, v in result.q.items() if isinstance(k, int) and not isinstance(k, bool)}
+    return q, notes
+
+
 def _asset_rows(session: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
     if not ids:
         return {}
@@ -211,8 +257,13 @@ def compute(
     asset_id: int | None = None,
     point: Sequence[float] | None = None,
     at: datetime | None = None,
+    cascade_mode: str = "propagate",
+    coupling: float = LEONTIEF_COUPLING,
 ) -> dict[str, Any]:
     """The impact of ``calls`` on a target at data time ``at`` (default now), as JSON.
+
+    ``cascade_mode``: ``propagate`` (time-stepped, :func:`gis.cascade.propagate`) or also
+    ``leontief`` (steady-state inoperability, ``coupling`` per dependency).
 
     Raises :class:`InvalidInput` (422) naming the field for an unknown scenario, a bad
     parameter, a target of the wrong kind or a point outside the data; :class:`NotFound` for
@@ -253,6 +304,18 @@ def compute(
             involved |= set(_assets(nodes))
     rows = _asset_rows(session, involved)
     cascade_doc = _cascade_doc(cascade_result, initial, rows)
+    if cascade_mode not in ("propagate", "leontief"):
+        raise InvalidInput(f"cascade_mode was {cascade_mode!r}; expected propagate or leontief")
+    if cascade_mode == "leontief":
+        if not 0 < coupling < 1:
+            raise InvalidInput(f"coupling was {coupling!r}; expected a number in (0, 1)")
+        q, q_notes = _leontief(session, initial, coupling)
+        names = _asset_rows(session, set(q))
+        cascade_doc["inoperability"] = [
+            {**names.get(a, {"id": a}), "q": round(v, 4)}
+            for a, v in sorted(q.items(), key=lambda kv: -kv[1])
+        ]
+        cascade_notes += q_notes
     failing = [
         {**rows[a], "fail_at_h": round(t, 3)}
         for a, t in sorted(cascade_result.fail_at_h.items(), key=lambda kv: kv[1])

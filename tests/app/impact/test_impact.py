@@ -292,6 +292,16 @@ def test_power_to_pumps_to_water_to_the_hospital(client: TestClient, city: City)
     assert city.ids["hospital"] in step0["unserved"]["water"]
 
 
+def test_leontief_mode_gives_steady_state_inoperability(client: TestClient, city: City) -> None:
+    doc = impact(
+        client, scenario="asset_failure", asset_id=city.ids["sub"], cascade_mode="leontief"
+    )
+    q = {a["id"]: a["q"] for a in doc["cascade"]["inoperability"]}
+    assert q[city.ids["sub"]] == 1.0  # hit directly
+    assert q[city.ids["hospital"]] == pytest.approx(0.5)  # one supplier, coupling 0.5
+    assert any("spectral radius" in n for n in doc["notes"])
+
+
 def test_toxic_release_takes_the_live_wind(client: TestClient, city: City) -> None:
     doc = impact(client, scenario="toxic_release", asset_id=city.ids["plant"])
     used = inputs(doc)
