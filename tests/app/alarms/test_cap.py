@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
 
@@ -18,8 +17,6 @@ from sqlalchemy.orm import Session
 from app.alarms.cap import AREA_RADIUS_M, build_cap
 from app.alarms.lifecycle import transition
 from app.errors import NotFound
-from app.main import create_app
-from app.settings import Settings
 from tests import factories as f
 
 NS = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
@@ -240,7 +237,7 @@ def test_unlocated_alarm_has_an_area_description_only(
         build_cap(session, 2**62, sender=SENDER)
 
 
-def test_cap_over_http(engine: Engine, api: TestClient, schema: etree.XMLSchema) -> None:
+def test_cap_over_http(engine: Engine, client: TestClient, schema: etree.XMLSchema) -> None:
     with Session(engine) as session:
         alarm_id = add_alarm(session, level=2)
         rule_id = session.execute(
@@ -248,28 +245,16 @@ def test_cap_over_http(engine: Engine, api: TestClient, schema: etree.XMLSchema)
         ).scalar_one()
         session.commit()
     try:
-        response = api.get(f"/alarms/{alarm_id}/cap")
+        response = client.get(f"/alarms/{alarm_id}/cap")
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("application/cap+xml")
         root = etree.fromstring(response.content)
         schema.assertValid(root)
         assert value(root, "cap:sender") == "cityrisk@testserver"
         assert value(root, "cap:info/cap:web") == f"http://testserver/alarms/{alarm_id}"
-        assert api.get("/alarms/999999999999/cap").status_code == 404
+        assert client.get("/alarms/999999999999/cap").status_code == 404
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM alarm WHERE id = :id"), {"id": alarm_id})
             conn.execute(text("DELETE FROM rule WHERE id = :id"), {"id": rule_id})
             conn.execute(text("DELETE FROM asset WHERE source = 'test-cap'"))
-
-
-@pytest.fixture
-def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=database_url,
-        data_dir=tmp_path_factory.mktemp("data"),
-        offline_check_s=0,
-        mqtt_consumer=False,
-    )
-    with TestClient(create_app(settings)) as client:
-        yield client

@@ -21,8 +21,6 @@ from app.alarms.lifecycle import LEVEL_ALSO_NOTIFY, SLA_SECONDS, transition
 from app.alarms.service import get_alarm
 from app.alarms.stats import alarm_stats
 from app.errors import Conflict, InvalidInput, NotFound
-from app.main import create_app
-from app.settings import Settings
 from app.taxonomy.alarms import STATE_TIMESTAMP, TRANSITIONS
 from tests import factories as f
 
@@ -91,19 +89,6 @@ def committed(engine: Engine) -> Iterator[Committed]:
         yield rows
     finally:
         rows.cleanup()
-
-
-@pytest.fixture
-def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """The API without background jobs (no offline watch, no MQTT) that could add alarms."""
-    settings = Settings(
-        database_url=database_url,
-        data_dir=tmp_path_factory.mktemp("data"),
-        offline_check_s=0,
-        mqtt_consumer=False,
-    )
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,13 +434,13 @@ def test_stats_on_a_known_set(session: Session) -> None:
 
 
 def test_transition_api_records_the_actor_and_answers_409_and_4xx(
-    api: TestClient, committed: Committed
+    client: TestClient, committed: Committed
 ) -> None:
     rule = committed.rule()
     alarm_id = committed.alarm(rule, sensor_id=committed.sensor())
     url = f"/alarms/{alarm_id}/transition"
 
-    ok = api.post(
+    ok = client.post(
         url, json={"to": "verified", "note": "confirmed on CCTV"}, headers={"X-Actor": "ann"}
     )
     assert ok.status_code == 200, ok.text
@@ -466,39 +451,41 @@ def test_transition_api_records_the_actor_and_answers_409_and_4xx(
     assert body["alarm"]["allowed_transitions"] == ["pushed"]
     assert [e["to_state"] for e in body["alarm"]["events"]] == ["raised", "verified"]
 
-    anonymous = api.post(url, json={"to": "pushed"})
+    anonymous = client.post(url, json={"to": "pushed"})
     assert anonymous.json()["event"]["actor"] == "anonymous"
     assert anonymous.json()["alarm"]["owner_unit"] == "gas utility"
 
-    refused = api.post(url, json={"to": "closed"}, headers={"X-Actor": "ann"})
+    refused = client.post(url, json={"to": "closed"}, headers={"X-Actor": "ann"})
     assert refused.status_code == 409
     assert refused.json()["code"] == "Conflict"
     assert "allowed: acknowledged" in refused.json()["detail"]
 
-    assert api.post(url, json={"to": "nope"}).status_code == 422
-    assert api.post(url, json={"state": "closed"}).status_code == 422
+    assert client.post(url, json={"to": "nope"}).status_code == 422
+    assert client.post(url, json={"state": "closed"}).status_code == 422
     assert (
-        api.post(url, content=b"{oops", headers={"content-type": "application/json"}).status_code
+        client.post(url, content=b"{oops", headers={"content-type": "application/json"}).status_code
         == 422
     )
     assert (
-        api.post(url, json={"to": "acknowledged"}, headers={"X-Actor": "x" * 201}).status_code
+        client.post(url, json={"to": "acknowledged"}, headers={"X-Actor": "x" * 201}).status_code
         == 422
     )
-    assert api.post("/alarms/999999999999/transition", json={"to": "verified"}).status_code == 404
-    assert api.post("/alarms/0/transition", json={"to": "verified"}).status_code == 422
+    assert (
+        client.post("/alarms/999999999999/transition", json={"to": "verified"}).status_code == 404
+    )
+    assert client.post("/alarms/0/transition", json={"to": "verified"}).status_code == 422
 
-    detail = api.get(f"/alarms/{alarm_id}").json()
+    detail = client.get(f"/alarms/{alarm_id}").json()
     assert [(e["actor"], e["to_state"]) for e in detail["events"]] == [
         ("engine", "raised"),
         ("ann", "verified"),
         ("anonymous", "pushed"),
     ]
-    assert api.get("/alarms/999999999999").status_code == 404
-    assert api.get("/alarms/abc").status_code == 422
+    assert client.get("/alarms/999999999999").status_code == 404
+    assert client.get("/alarms/abc").status_code == 422
 
 
-def test_list_filters_and_geojson(api: TestClient, committed: Committed) -> None:
+def test_list_filters_and_geojson(client: TestClient, committed: Committed) -> None:
     rule = committed.rule()
     pipe = committed.asset("gas_pipe", f.point(), name="Main St gas main")
     ponding = committed.asset("ponding_point", f.point(117.28, 31.86))
@@ -512,7 +499,7 @@ def test_list_filters_and_geojson(api: TestClient, committed: Committed) -> None
     mine = {red, blue, on_sensor}
 
     def ids(**params: Any) -> set[int]:
-        response = api.get("/alarms", params=params)
+        response = client.get("/alarms", params=params)
         assert response.status_code == 200, response.text
         return {a["id"] for a in response.json()["alarms"]} & mine
 
@@ -531,7 +518,7 @@ def test_list_filters_and_geojson(api: TestClient, committed: Committed) -> None
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     assert ids(since=since) == {red, on_sensor}
 
-    listed = {a["id"]: a for a in api.get("/alarms").json()["alarms"]}
+    listed = {a["id"]: a for a in client.get("/alarms").json()["alarms"]}
     assert listed[on_sensor]["asset_id"] == pipe
     assert listed[on_sensor]["lon"] == pytest.approx(f.LON)
     assert listed[red]["level_name"] == "I"
@@ -539,7 +526,7 @@ def test_list_filters_and_geojson(api: TestClient, committed: Committed) -> None
     assert listed[red]["asset_name"] == "Main St gas main"
     assert {t["name"] for t in listed[red]["sla"]} == {"verify", "acknowledge", "dispose"}
 
-    geo = api.get("/alarms", params={"f": "geojson", "level": "4"})
+    geo = client.get("/alarms", params={"f": "geojson", "level": "4"})
     assert geo.headers["content-type"].startswith("application/geo+json")
     features = {f["id"]: f for f in geo.json()["features"]}
     assert features[blue]["geometry"] == {"type": "Point", "coordinates": [117.28, 31.86]}
@@ -558,16 +545,16 @@ def test_list_filters_and_geojson(api: TestClient, committed: Committed) -> None
         {"limit": "0"},
         {"active": "maybe"},
     ):
-        response = api.get("/alarms", params=bad)
+        response = client.get("/alarms", params=bad)
         assert 400 <= response.status_code < 500, (bad, response.status_code)
-    assert api.get("/alarms", params={"bbox": "1,2,3"}).status_code == 400
+    assert client.get("/alarms", params={"bbox": "1,2,3"}).status_code == 400
 
 
-def test_stats_api(api: TestClient, committed: Committed) -> None:
+def test_stats_api(client: TestClient, committed: Committed) -> None:
     rule = committed.rule()
     alarm_id = committed.alarm(rule, level=2, sensor_id=committed.sensor(), opened_ago_s=900)
-    api.post(f"/alarms/{alarm_id}/transition", json={"to": "false_alarm"})
-    response = api.get("/alarms/stats", params={"rule": rule[1]})
+    client.post(f"/alarms/{alarm_id}/transition", json={"to": "false_alarm"})
+    response = client.get("/alarms/stats", params={"rule": rule[1]})
     assert response.status_code == 200, response.text
     stats = response.json()
     assert stats["overall"]["total"] == 1
@@ -577,5 +564,5 @@ def test_stats_api(api: TestClient, committed: Committed) -> None:
     assert [r["rule_code"] for r in stats["per_rule"]] == [rule[1]]
     assert len(stats["per_sensor"]) == 1
     assert stats["per_sensor_truncated"] is False
-    assert api.get("/alarms/stats", params={"since": "2026-11-28"}).status_code == 422
-    assert api.get("/alarms/stats", params={"since": "soon"}).status_code == 422
+    assert client.get("/alarms/stats", params={"since": "2026-11-28"}).status_code == 422
+    assert client.get("/alarms/stats", params={"since": "soon"}).status_code == 422
