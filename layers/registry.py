@@ -92,11 +92,16 @@ def _asset_source(collection: Collection) -> Source:
     ]
 
     def source() -> Select[Any]:
-        return select(
-            ASSET.c.id,
-            *(_mvt_value(p).label(p.name) for p in props),
-            ASSET.c.geom,
-        ).where(collection.kind_filter())
+        # The collection's own conditions: the layer shows what its OGC items list.
+        return (
+            select(
+                ASSET.c.id,
+                *(_mvt_value(p).label(p.name) for p in props),
+                ASSET.c.geom,
+            )
+            .select_from(collection.source.from_)
+            .where(*collection.conditions())
+        )
 
     return source
 
