@@ -18,10 +18,11 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import URL
 
 from app import __version__
-from app.assets.catalog import COLLECTIONS, Collection, get_collection
+from app.assets.catalog import Collection
 from app.db import DbSession
 from app.errors import BadRequest, CityriskError, NotFound
 from app.ogc import documents, openapi, params, service, svg
+from app.ogc.catalog import COLLECTIONS, get_collection
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["svg"] = svg.preview
@@ -114,7 +115,7 @@ def conformance(request: Request) -> Response:
 
 @router.get("/collections", **openapi.DOCUMENT)
 def list_collections(request: Request, db: DbSession) -> Response:
-    """Every collection: one per asset kind, plus ``exposure``."""
+    """Every collection: one per asset kind, ``exposure`` and ``impact_zones``."""
     colls = list(COLLECTIONS.values())
     extents = service.collection_extents(session=db, collections=colls)
     doc = documents.collections(colls, extents, request.url, _base(request))
