@@ -2,7 +2,8 @@
 
 - **assets**: one layer per kind of the taxonomy (from its OGC collection: the same properties
   and types), then ``exposure`` (every exposure kind);
-- **live**: ``alarms`` (open alarms coloured by warning level) and ``latest_readings``;
+- **live**: ``alarms`` (open alarms coloured by warning level), ``latest_readings`` and
+  ``impact_zones`` (the stored zones of incidents under way, coloured by severity);
 - **risk**: scored assets and H3 risk hexagons per scored plate and composite. Both read
   ``risk_score`` (written by :mod:`app.risk.refresh`): the asset layers join its
   ``scope = 'asset'`` rows to the asset geometry, the hexagon layers take the ``scope = 'cell'``
@@ -27,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.alarms.models import Alarm
 from app.assets.catalog import COLLECTIONS, EXPOSURE, Collection, Property
 from app.assets.models import Asset
+from app.impact.catalog import IMPACT_ZONES
 from app.risk.models import RiskScore
 from app.sensors.models import LatestReading, Sensor
 from app.taxonomy.alarms import ENDED_STATES
@@ -92,11 +94,16 @@ def _asset_source(collection: Collection) -> Source:
     ]
 
     def source() -> Select[Any]:
-        return select(
-            ASSET.c.id,
-            *(_mvt_value(p).label(p.name) for p in props),
-            ASSET.c.geom,
-        ).where(collection.kind_filter())
+        # The collection's own conditions: the layer shows what its OGC items list.
+        return (
+            select(
+                ASSET.c.id,
+                *(_mvt_value(p).label(p.name) for p in props),
+                ASSET.c.geom,
+            )
+            .select_from(collection.source.from_)
+            .where(*collection.conditions())
+        )
 
     return source
 
@@ -244,8 +251,78 @@ def latest_readings_layer() -> Layer:
     )
 
 
+def severity_classes() -> tuple[ColourClass, ...]:
+    """Zone severities 1-4 as colour classes on ``severity`` (1 red … 4 blue)."""
+    names = {1: "red", 2: "orange", 3: "yellow", 4: "blue"}
+    return tuple(
+        ColourClass(s, FOUR_COLOURS[s], f"Severity {s} ({names[s]})") for s in sorted(names)
+    )
+
+
+def _zone_source() -> Select[Any]:
+    collection = IMPACT_ZONES
+    source = collection.source
+    status = collection.properties["status"].expression()
+    return (
+        select(
+            cast(source.id, BigInteger).label("id"),
+            *(_mvt_value(collection.properties[n]).label(n) for n in _ZONE_PROPERTIES),
+            source.geom,
+        )
+        .select_from(source.from_)
+        # The collection's conditions, and only incidents under way: closed ones stay
+        # listed in the OGC collection (status = 'closed') but leave the map.
+        .where(*collection.conditions(), status != "closed")
+    )
+
+
+#: Properties of the zones on tiles (the OGC items carry them all).
+_ZONE_PROPERTIES = (
+    "incident_id",
+    "scenario",
+    "model",
+    "label",
+    "threshold",
+    "unit",
+    "radius_m",
+    "severity",
+    "status",
+    "data_at",
+)
+
+
+def impact_zones_layer() -> Layer:
+    """The stored zones of incidents not closed, coloured by severity (1 red … 4 blue).
+
+    They read ``incident_zone`` and ``incident``, both versioned (migration 0013): a new
+    incident, a recompute or a status change makes the next tile fresh.
+    """
+    props = IMPACT_ZONES.properties
+    types: dict[str, FieldType] = {"integer": "Number", "number": "Number", "string": "String"}
+    return Layer(
+        id=IMPACT_ZONES.id,
+        title=IMPACT_ZONES.title,
+        plate=LIVE_PLATE,
+        data="live",
+        source=_zone_source,
+        properties=(
+            Field("id", "Number", "zone id (GET /ogc/collections/impact_zones/items/{id})"),
+            *(
+                Field(n, types[props[n].type], props[n].description or props[n].title)
+                for n in _ZONE_PROPERTIES
+            ),
+        ),
+        style=Style("polygon", FOUR_COLOURS[4], by="severity", classes=severity_classes()),
+        # Zones are few and large: raw polygons at every zoom, no hexagons.
+        zoom=ZoomRules(minzoom=0, maxzoom=22),
+        tables=frozenset({"incident_zone", "incident"}),
+        cache=LIVE,
+        description="Zones of the incidents under way (open or contained), by severity.",
+    )
+
+
 def live_layers() -> list[Layer]:
-    return [alarms_layer(), latest_readings_layer()]
+    return [alarms_layer(), latest_readings_layer(), impact_zones_layer()]
 
 
 # -- risk layers -------------------------------------------------------------------------------
@@ -421,8 +498,10 @@ __all__ = [
     "asset_risk_layer",
     "cell_risk_layer",
     "default_registry",
+    "impact_zones_layer",
     "latest_readings_layer",
     "live_layers",
     "risk_class_classes",
     "risk_layers",
+    "severity_classes",
 ]

@@ -9,11 +9,12 @@ what the queryables document lists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Boolean, Numeric, Table, case, cast, func
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 
 from app.assets.models import Asset
 from app.errors import BadRequest, NotFound
@@ -52,6 +53,9 @@ class Property:
     enum: tuple[str, ...] | None = None
     column: str | None = None
     """The ``asset`` column holding it, or None for a key of ``attributes``."""
+    value: ColumnElement[Any] | None = field(default=None, compare=False)
+    """The SQL value, for a property of a collection that is not made of assets (then
+    ``column`` names it in the collection's source); None for asset properties."""
 
     def expression(self) -> ColumnElement[Any]:
         """The SQL value of this property, typed so comparisons and sorting behave.
@@ -60,6 +64,8 @@ class Property:
         rather than failing the whole query with a cast error: a filter then simply does not
         match it, as CQL2 treats a missing value.
         """
+        if self.value is not None:
+            return self.value
         if self.column is not None:
             return ASSET.c[self.column]
         node = ASSET.c.attributes[self.name]
@@ -97,9 +103,35 @@ COLUMN_PROPERTIES: tuple[Property, ...] = (
 )
 
 
+@dataclass(frozen=True, eq=False)
+class FeatureSource:
+    """Where a collection's features live: the FROM clause and its id and geometry columns.
+
+    ``geom`` should be a plain indexed column (EPSG:4326) so that bbox, spatial filters and
+    the tile prefilter reach its GiST index. ``attributes``: a JSONB column holding the
+    properties that are not columns (assets), or None. ``table``: the table whose planner
+    statistics say how big the source is (extents switch to estimates on big tables).
+    """
+
+    from_: FromClause
+    id: ColumnElement[Any]
+    geom: ColumnElement[Any]
+    table: str
+    attributes: ColumnElement[Any] | None = None
+
+
+#: The source of every asset collection.
+ASSET_SOURCE = FeatureSource(ASSET, ASSET.c.id, ASSET.c.geom, "asset", ASSET.c.attributes)
+
+
 @dataclass(frozen=True)
 class Collection:
-    """A feature collection: which asset kinds it serves and the properties they have."""
+    """A feature collection: where its features are, which of them, and their properties.
+
+    Asset collections name their ``kinds``; a collection of another table (impact zones)
+    gives its own ``source`` and ``where``. :meth:`conditions` is the one base WHERE that the
+    features, their counts, their extents and the map layer built from the collection share.
+    """
 
     id: str
     title: str
@@ -109,10 +141,25 @@ class Collection:
     properties: dict[str, Property]
     temporal: str | None = None
     """The integer year property that ``datetime`` and temporal filters use, if any."""
+    source: FeatureSource = field(default=ASSET_SOURCE, compare=False)
+    where: ColumnElement[bool] | None = field(default=None, compare=False)
+    """A condition every feature meets, for collections without ``kinds``."""
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.properties.values() if p.column is None)
+
+    @property
+    def column_properties(self) -> tuple[Property, ...]:
+        """The properties that are columns of the source, in order."""
+        return tuple(p for p in self.properties.values() if p.column is not None)
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """What makes a row of the source a feature of this collection (AND-ed; may be [])."""
+        out = [self.kind_filter()] if self.kinds else []
+        if self.where is not None:
+            out.append(self.where)
+        return out
 
     def lookup(self, name: str, *, what: str) -> Property:
         """The property ``name``, or a 400 naming the ones that exist (``what`` says where)."""

@@ -42,7 +42,11 @@ class Param:
     attribute: str | None = None
 
     def schema(self) -> dict[str, Any]:
-        """JSON Schema of the input (OGC API – Processes process description)."""
+        """JSON Schema (2020-12: a numeric ``exclusiveMinimum``) of the input.
+
+        ``GET /impact/scenarios`` serves it as is; the OGC process descriptions rewrite it into
+        OpenAPI 3.0's dialect (:func:`app.ogc.processes.oas30`).
+        """
         number: dict[str, Any] = {"type": "number"}
         if self.minimum is not None:
             number["exclusiveMinimum" if self.exclusive_minimum else "minimum"] = self.minimum
@@ -62,9 +66,13 @@ class Param:
             out["default"] = list(self.default) if isinstance(self.default, tuple) else self.default
         return out
 
-    def check(self, value: Any) -> Any:
-        """``value`` converted to the parameter's type; :class:`InvalidInput` naming the field."""
-        where = f"params.{self.name}"
+    def check(self, value: Any, *, where: str | None = None) -> Any:
+        """``value`` converted to the parameter's type; :class:`InvalidInput` naming the field.
+
+        ``where`` is the field's name in the message (default ``params.<name>``, as
+        ``POST /impact`` takes it; OGC API – Processes names it ``inputs.<name>``).
+        """
+        where = where or f"params.{self.name}"
         if self.type == "string":
             if not isinstance(value, str) or not value.strip():
                 raise InvalidInput(f"{where} was {value!r}; expected a non-empty string")

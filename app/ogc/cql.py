@@ -72,7 +72,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.assets.catalog import ASSET, GEOMETRY, Collection, JsonType
+from app.assets.catalog import GEOMETRY, Collection, JsonType
 from app.errors import BadRequest
 
 #: Deepest nesting accepted in a filter; deeper is refused before it can exhaust the stack.
@@ -830,7 +830,7 @@ class _Translator:
 
     def property_operand(self, name: str) -> _Operand:
         if name == GEOMETRY:
-            return _Operand(ASSET.c.geom, "geometry", prop=name)
+            return _Operand(self.collection.source.geom, "geometry", prop=name)
         prop = self.collection.lookup(name, what="filter")
         return _Operand(prop.expression(), _OPERAND_TYPES[prop.type], prop=name)
 

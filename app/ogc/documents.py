@@ -13,6 +13,7 @@ from starlette.datastructures import URL, QueryParams
 
 from app.assets.catalog import GEOMETRY, Collection, Property
 from app.ogc.params import CRS84, ItemsQuery
+from app.ogc.processes import CONFORMANCE as PROCESSES_CONFORMANCE
 from app.ogc.service import Extent, Feature, FeaturePage
 
 JSON = "application/json"
@@ -53,6 +54,8 @@ CONFORMANCE = (
     "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
     "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
     "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
+    # OGC API – Processes (app.ogc.processes): the impact scenarios, executed synchronously.
+    *PROCESSES_CONFORMANCE,
 )
 
 _GEOMETRY_FORMATS = {
@@ -93,7 +96,8 @@ def landing(url: URL, base: URL) -> dict[str, Any]:
         "title": "cityrisk — urban safety assets",
         "description": "City assets of the four safety plates (lifeline, public safety, "
         "production safety, natural disaster) and the exposure layer, one collection per "
-        "asset kind, as OGC API Features with CQL2 filtering.",
+        "asset kind, and the impact zones of incidents, as OGC API Features with CQL2 "
+        "filtering and vector tiles; the impact scenarios as OGC API Processes.",
         "links": [
             *self_links(url),
             link(f"{root}/api", "service-desc", OPENAPI_30, "API definition (OpenAPI 3.0)"),
@@ -109,6 +113,8 @@ def landing(url: URL, base: URL) -> dict[str, Any]:
             link(f"{root}/collections", "data", JSON, "collections"),
             link(f"{root}/collections", OGC_REL + "data", JSON, "collections"),
             link(f"{root}/tileMatrixSets", OGC_REL + "tiling-schemes", JSON, "tile matrix sets"),
+            link(f"{root}/processes", OGC_REL + "processes", JSON, "processes (impact scenarios)"),
+            link(f"{root}/jobs", OGC_REL + "job-list", JSON, "jobs (none: synchronous only)"),
         ],
     }
 

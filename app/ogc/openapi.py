@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from app.ogc import processes
 from app.ogc.params import DEFAULT_LIMIT, FILTER_LANGS, MAX_LIMIT
 
 
@@ -180,3 +181,32 @@ ITEM = route(
     formats=["json", "geojson", "html"],
     description="A GeoJSON Feature.",
 )
+
+
+def _process_route(description: str) -> dict[str, Any]:
+    """Keyword arguments for a JSON-only Processes route, with the Processes exception body."""
+    return {
+        "response_class": JSONResponse,
+        "responses": {"default": processes.exception_response("an OGC API Processes exception")},
+        "openapi_extra": {
+            "parameters": [_f(["json"])],
+            "responses": {
+                "200": {
+                    "description": description,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        },
+    }
+
+
+PROCESS_LIST = _process_route("The processes: one per impact scenario, with links.")
+PROCESS = _process_route("A process description: inputs (JSON Schema, units) and outputs.")
+JOBS = _process_route("The jobs: always empty, processes run synchronously.")
+EXECUTE: dict[str, Any] = {
+    "response_class": JSONResponse,
+    "responses": {"default": processes.exception_response("an OGC API Processes exception")},
+    "openapi_extra": processes.execute_operation(
+        "Execute a process (synchronously)", processes.EXECUTE_SCHEMA
+    ),
+}

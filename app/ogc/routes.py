@@ -1,4 +1,5 @@
-"""OGC API Features (Part 1 Core, Part 3 Filtering) over the asset registry, under ``/ogc``.
+"""OGC API Features (Part 1 Core, Part 3 Filtering) over the asset registry and the impact zones,
+and OGC API Processes (Part 1 Core, synchronous) over the impact scenarios, under ``/ogc``.
 
 Mount with ``app.include_router(app.ogc.routes.router)``; the router carries its own prefix.
 """
@@ -8,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from fastapi import APIRouter, Request, Response
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -18,10 +20,13 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import URL
 
 from app import __version__
-from app.assets.catalog import COLLECTIONS, Collection, get_collection
+from app.assets.catalog import Collection
 from app.db import DbSession
-from app.errors import BadRequest, CityriskError, NotFound
-from app.ogc import documents, openapi, params, service, svg
+from app.errors import BadRequest, CityriskError, InvalidInput, NotFound
+from app.impact import service as impact_service
+from app.impact.params import Scenario
+from app.ogc import documents, openapi, params, processes, service, svg
+from app.ogc.catalog import COLLECTIONS, get_collection
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["svg"] = svg.preview
@@ -46,6 +51,9 @@ class OGCRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except processes.ProcessError as exc:
+                # Processes routes answer with that standard's exception (RFC 7807 members).
+                return JSONResponse(status_code=exc.status_code, content=exc.body())
             except CityriskError as exc:
                 code = self._CODES.get(type(exc), type(exc).__name__)
                 return JSONResponse(
@@ -96,13 +104,14 @@ def api_definition(request: Request) -> Response:
 @lru_cache(maxsize=8)
 def _openapi_30(server: str) -> dict[str, Any]:
     spec = get_openapi(
-        title="cityrisk OGC API Features",
+        title="cityrisk OGC API (Features, Tiles, Processes)",
         version=__version__,
         openapi_version="3.0.3",
         description=documents.landing(URL(server), URL(server))["description"],
         routes=[r for r in router.routes if getattr(r, "include_in_schema", True)],
         servers=[{"url": server.rsplit("/ogc", 1)[0] or "/"}],
     )
+    spec["paths"].update(processes.openapi_paths())
     return spec
 
 
@@ -114,7 +123,7 @@ def conformance(request: Request) -> Response:
 
 @router.get("/collections", **openapi.DOCUMENT)
 def list_collections(request: Request, db: DbSession) -> Response:
-    """Every collection: one per asset kind, plus ``exposure``."""
+    """Every collection: one per asset kind, ``exposure`` and ``impact_zones``."""
     colls = list(COLLECTIONS.values())
     extents = service.collection_extents(session=db, collections=colls)
     doc = documents.collections(colls, extents, request.url, _base(request))
@@ -195,3 +204,95 @@ def get_item(request: Request, db: DbSession, collection_id: str, feature_id: st
 
 def _columns(coll: Collection, names: tuple[str, ...] | None) -> list[str]:
     return list(coll.properties) if names is None else list(names)
+
+
+# -- OGC API – Processes ---------------------------------------------------------------------------
+
+
+def _json_only(request: Request) -> None:
+    try:
+        params.negotiate(request, formats=("json",))
+    except BadRequest as exc:
+        raise processes.invalid(exc.message) from exc
+
+
+@router.get("/processes", name="ogc_processes", tags=["OGC API Processes"], **openapi.PROCESS_LIST)
+def list_processes(request: Request) -> Response:
+    """The processes: one per impact scenario."""
+    _json_only(request)
+    root = str(_base(request)).rstrip("/")
+    return JSONResponse(processes.process_list(root, str(request.url)))
+
+
+def _process(process_id: str) -> Scenario:
+    return processes.get_process(process_id)
+
+
+ProcessDep = Annotated[Scenario, Depends(_process)]
+
+
+@router.get("/processes/{process_id}", tags=["OGC API Processes"], **openapi.PROCESS)
+def describe_process(request: Request, scenario: ProcessDep) -> Response:
+    """A process: its inputs (JSON Schema with unit, default and source) and its output."""
+    _json_only(request)
+    root = str(_base(request)).rstrip("/")
+    return JSONResponse(processes.description(scenario, root))
+
+
+async def _execute_body(request: Request) -> Any:
+    # Read here rather than as a FastAPI body model: a malformed request must get the
+    # Processes exception (400 naming the problem), not FastAPI's own 422 document.
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise processes.invalid(f"the request body is not JSON ({exc})") from None
+
+
+@router.post("/processes/{process_id}/execution", tags=["OGC API Processes"], **openapi.EXECUTE)
+def execute_process(
+    db: DbSession, scenario: ProcessDep, body: Annotated[Any, Depends(_execute_body)]
+) -> Response:
+    """Run a process synchronously: the same computation and document as ``POST /impact``."""
+    run = processes.parse_execute(scenario, body)
+    try:
+        doc = impact_service.compute(
+            db,
+            [impact_service.ScenarioCall(run.scenario, run.params)],
+            asset_id=run.asset_id,
+            point=run.point,
+            at=run.at,
+            cascade_mode=run.cascade_mode,
+            coupling=run.coupling,
+        )
+    except (InvalidInput, NotFound) as exc:
+        # An unknown asset is a bad input here: a 404 would say the process does not exist.
+        raise processes.invalid(exc.message) from exc
+    out = doc if run.response == "raw" else {processes.OUTPUT: doc}
+    return Response(
+        orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY),
+        media_type=documents.JSON,
+    )
+
+
+@router.get("/jobs", name="ogc_jobs", tags=["OGC API Processes"], **openapi.JOBS)
+def list_jobs(request: Request) -> Response:
+    """The jobs: none, since every process runs synchronously."""
+    _json_only(request)
+    return JSONResponse(
+        {"jobs": [], "links": [documents.link(request.url, "self", documents.JSON, "jobs")]}
+    )
+
+
+@router.get("/jobs/{job_id}", tags=["OGC API Processes"], **openapi.JOBS)
+def get_job(job_id: str) -> Response:
+    """A job: never found (no-such-job), processes run synchronously."""
+    raise processes.no_such_job(job_id)
+
+
+@router.get("/jobs/{job_id}/results", tags=["OGC API Processes"], **openapi.JOBS)
+def get_job_results(job_id: str) -> Response:
+    """A job's results: never found (no-such-job), processes run synchronously."""
+    raise processes.no_such_job(job_id)

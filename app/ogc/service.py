@@ -20,7 +20,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
-from app.assets.catalog import ASSET, COLLECTIONS, COLUMN_PROPERTIES, Collection
+from app.assets.catalog import ASSET, ASSET_SOURCE, COLLECTIONS, Collection
 from app.ogc.params import ItemsQuery, YearRange
 from app.params import bbox_condition
 from app.taxonomy.assets import KINDS, AssetKind
@@ -83,11 +83,12 @@ def list_features(
     Past that limit the count is replaced by the planner's row estimate (``EXPLAIN``), reported
     as ``matched_estimate`` rather than as a number clients would take as exact.
     """
-    conditions = _conditions(collection, query)
+    conditions = where(collection, query)
     stmt = (
         select(*_feature_columns(collection, query.properties))
+        .select_from(collection.source.from_)
         .where(*conditions)
-        .order_by(*_order(query), ASSET.c.id)
+        .order_by(*_order(query), collection.source.id)
         .limit(query.limit + 1)
         .offset(query.offset)
     )
@@ -97,23 +98,26 @@ def list_features(
     if not has_more and (features or query.offset == 0):
         return FeaturePage(features, has_more, matched=query.offset + len(features))
     limit = EXACT_COUNT_LIMIT if exact_count_limit is None else exact_count_limit
-    matched, estimate = _count(session, conditions, limit)
+    matched, estimate = _count(session, collection, conditions, limit)
     return FeaturePage(features, has_more, matched=matched, matched_estimate=estimate)
 
 
 def get_feature(*, session: Session, collection: Collection, feature_id: int) -> Feature | None:
     """The feature ``feature_id`` if it exists and belongs to ``collection``."""
-    stmt = select(*_feature_columns(collection, None)).where(
-        ASSET.c.id == feature_id, collection.kind_filter()
+    stmt = (
+        select(*_feature_columns(collection, None))
+        .select_from(collection.source.from_)
+        .where(collection.source.id == feature_id, *collection.conditions())
     )
     row = session.execute(stmt).one_or_none()
     return None if row is None else _feature(row, collection, None)
 
 
-def _conditions(collection: Collection, query: ItemsQuery) -> list[ColumnElement[bool]]:
-    conditions = [collection.kind_filter()]
+def where(collection: Collection, query: ItemsQuery) -> list[ColumnElement[bool]]:
+    """The WHERE of ``query`` on ``collection`` (AND-ed), for a page and for its count alike."""
+    conditions = collection.conditions()
     if query.bbox is not None:
-        conditions.append(bbox_condition(ASSET.c.geom, query.bbox))
+        conditions.append(bbox_condition(collection.source.geom, query.bbox))
     if query.years is not None and collection.temporal is not None:
         conditions.append(_years_condition(collection, query.years))
     if query.where is not None:
@@ -143,14 +147,21 @@ def _order(query: ItemsQuery) -> list[ColumnElement[Any]]:
 def _feature_columns(
     collection: Collection, names: tuple[str, ...] | None
 ) -> list[ColumnElement[Any]]:
+    source = collection.source
     columns: list[ColumnElement[Any]] = [
-        ASSET.c.id,
-        func.ST_AsGeoJSON(ASSET.c.geom).label("geometry"),
+        source.id.label("id"),
+        func.ST_AsGeoJSON(source.geom).label("geometry"),
     ]
-    wanted = list(COLUMN_PROPERTIES) if names is None else [collection.properties[n] for n in names]
-    columns.extend(ASSET.c[p.column] for p in wanted if p.column is not None)
-    if names is None or any(collection.properties[n].column is None for n in names):
-        columns.append(ASSET.c.attributes)
+    wanted = (
+        list(collection.column_properties)
+        if names is None
+        else [collection.properties[n] for n in names]
+    )
+    columns.extend(p.expression().label(p.name) for p in wanted if p.column is not None)
+    if source.attributes is not None and (
+        names is None or any(collection.properties[n].column is None for n in names)
+    ):
+        columns.append(source.attributes.label("attributes"))
     return columns
 
 
@@ -164,7 +175,7 @@ def _feature(row: Row[Any], collection: Collection, names: tuple[str, ...] | Non
     attributes: dict[str, Any] = mapping.get("attributes") or {}
     properties: dict[str, Any] = {}
     if names is None:
-        for prop in COLUMN_PROPERTIES:
+        for prop in collection.column_properties:
             properties[prop.name] = mapping[prop.name]
         for name in collection.attribute_names:
             properties[name] = attributes.get(name)
@@ -195,14 +206,16 @@ def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str
 
 
 def _count(
-    session: Session, conditions: list[ColumnElement[bool]], limit: int
+    session: Session, collection: Collection, conditions: list[ColumnElement[bool]], limit: int
 ) -> tuple[int | None, int | None]:
     """(exact count, None) up to ``limit`` matches, else (None, planner estimate > limit)."""
-    capped = select(literal(1)).select_from(ASSET).where(*conditions).limit(limit + 1)
+    source = collection.source
+    capped = select(literal(1)).select_from(source.from_).where(*conditions).limit(limit + 1)
     count = session.execute(select(func.count()).select_from(capped.subquery())).scalar_one()
     if count <= limit:
         return int(count), None
-    plan = session.execute(_Explain(select(ASSET.c.id).where(*conditions))).scalar_one()
+    everything = select(source.id).select_from(source.from_).where(*conditions)
+    plan = session.execute(_Explain(everything)).scalar_one()
     estimate = int(plan[0]["Plan"]["Plan Rows"])
     # The estimate can be far off; at least limit + 1 rows are known to match.
     return None, max(estimate, limit + 1)
@@ -217,25 +230,54 @@ def collection_extents(
     collections: Sequence[Collection],
     exact_limit: int = EXACT_EXTENT_LIMIT,
 ) -> dict[str, Extent]:
-    """Spatial and temporal extent of each collection, in one query.
+    """Spatial and temporal extent of each collection: one query per source table.
 
     Notes
     -----
-    While ``asset`` is small (planner statistics below ``exact_limit`` rows) one grouped
-    ``ST_Extent`` / ``min`` / ``max`` over the requested kinds gives exact extents. On a larger
-    table that scan would run on every ``/collections`` request, so each collection gets
-    ``ST_EstimatedExtent`` of the whole table instead: a cheap box from the statistics that
-    contains every feature but is not tight per kind, and the temporal extent is left open.
+    While a source table is small (planner statistics below ``exact_limit`` rows) its
+    collections get exact extents: for asset collections one ``ST_Extent`` / ``min`` / ``max``
+    grouped by kind, for any other one ``ST_Extent`` over its :meth:`Collection.conditions`.
+    On a larger table that scan would run on every ``/collections`` request, so each collection
+    gets ``ST_EstimatedExtent`` of the whole table instead: a cheap box from the statistics
+    that contains every feature but is not tight per collection, and the temporal extent is
+    left open.
     """
-    rows_estimate = session.execute(
-        text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('asset')")
-    ).scalar()
-    if rows_estimate is not None and rows_estimate >= exact_limit:
-        return _estimated_extents(session, collections)
-    return _exact_extents(session, collections)
+    by_table: dict[str, list[Collection]] = {}
+    for collection in collections:
+        by_table.setdefault(collection.source.table, []).append(collection)
+    extents: dict[str, Extent] = {}
+    for table, colls in by_table.items():
+        rows_estimate = session.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
+        ).scalar()
+        if rows_estimate is not None and rows_estimate >= exact_limit:
+            extents.update(_estimated_extents(session, colls))
+            continue
+        by_kind = [c for c in colls if c.kinds]
+        if by_kind:
+            extents.update(_exact_extents(session, by_kind))
+        for collection in colls:
+            if not collection.kinds:
+                extents[collection.id] = _exact_extent(session, collection)
+    return extents
+
+
+def _exact_extent(session: Session, collection: Collection) -> Extent:
+    source = collection.source
+    extent = func.ST_Extent(source.geom)
+    row = session.execute(
+        select(
+            func.ST_XMin(extent), func.ST_YMin(extent), func.ST_XMax(extent), func.ST_YMax(extent)
+        )
+        .select_from(source.from_)
+        .where(*collection.conditions())
+    ).one()
+    bbox = None if row[0] is None else (row[0], row[1], row[2], row[3])
+    return Extent(bbox, (None, None) if collection.temporal is not None else None)
 
 
 def _exact_extents(session: Session, collections: Sequence[Collection]) -> dict[str, Extent]:
+    """Extents of asset collections (by kind), in one grouped query."""
     kinds = sorted({k for c in collections for k in c.kinds})
     dated = [KINDS[k] for k in kinds if KINDS[k].temporal is not None]
     year_sql: ColumnElement[Any] = _year_by_kind(dated) if dated else literal(None)
@@ -289,22 +331,27 @@ def _year_by_kind(kinds: Sequence[AssetKind]) -> ColumnElement[Any]:
 
 
 def _estimated_extents(session: Session, collections: Sequence[Collection]) -> dict[str, Extent]:
+    """The table's estimated extent for each of ``collections`` (all of one source table)."""
+    table = collections[0].source.table
+    column = str(getattr(collections[0].source.geom, "name", "geom"))
+    estimated = func.ST_EstimatedExtent(table, column)
     try:
         # A savepoint: without statistics some PostGIS versions raise instead of returning NULL,
         # and that must not abort the request's transaction.
         with session.begin_nested():
             box = session.execute(
                 select(
-                    func.ST_XMin(func.ST_EstimatedExtent("asset", "geom")),
-                    func.ST_YMin(func.ST_EstimatedExtent("asset", "geom")),
-                    func.ST_XMax(func.ST_EstimatedExtent("asset", "geom")),
-                    func.ST_YMax(func.ST_EstimatedExtent("asset", "geom")),
+                    func.ST_XMin(estimated),
+                    func.ST_YMin(estimated),
+                    func.ST_XMax(estimated),
+                    func.ST_YMax(estimated),
                 )
             ).one()
     except DBAPIError:
         box = None
     bbox = None if box is None or box[0] is None else (box[0], box[1], box[2], box[3])
-    note = "bbox: estimated extent of all assets (large table), not of this collection alone"
+    what = "all assets" if table == ASSET_SOURCE.table else f"all of {table}"
+    note = f"bbox: estimated extent of {what} (large table), not of this collection alone"
     return {
         c.id: Extent(
             bbox,

@@ -21,8 +21,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.assets.catalog import COLLECTIONS
 from app.errors import NotFound
+from app.ogc.catalog import COLLECTIONS
 from app.ogc.documents import JSON, OGC_REL, link
 from app.ogc.routes import OGCRoute
 from app.tiles import routes as tile_routes

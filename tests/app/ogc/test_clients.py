@@ -46,7 +46,7 @@ def test_owslib_lists_collections_and_reads_items(base_url: str, seeded: Seeded)
     api = Features(base_url, timeout=20)
     conformance = api.conformance()["conformsTo"]
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in conformance
-    assert api.feature_collections() == [*KINDS, "exposure"]
+    assert api.feature_collections() == [*KINDS, "exposure", "impact_zones"]
     assert api.collection("gas_pipe")["title"] == "Gas main"
     assert "install_year" in api.collection_queryables("gas_pipe")["properties"]
 
@@ -99,7 +99,7 @@ def ogrinfo(*args: str) -> str:
 def test_ogrinfo_lists_every_collection_with_its_count(base_url: str) -> None:
     out = ogrinfo("-al", "-so", f"OAPIF:{base_url}")
     layers = re.findall(r"^Layer name: (\S+)$", out, flags=re.MULTILINE)
-    assert layers == [*KINDS, "exposure"]
+    assert layers == [*KINDS, "exposure", "impact_zones"]
     counts = dict(
         re.findall(r"^Layer name: (\S+)$.*?^Feature Count: (\d+)$", out, flags=re.M | re.S)
     )
@@ -107,6 +107,7 @@ def test_ogrinfo_lists_every_collection_with_its_count(base_url: str) -> None:
     assert counts["hydrant"] == str(len(HYDRANTS))
     assert counts["exposure"] == str(len(EXPOSURE))
     assert counts["heating_pipe"] == "0"
+    assert counts["impact_zones"] == "0"  # no incidents in this database
 
 
 def test_ogrinfo_pages_through_every_feature(base_url: str, seeded: Seeded) -> None:

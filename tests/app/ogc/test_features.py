@@ -294,10 +294,10 @@ def test_openapi_30_definition_is_valid(api: TestClient) -> None:
     assert "422" not in operation["responses"]
 
 
-def test_collections_are_the_kinds_plus_exposure(api: TestClient) -> None:
+def test_collections_are_the_kinds_plus_exposure_and_impact_zones(api: TestClient) -> None:
     body = api.get("/ogc/collections").json()
     listed = [c["id"] for c in body["collections"]]
-    assert listed == [*KINDS, "exposure"]
+    assert listed == [*KINDS, "exposure", "impact_zones"]
     by_id = {c["id"]: c for c in body["collections"]}
 
     gas = by_id["gas_pipe"]
@@ -320,6 +320,8 @@ def test_collections_are_the_kinds_plus_exposure(api: TestClient) -> None:
     assert "temporal" not in by_id["manhole"]["extent"]
     exposure_bounds = shapely.union_all([r.geom for r in EXPOSURE]).bounds
     assert by_id["exposure"]["extent"]["spatial"]["bbox"][0] == pytest.approx(list(exposure_bounds))
+    # No incident in this database: the impact zones are listed, without a spatial extent.
+    assert "spatial" not in by_id["impact_zones"].get("extent", {})
 
 
 def test_one_collection_and_unknown_collection(api: TestClient) -> None:
