@@ -146,7 +146,8 @@ def test_every_incident_raises_an_alarm_with_a_commander_useful_impact(
         assert doc["details"]["migration"]["adjacent_spaces"]  # the manholes gas can enter
     elif incident == "water-burst":
         isolation = doc["details"]["isolation_water"]
-        assert isolation["valves_to_close"] and not isolation["is_fallback"]
+        assert isolation["valves_to_close"]
+        assert not isolation["is_fallback"]
         assert isolation["sources_known"]  # pump stations bound: who is cut off is traced
         assert isolation["segment_length_m"] > 0
     elif incident == "bridge-strain":
