@@ -37,7 +37,7 @@ from app.settings import Settings
 SPAN_S = 7200
 BATCH_S = 300
 WEATHER = ("wind_speed_ms", "wind_dir_deg")
-# Gas-specific detectors and sensors that name a scenario (the rest: the asset's failure).
+# The scenario each incident's alarm calls for (infer_from_alarm).
 EXPECTED_SCENARIO = {
     "gas-leak": "gas_migration",
     "water-burst": "water_main_burst",
