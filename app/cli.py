@@ -601,8 +601,15 @@ def load_demo() -> None:
         )
         for issue in sensors.unbound[:50]:
             typer.echo(f"  unbound {issue.external_id}: {issue.reason}")
+    deps = loaded.dependencies
+    if deps is not None:
+        typer.echo(
+            f"{deps.file} -> links: read {deps.rows_read}, inserted {deps.inserted}, "
+            f"updated {deps.updated}, unchanged {deps.unchanged} — committed"
+        )
     say(
         f"demo city loaded: {sum(r.accepted for r in reports)} assets, {sum(made.values())} links"
+        + (f" + {deps.rows_read} imported dependencies" if deps is not None else "")
         + (f", {sensors.rows_read} sensors ({bound} bound)" if sensors is not None else "")
         + f"; risk scored: {loaded.risk.assets} assets, {loaded.risk.cells} cells"
     )

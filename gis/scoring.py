@@ -197,6 +197,7 @@ KIND_SEVERITY: Final[Mapping[str, int]] = {
     "pump_station": 2,
     "valve": 2,
     "hydrant": 1,
+    "weather_station": 1,  # an instrument mast: its failure blinds, it harms nobody
 }
 DEFAULT_SEVERITY: Final = 2
 
@@ -231,6 +232,7 @@ RADII_M: Final[Mapping[str, Radius]] = {
     "pump_station": Radius(30.0, "assumed: local flooding on failure"),
     "valve": Radius(5.0, "assumed: point fitting"),
     "hydrant": Radius(5.0, "assumed: point fitting"),
+    "weather_station": Radius(5.0, "assumed: instrument mast"),
     "flood_zone": Radius(0.0, "the zone itself"),
     "landslide_zone": Radius(0.0, "the zone itself"),
 }

@@ -61,6 +61,7 @@ KIND_UNITS: dict[str, str] = {
     "subway_station": "metro operator",
     "flood_zone": "water resources bureau",
     "landslide_zone": "natural resources bureau",
+    "weather_station": "meteorological bureau",
 }
 PLATE_UNITS: dict[str, str] = {
     "lifeline": "municipal utilities bureau",

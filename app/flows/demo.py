@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.assets import links
 from app.assets.importer import ImportOptions, ImportReport, import_file
+from app.assets.links import LinkImportReport
 from app.errors import InvalidInput, NotFound
 from app.risk import refresh
 from app.risk.refresh import RefreshReport
@@ -31,6 +32,10 @@ def demo_sensors_path() -> Path:
     return project_root() / "data" / "demo" / "sensors.geojson"
 
 
+def demo_dependencies_path() -> Path:
+    return project_root() / "data" / "demo" / "dependencies.csv"
+
+
 @dataclass(frozen=True)
 class DemoReport:
     """What loading the demo did: each layer's import, links made per rule, the sensors, the
@@ -40,14 +45,18 @@ class DemoReport:
     links: dict[str, int]
     sensors: SensorImportReport | None
     risk: RefreshReport
+    dependencies: LinkImportReport | None = None
 
 
 def load(session: Session, path: Path | None = None, sensors: Path | None = None) -> DemoReport:
-    """Import every layer, rebuild the derived links, import the demo sensors, score.
+    """Import every layer, rebuild the derived links, import the demo's dependencies and
+    sensors, score.
 
     All in the caller's transaction. Each feature carries its own ``source`` (``cambridge_gis``
-    or ``derived``), so loading again updates nothing. Sensors come after the assets because
-    they are bound to them (explicitly or to the nearest compatible asset).
+    or ``derived``), so loading again updates nothing. The dependencies no geometry shows
+    (``data/demo/dependencies.csv``, derived, built with the GeoPackage) are imported after the
+    derived links (``links rebuild`` keeps imported links). Sensors come after the assets
+    because they are bound to them (explicitly or to the nearest compatible asset).
 
     Parameters
     ----------
@@ -73,6 +82,12 @@ def load(session: Session, path: Path | None = None, sensors: Path | None = None
         for layer, _ in pyogrio.list_layers(path)
     ]
     made = links.rebuild(session)
+    deps: LinkImportReport | None = None
+    if path == demo_path() and demo_dependencies_path().exists():
+        deps = links.import_links(session, demo_dependencies_path())
+        if not deps.written:
+            first = "; ".join(f"row {r.row}: {r.reason}" for r in deps.rejected[:3])
+            raise InvalidInput(f"demo dependencies rejected ({len(deps.rejected)}): {first}")
     report: SensorImportReport | None = None
     if sensors is not None:
         if not sensors.exists():
@@ -82,4 +97,4 @@ def load(session: Session, path: Path | None = None, sensors: Path | None = None
             # The file is ours: a rejected row is a bug in build_sensors.py, not a user error.
             first = "; ".join(f"{r.external_id}: {r.reason}" for r in report.rejected[:3])
             raise InvalidInput(f"demo sensors rejected ({len(report.rejected)}): {first}")
-    return DemoReport(reports, made, report, refresh.refresh_all(session))
+    return DemoReport(reports, made, report, refresh.refresh_all(session), deps)

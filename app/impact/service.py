@@ -386,6 +386,12 @@ _FLOOD_ZONE_AT_SQL = text(
 #: A manhole's gas comes from a main when one lies this close (the rule pack's context, m).
 GAS_MAIN_NEAR_M = 10.0
 FLOOD_INDICATORS = ("ponding_cm", "level_m", "rain_mm_h")
+#: Toxic-gas indicators and the ERG chemical each one detects.
+DETECTED_CHEMICALS = {
+    "nh3_ppm": "Ammonia, anhydrous",
+    "cl2_ppm": "Chlorine",
+    "h2s_ppm": "Hydrogen sulfide",
+}
 BRIDGE_INDICATORS = (
     "strain_ue",
     "deflection_mm",
@@ -426,7 +432,12 @@ def infer_from_alarm(session: Session, alarm_id: int) -> Inferred:
             asset_id = None
         return Inferred(tuple(calls), asset_id, None if asset_id else here, at)
     if kind == "chemical_plant":
-        return Inferred((ScenarioCall("toxic_release", {}, why),), asset_id, None, at)
+        # A gas-specific detector says which of the plant's chemicals leaks; otherwise the
+        # scenario takes the first ERG chemical of the plant's ``chemicals``.
+        gas = DETECTED_CHEMICALS.get(indicator)
+        params = {"chemical": gas} if gas else {}
+        because = f"{why}; the detector measures {gas}" if gas else why
+        return Inferred((ScenarioCall("toxic_release", params, because),), asset_id, None, at)
     if kind == "water_pipe":
         return Inferred((ScenarioCall("water_main_burst", {}, why),), asset_id, None, at)
     if kind == "gas_pipe":

@@ -314,9 +314,43 @@ MODELS: dict[str, Model] = {
     "o2_pct": Model(lambda u, p, d: 20.8 + 0.1 * u, lambda n, h: n, noise=0.03, decimals=2),
     "h2s_ppm": Model(lambda u, p, d: 0.5 * u, lambda n, h: n, noise=0.1, floor=0),
     "co_ppm": Model(lambda u, p, d: 0.5 + 1.5 * u, lambda n, h: n, noise=0.3, floor=0),
+    # Fence-line toxic-gas detectors: a little ammonia from refrigeration (0.3-1.5 ppm), trace
+    # chlorine (0.01-0.04 ppm), both far below the first alarm level (25 ppm, 0.5 ppm).
+    "nh3_ppm": Model(lambda u, p, d: 0.3 + 1.2 * u, lambda n, h: n, noise=0.2, floor=0),
+    "cl2_ppm": Model(
+        lambda u, p, d: 0.01 + 0.03 * u, lambda n, h: n, noise=0.005, decimals=3, floor=0
+    ),
+    # A storage tank 55-85 % full, drawn down a little through the working day.
+    "tank_level_pct": Model(
+        lambda u, p, d: 55.0 + 30.0 * u,
+        lambda n, h: n - 2.0 * _bump(h, 14.0, 3.0),
+        noise=0.1,
+        decimals=1,
+        floor=0,
+        ceiling=100,
+    ),
+    # Wind at 10 m: calmer at night, strongest in the afternoon when the boundary layer mixes
+    # (mean 2.8-4.8 m/s, about Boston's inland annual mean); gusts as relative noise.
+    "wind_speed_ms": Model(
+        lambda u, p, d: 2.8 + 2.0 * u,
+        lambda n, h: n * (1.0 + 0.35 * _sine(h, 14.0)),
+        rel_noise=0.15,
+        decimals=1,
+        floor=0,
+    ),
+    # Direction the wind blows from: prevailing west-south-west (230-290°, the seed picks it),
+    # veering ~20° through the afternoon; readings scatter ±8° (1 sd).
+    "wind_dir_deg": Model(
+        lambda u, p, d: 230.0 + 60.0 * u,
+        lambda n, h: n + 20.0 * _sine(h, 15.0),
+        noise=8.0,
+        decimals=0,
+        floor=0,
+        ceiling=360,
+    ),
 }
-# Indicators without a model above (alarm states, wind, tank levels, displacement): a flat 0,
-# inside each of their physical ranges and "normal" for the alarm states.
+# Indicators without a model above (alarm states, displacement …): a flat 0, inside each of
+# their physical ranges and "normal" for the alarm states.
 GENERIC = Model(lambda u, p, d: 0.0 * u, lambda n, h: n, noise=0.0, decimals=3)
 
 

@@ -1,4 +1,5 @@
-"""Scripted incidents and their ground truth: gas leak, water burst, bridge strain, flood."""
+"""Scripted incidents and their ground truth: gas leak, water burst, bridge strain, flood,
+chemical release."""
 
 from __future__ import annotations
 
@@ -14,19 +15,26 @@ from app.errors import InvalidInput
 from app.replay.fleet import Fleet
 from app.replay.model import F64, I64, iso
 
-SCENARIOS = ("gas-leak", "water-burst", "bridge-strain", "flood-rain", "demo")
+SCENARIOS = ("gas-leak", "water-burst", "bridge-strain", "flood-rain", "chemical-release", "demo")
 SINGLE_WINDOW = (0.25, 0.75)
 DEMO_WINDOWS = {
     "gas-leak": (0.05, 0.35),
     "water-burst": (0.25, 0.5),
     "bridge-strain": (0.45, 0.6),
     "flood-rain": (0.55, 0.95),
+    "chemical-release": (0.3, 0.55),
 }
 GAS_RADIUS_M = 50.0  # manholes this close to the leaking main fill with gas
 NOISE_RADIUS_M = 200.0  # acoustic loggers on nearby mains hear a burst
 WATER_PRESSURE_RADIUS_M = 300.0  # neighbouring mains lose some pressure
 FLOOD_RADIUS_M = 300.0  # drains and ponding gauges around the flooding zone
 RAIN_FALLOFF_M = 5_000.0  # the storm cell is centred on the flooding zone
+TOXIC_INDICATORS = ("nh3_ppm", "cl2_ppm")
+#: Peak at a plant's detector per gas: above AEGL-2 (60 min), the orange/yellow levels of the
+#: default rules (ammonia 160 / 300 ppm, chlorine 2 / 10 ppm), below AEGL-3.
+TOXIC_PEAK = {"nh3_ppm": (200.0, 600.0), "cl2_ppm": (3.0, 15.0)}
+#: A bridge excursion reaches this share of the bridge's design limit where it has one.
+DESIGN_SHARE = (0.88, 1.05)
 
 
 # -- incidents --------------------------------------------------------------------------------
@@ -128,7 +136,7 @@ def plan_scenario(
 ) -> Plan:
     """Choose where and when each incident of ``scenario`` happens (seeded).
 
-    A single scenario happens in the middle half of the span; ``demo`` staggers all four. A
+    A single scenario happens in the middle half of the span; ``demo`` staggers all five. A
     single scenario that finds nothing to happen to (no gas main with a methane sensor near
     it…) is an error; ``demo`` leaves that incident out and says so in ``notes``.
     """
@@ -406,13 +414,35 @@ def bridge_strain(
         "displacement_mm": rng.uniform(5.0, 20.0),
         "acceleration_g": rng.uniform(0.05, 0.2),
     }
+    # Where the bridge has design limits (the warning rules compare with them), the excursion
+    # reaches 88-105 % of each: an orange or red alarm, whatever the bridge's own baseline.
+    design = session.execute(
+        text("SELECT attributes FROM asset WHERE id = :id"), {"id": bridge}
+    ).scalar_one()
+    share = rng.uniform(*DESIGN_SHARE)
+    limits = {
+        k: float(v)
+        for k in kinds
+        if isinstance(v := (design or {}).get(f"design_{k}"), int | float) and v > 0
+    }
+
+    def delta(kind: str) -> float | Callable[[I64], F64]:
+        if kind in limits:
+            return lambda p: share * limits[kind] - fleet.nominal[p]
+        return size[kind]
+
+    described = {k: size[k] if k not in limits else share * limits[k] for k in size}
     incident = Incident(
         "bridge-strain",
-        f"bridge excursion: strain +{size['strain_ue']:.0f} µε, deflection "
-        f"+{size['deflection_mm']:.0f} mm, tilt +{size['tilt_deg']:.2f}°; recovers at the end",
+        f"bridge excursion: strain to {described['strain_ue']:.0f} µε, deflection "
+        f"{described['deflection_mm']:.0f} mm, tilt {described['tilt_deg']:.2f}°"
+        + (f" ({share:.0%} of the design limits)" if limits else "")
+        + "; recovers at the end",
         [_asset(session, bridge, "bridge")],
     )
-    effects = [_effect(fleet, _bound(fleet, bridge, k), size[k], t0, rise, fall, t1) for k in kinds]
+    effects = [
+        _effect(fleet, _bound(fleet, bridge, k), delta(k), t0, rise, fall, t1) for k in kinds
+    ]
     incident.effects = [e for e in effects if e is not None]
     return incident
 
@@ -483,9 +513,54 @@ def flood_rain(
     return incident
 
 
+def chemical_release(
+    session: Session, fleet: Fleet, rng: np.random.Generator, t0: float, t1: float
+) -> Incident | str:
+    """A toxic gas leaks at a chemical plant: its fence-line detector rises above AEGL-2 and
+    the tank it leaks from loses 5-15 points of level; contained and back by the end.
+
+    The plant is drawn among chemical plants with an active ammonia or chlorine detector bound
+    to them. Ammonia peaks at 200-600 ppm, chlorine at 3-15 ppm (above AEGL-2 for 60 min,
+    below AEGL-3): the default rules raise an orange or yellow alarm, whose impact is an ERG
+    toxic release turned by the live wind.
+    """
+    rows = session.execute(
+        text(
+            "SELECT a.id, min(s.kind) AS kind FROM asset a "
+            "JOIN sensor s ON s.asset_id = a.id AND s.status = 'active' AND s.kind = ANY(:k) "
+            "WHERE a.kind = 'chemical_plant' GROUP BY a.id ORDER BY a.id"
+        ),
+        {"k": list(TOXIC_INDICATORS)},
+    ).all()
+    if not rows:
+        return "no chemical_plant has an active nh3_ppm or cl2_ppm sensor bound to it"
+    row = _pick(rng, rows)
+    plant, gas = int(row.id), str(row.kind)
+    width = t1 - t0
+    rise, fall = min(300.0, 0.2 * width), min(900.0, 0.25 * width)
+    peak = rng.uniform(*TOXIC_PEAK[gas])
+    loss = rng.uniform(5.0, 15.0)
+    effects = [
+        _effect(
+            fleet, _bound(fleet, plant, gas), lambda p: peak - fleet.nominal[p], t0, rise, fall, t1
+        ),
+        # The tank does not refill during the incident: its level holds low until the end.
+        _effect(fleet, _bound(fleet, plant, "tank_level_pct"), -loss, t0, 2 * rise, 1.0, t1),
+    ]
+    incident = Incident(
+        "chemical-release",
+        f"toxic release: {gas.split('_')[0].upper()} up to {peak:.3g} ppm at the plant's "
+        f"detector, tank level −{loss:.0f} points; contained at the end",
+        [_asset(session, plant, "leaking plant")],
+    )
+    incident.effects = [e for e in effects if e is not None]
+    return incident
+
+
 BUILDERS: dict[str, Builder] = {
     "gas-leak": gas_leak,
     "water-burst": water_burst,
     "bridge-strain": bridge_strain,
     "flood-rain": flood_rain,
+    "chemical-release": chemical_release,
 }

@@ -259,6 +259,18 @@ KINDS: dict[str, AssetKind] = _kinds(
         (Attribute("susceptibility", "str", choices=("low", "medium", "high", "very_high")),),
     ),
     AssetKind(
+        "weather_station",
+        "natural_disaster",
+        "Weather station",
+        POINT,
+        (
+            ADDRESS,
+            Attribute("height_m", "float", "m", "anemometer height above ground", 0, 500),
+        ),
+        description="Wind and rain for the hazard models (ERG protective-action zones turn "
+        "with the live wind).",
+    ),
+    AssetKind(
         "ponding_point",
         "natural_disaster",
         "Ponding (waterlogging) point",

@@ -15,7 +15,9 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -27,6 +29,7 @@ import shapely
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SRC = Path("../shared/datasets/cambridge_ma")
 DEFAULT_OUT = REPO / "data" / "demo" / "cambridge.gpkg"
+DEFAULT_RMP = Path("../shared/datasets/epa_rmp")  # EPA RMP via the Data Liberation Project
 WGS84 = "EPSG:4326"
 METRIC = "EPSG:26986"  # NAD83 / Massachusetts Mainland, metres
 REAL, DERIVED = "cambridge_gis", "derived"
@@ -83,6 +86,50 @@ HYDRANT_OWNERS = {
     "PRI": "private",
 }
 BRIDGE_NAME = r"\b(?:Bridge|Footbridge|Viaduct|Overpass|Underpass|Deck)\b"
+# Derived bridge design limits (uniform ranges): the demo's baseline strain stays below 60 % of
+# the lowest (the yellow/blue rule level), so only an excursion alarms.
+BRIDGE_DESIGN_STRAIN_UE = (600.0, 900.0)
+BRIDGE_DESIGN_DEFLECTION_MM = (40.0, 80.0)
+BRIDGE_DESIGN_TILT_DEG = (0.5, 1.0)
+
+# Chemical sites: real EPA RMP facilities (their stored substances and quantities; CC BY-SA 4.0,
+# see PROVENANCE.md) placed in Cambridge, where the RMP lists none. Each is put 35 m to the left
+# of the midpoint of one street segment of an industrial / commercial street (Alewife's
+# Fawcett St, Smith Pl and Spinelli Pl, East Cambridge's Binney St, Cambridgeport's Sidney St):
+# (EPAFacilityID, TRANS_Centerlines ID).
+RMP_SITES = (
+    ("100000254226", "Smith_Pl_2"),  # Ice Cube Cold Storage, Fall River MA: ammonia
+    ("100000255831", "Spinell_Pl_1"),  # Eastern Ice Co., Fall River MA: ammonia
+    ("100000254397", "Fawcett_St_1"),  # Rich Products, New Britain CT: ammonia
+    ("100000249723", "Binney_St_2"),  # Linde Gas & Equipment, Suffield CT: HCl, Cl2, TCS
+    ("100000250168", "Sidney_St_10"),  # Broco Terminals, Haverhill MA: propane
+)
+RMP_OFFSET_M = 35.0
+LB_TO_T = 0.45359237e-3
+# RMP chemical names → the names the impact engine's ERG table knows (gis/erg.py); others kept.
+ERG_NAMES = {
+    "Ammonia (anhydrous)": "Ammonia, anhydrous",
+    "Chlorine": "Chlorine",
+    "Hydrogen chloride (anhydrous) [Hydrochloric acid]": "Hydrogen chloride, anhydrous",
+    "Propane": "Propane",
+    "Trichlorosilane [Silane, trichloro-]": "Trichlorosilane",
+}
+# Pump stations (derived): one at the upstream end of the >= 500 mm water main nearest to each
+# anchor — west by Fresh Pond, south (Cambridgeport), east (East Cambridge) — so the water
+# network has sources and a burst's cut-off customers can be traced.
+PUMP_ANCHORS = (
+    ("west", -71.1450, 42.3850),
+    ("south", -71.1100, 42.3600),
+    ("east", -71.0850, 42.3650),
+)
+PUMP_MIN_DIAMETER_MM = 500
+PUMP_OFFSET_M = 15.0
+# Water valves: on each main at each street intersection it reaches (AWWA M44 places a valve on
+# every branch of a tee or cross; p < 1 for the ones missing or not found in practice).
+WATER_VALVE_SHARE = 0.85
+VALVE_SETBACK_M = 2.0  # a valve sits on the pipe this far from the junction
+# The weather station (derived): at the representative point of the neighbourhoods' union.
+WEATHER_HEIGHT_M = 10.0  # WMO standard anemometer height
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -274,7 +321,7 @@ def bridges(src: Path) -> gpd.GeoDataFrame:
     details = text(gdf["BridgeDetails"])
     label = details.fillna("")
     is_name = label.str.contains(BRIDGE_NAME) & ~label.str.contains(" over ")
-    return layer(
+    out = layer(
         gdf.geometry,
         external_id=geom_ids("bridge", gdf.geometry),
         source=REAL,
@@ -282,6 +329,17 @@ def bridges(src: Path) -> gpd.GeoDataFrame:
         bridge_type=gdf["TYPE"].str.strip().str.lower().str.replace(" ", "_"),
         description=details,
     )
+    # Design limits are not published; the warning rules compare strain, deflection and tilt
+    # with them, so without them a bridge never alarms. Drawn per bridge (seeded, in id order)
+    # and labelled: a city replaces them with its load-rating values.
+    out = out.sort_values("external_id", ignore_index=True)
+    rng = np.random.default_rng(SEED + 5)
+    n = len(out)
+    out["design_strain_ue"] = np.round(rng.uniform(*BRIDGE_DESIGN_STRAIN_UE, n), -1)
+    out["design_deflection_mm"] = np.round(rng.uniform(*BRIDGE_DESIGN_DEFLECTION_MM, n))
+    out["design_tilt_deg"] = np.round(rng.uniform(*BRIDGE_DESIGN_TILT_DEG, n), 2)
+    out["design_limits_source"] = DERIVED
+    return out
 
 
 def flood_zones(src: Path) -> gpd.GeoDataFrame:
@@ -372,7 +430,13 @@ def per_street(
 
 
 def offset(base: gpd.GeoDataFrame, metres: float) -> np.ndarray:
-    """Offset centerlines sideways (positive = left of digitised direction), back in EPSG:4326."""
+    """Offset centerlines sideways (positive = left of digitised direction), back in EPSG:4326.
+
+    Offset lines of the segments meeting at an intersection end a few metres apart, so each
+    pipe would be an island and no network could be traced (a burst's valves, who a pump
+    station still reaches). The ends of the pipes that meet at one centerline node are
+    therefore moved to their mean point (at most a few metres), which joins them.
+    """
     lines = np.asarray(base.geometry.values, dtype=object)
     if metres:
         lines = shapely.offset_curve(lines, metres, join_style="mitre", mitre_limit=2.0)
@@ -380,7 +444,45 @@ def offset(base: gpd.GeoDataFrame, metres: float) -> np.ndarray:
         for i in np.flatnonzero(shapely.get_type_id(lines) != 1):  # rare: keep longest piece
             parts = shapely.get_parts(lines[i])
             lines[i] = parts[np.argmax(shapely.length(parts))]
+        lines = join_ends(np.asarray(base.geometry.values, dtype=object), lines)
     return snap(gpd.GeoSeries(lines, crs=METRIC))
+
+
+def join_ends(centre: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """Move the ends of offset ``lines`` that share a centerline node to their mean point.
+
+    ``offset_curve`` keeps the direction of a line for a positive offset and reverses it for a
+    negative one, so which end of an offset line belongs to which end of its centerline is
+    decided by distance, not by position in the coordinate list.
+    """
+    n = len(centre)
+    node_xy = np.round(
+        shapely.get_coordinates(
+            np.concatenate([shapely.get_point(centre, 0), shapely.get_point(centre, -1)])
+        ),
+        1,
+    )
+    _, node = np.unique(node_xy, axis=0, return_inverse=True)
+    first, last = shapely.get_point(lines, 0), shapely.get_point(lines, -1)
+    flipped = shapely.distance(first, shapely.get_point(centre, 0)) > shapely.distance(
+        last, shapely.get_point(centre, 0)
+    )
+    start_end = np.where(flipped, -1, 0)  # index of the offset end at the centerline's start
+    ends = np.concatenate([np.where(flipped, last, first), np.where(flipped, first, last)])
+    xy = shapely.get_coordinates(ends)
+    total = np.zeros((node.max() + 1, 2))
+    count = np.zeros(node.max() + 1)
+    np.add.at(total, node, xy)
+    np.add.at(count, node, 1)
+    mean = total / count[:, None]
+    out = lines.copy()
+    for i in range(n):
+        coords = shapely.get_coordinates(lines[i]).copy()
+        a, b = (0, -1) if start_end[i] == 0 else (-1, 0)
+        coords[a] = mean[node[i]]
+        coords[b] = mean[node[n + i]]
+        out[i] = shapely.linestrings(coords)
+    return out
 
 
 def pipe_layer(
@@ -488,6 +590,258 @@ def manholes(base: gpd.GeoDataFrame, gas: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     )
 
 
+# ------------------------------------------------------------- derived sites on the network
+def node_keys(base: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Each centerline's start and end node key (0.1 m in EPSG:26986), and node degrees."""
+    lines = np.asarray(base.geometry.values, dtype=object)
+    keys = []
+    for end in (0, -1):
+        xy = np.round(shapely.get_coordinates(shapely.get_point(lines, end)), 1)
+        keys.append(np.array([f"{x:.1f},{y:.1f}" for x, y in xy], dtype=object))
+    degree: dict[str, int] = {}
+    for k in np.concatenate(keys):
+        degree[k] = degree.get(k, 0) + 1
+    return keys[0], keys[1], degree
+
+
+def manhole_id(key: str) -> str:
+    return f"derived-manhole-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def valves(
+    base: gpd.GeoDataFrame,
+    water: gpd.GeoDataFrame,
+    gas: gpd.GeoDataFrame,
+    holes: gpd.GeoDataFrame,
+) -> gpd.GeoDataFrame:
+    """Derived valves on the water and gas mains, 2 m in from the intersections.
+
+    Water: on each main at each intersection it reaches (a node of >= 3 centerlines), with
+    probability 0.85. Gas: on each gas main at each intersection whose manhole is a gas valve
+    chamber (``manhole_type = gas_valve``), so the valve chambers of the manhole layer hold the
+    valves. Each valve gets its main's diameter.
+    """
+    start, end, degree = node_keys(base)
+    by_seg = {seg: i for i, seg in enumerate(base["seg_id"])}
+    centre = np.asarray(base.geometry.values, dtype=object)
+    chambers = set(holes.loc[holes["manhole_type"] == "gas_valve", "external_id"])
+    rng = np.random.default_rng(SEED + 6)
+    rows: list[tuple[str, str, object, int]] = []
+    for network, pipes in (("water", water), ("gas", gas)):
+        pipes = pipes.sort_values("external_id", ignore_index=True)
+        lines = np.asarray(pipes.geometry.to_crs(METRIC).values, dtype=object)
+        draw = rng.random((len(pipes), 2))
+        for i, seg in enumerate(pipes["street_segment"]):
+            j = by_seg[seg]
+            line = lines[i]
+            flipped = shapely.distance(
+                shapely.get_point(line, 0), shapely.get_point(centre[j], 0)
+            ) > shapely.distance(shapely.get_point(line, -1), shapely.get_point(centre[j], 0))
+            for side, key in enumerate((start[j], end[j])):
+                if degree[key] < 3:
+                    continue
+                if network == "water" and draw[i, side] >= WATER_VALVE_SHARE:
+                    continue
+                if network == "gas" and manhole_id(key) not in chambers:
+                    continue
+                at_start = (side == 0) != flipped
+                setback = min(VALVE_SETBACK_M, line.length / 3)
+                point = line.interpolate(setback if at_start else line.length - setback)
+                eid = f"derived-valve-{network}-{seg}-{'ab'[side]}"
+                rows.append((eid, network, point, int(pipes["diameter_mm"][i])))
+    geoms = snap(gpd.GeoSeries([r[2] for r in rows], crs=METRIC))
+    return layer(
+        geoms,
+        external_id=[r[0] for r in rows],
+        source=DERIVED,
+        network=[r[1] for r in rows],
+        diameter_mm=np.array([r[3] for r in rows], dtype=np.int64),
+    )
+
+
+def pump_stations(water: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Derived pump stations 15 m off the upstream end of the large main nearest each anchor."""
+    big = water[water["diameter_mm"] >= PUMP_MIN_DIAMETER_MM].sort_values(
+        "external_id", ignore_index=True
+    )
+    lines = np.asarray(big.geometry.to_crs(METRIC).values, dtype=object)
+    starts = shapely.get_point(lines, 0)
+    names, points, mains = [], [], []
+    for label, lon, lat in PUMP_ANCHORS:
+        anchor = gpd.GeoSeries([shapely.Point(lon, lat)], crs=WGS84).to_crs(METRIC).iloc[0]
+        i = int(np.argmin(shapely.distance(starts, anchor)))
+        line = lines[i]
+        # 15 m sideways from the main's first vertex (a station sits beside the street)
+        a, b = shapely.get_coordinates(line)[:2]
+        dx, dy = (b - a) / np.hypot(*(b - a))
+        points.append(shapely.Point(a[0] - dy * PUMP_OFFSET_M, a[1] + dx * PUMP_OFFSET_M))
+        names.append(f"Pump station {label} (derived)")
+        mains.append(big["external_id"][i])
+    return layer(
+        snap(gpd.GeoSeries(points, crs=METRIC)),
+        external_id=[f"derived-pump-{label}" for label, *_ in PUMP_ANCHORS],
+        source=DERIVED,
+        name=names,
+        capacity_m3h=np.full(len(points), np.nan),
+        main_external_id=mains,
+    )
+
+
+def weather_stations(admin: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """One derived weather station at the representative point of the city's neighbourhoods."""
+    city = shapely.union_all(np.asarray(admin.geometry.to_crs(METRIC).values, dtype=object))
+    return layer(
+        snap(gpd.GeoSeries([city.point_on_surface()], crs=METRIC)),
+        external_id=["derived-weather-1"],
+        source=DERIVED,
+        name=["Weather station (derived)"],
+        address=None,
+        height_m=[WEATHER_HEIGHT_M],
+    )
+
+
+def rmp_chemicals(raw: str) -> list[tuple[str, float]]:
+    """``Name {lb} • Name {lb}`` → [(name, tonnes)], largest first, ERG names where known."""
+    out = []
+    for part in raw.split("•"):
+        match = re.match(r"\s*(.*?)\s*\{([\d.]+)\}\s*$", part)
+        if match:
+            name = " ".join(match.group(1).split())
+            out.append((ERG_NAMES.get(name, name), float(match.group(2)) * LB_TO_T))
+    return sorted(out, key=lambda c: (-c[1], c[0]))
+
+
+def chemical_plants(rmp: Path, base: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Real RMP facilities' substances and quantities, at derived places in Cambridge.
+
+    The RMP lists no facility inside Cambridge; each of the chosen New England facilities is
+    placed 35 m left of the midpoint of a segment of an industrial / commercial street
+    (:data:`RMP_SITES`). Name, chemicals and quantities are the facility's own (RMP, latest
+    submission); the location is not.
+    """
+    gdf = gpd.read_file(rmp / "rmp_facilities_added_2023_2025.geojson")
+    facilities = gdf.set_index("EPAFacilityID")
+    by_seg = base.set_index("seg_id")
+    rows = []
+    for epa_id, seg in RMP_SITES:
+        f = facilities.loc[epa_id]
+        line = by_seg.geometry[seg]
+        mid = line.interpolate(0.5, normalized=True)
+        ahead = line.interpolate(min(line.length, line.project(mid) + 1.0))
+        dx, dy = np.array(ahead.coords[0]) - np.array(mid.coords[0])
+        norm = np.hypot(dx, dy)
+        point = shapely.Point(mid.x - dy / norm * RMP_OFFSET_M, mid.y + dx / norm * RMP_OFFSET_M)
+        chems = rmp_chemicals(f["ChemicalsInLatest"])
+        rows.append(
+            {
+                "external_id": f"rmp-{epa_id}",
+                "name": f"{f['Name']} (RMP stock, placed; real site {f['City']}, {f['State']})",
+                "owner": f["LatestCompany1"] or None,
+                "chemicals": "; ".join(c for c, _ in chems),
+                "quantity_t": round(max(q for _, q in chems), 2),
+                "chemical_quantities": "; ".join(f"{c} {q:.2f} t" for c, q in chems),
+                "rmp_facility_id": epa_id,
+                "rmp_chemicals": f["ChemicalsInLatest"],
+                "rmp_naics": f["NAICSCodesInLatest"],
+                "rmp_address": f"{f['Addr1']}, {f['City']}, {f['State']} {f['ZipCode']}",
+                "rmp_receipt_date": f["LatestReceiptDate"],
+                "placement": f"derived: 35 m from the midpoint of {seg} ({by_seg['street'][seg]})",
+                "point": point,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    return layer(
+        snap(gpd.GeoSeries(frame["point"], crs=METRIC)),
+        external_id=frame["external_id"],
+        source=DERIVED,
+        name=frame["name"],
+        owner=frame["owner"],
+        **{
+            c: frame[c] for c in frame.columns if c not in ("external_id", "name", "owner", "point")
+        },
+    )
+
+
+# ------------------------------------------------------------------------ dependencies (CSV)
+DEPENDENCY_COLUMNS = (
+    "from_external_id",
+    "to_external_id",
+    "link_type",
+    "delay_h",
+    "buffer_h",
+    "note",
+)
+
+
+def dependencies(layers: dict[str, gpd.GeoDataFrame]) -> list[tuple[object, ...]]:
+    """Derived dependencies no geometry shows, for ``cityrisk links import``.
+
+    The nearest-substation supply rules of ``links rebuild`` already feed pump stations,
+    hospitals and subway stations; these rows add what they do not: a hospital's water from
+    its nearest pump station (12 h of on-site storage, assumed), and the power of gas
+    regulating stations (8 h on standby power, assumed) and of chemical plants (refrigeration
+    and scrubbers stop at once, assumed) from their nearest substation.
+    """
+
+    def metric(kind: str) -> gpd.GeoDataFrame:
+        return layers[kind].sort_values("external_id", ignore_index=True).to_crs(METRIC)
+
+    def nearest(frm: str, to: str) -> list[tuple[str, str, float]]:
+        a, b = metric(frm), metric(to)
+        out = []
+        for eid, geom in zip(b["external_id"], b.geometry, strict=True):
+            d = a.geometry.distance(geom)
+            i = int(np.argmin(d.to_numpy()))
+            out.append((str(a["external_id"][i]), str(eid), float(d.iloc[i])))
+        return out
+
+    specs = (
+        (
+            "pump_station",
+            "hospital",
+            0,
+            12,
+            "water from the nearest pump station; 12 h of on-site storage assumed",
+        ),
+        (
+            "substation",
+            "gas_station",
+            0,
+            8,
+            "power (heaters, telemetry) from the nearest substation; 8 h on standby power assumed",
+        ),
+        (
+            "substation",
+            "chemical_plant",
+            0,
+            0,
+            "power (refrigeration, scrubbers) from the "
+            "nearest substation; no standby power assumed",
+        ),
+        (
+            "substation",
+            "weather_station",
+            0,
+            12,
+            "power from the nearest substation; 12 h on battery assumed",
+        ),
+    )
+    rows: list[tuple[object, ...]] = []
+    for frm, to, delay, buffer, why in specs:
+        for a, b, d in nearest(frm, to):
+            rows.append((a, b, "physical", delay, buffer, f"derived: {why} ({d:.0f} m)"))
+    return rows
+
+
+def write_dependencies(rows: list[tuple[object, ...]], out: Path) -> None:
+    """Write the dependency CSV (fixed column order, rows in build order, LF endings)."""
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(DEPENDENCY_COLUMNS)
+        writer.writerows(rows)
+    print(f"wrote {out} ({len(rows)} dependencies)")
+
+
 # ------------------------------------------------------------------------------------- output
 def write(layers: dict[str, gpd.GeoDataFrame], out: Path) -> None:
     """Check every layer against the contract and write the GeoPackage (one layer per kind)."""
@@ -518,12 +872,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", nargs="?", type=Path, default=DEFAULT_SRC, help="GeoJSON folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .gpkg")
+    parser.add_argument("--rmp", type=Path, default=DEFAULT_RMP, help="EPA RMP folder")
+    parser.add_argument(
+        "--dependencies", type=Path, default=None, help="output CSV (default: beside --out)"
+    )
     args = parser.parse_args(argv)
     src = args.src if args.src.is_dir() else (REPO / args.src).resolve()  # cwd, then repo root
-    if not src.is_dir():
-        parser.error(f"source folder not found: {src}")
+    rmp = args.rmp if args.rmp.is_dir() else (REPO / args.rmp).resolve()
+    for folder in (src, rmp):
+        if not folder.is_dir():
+            parser.error(f"source folder not found: {folder}")
     base = streets(src)
     gas = gas_pipes(base)
+    water = water_pipes(base)
+    holes = manholes(base, gas)
     layers = {
         **exposure(src),
         **areas(src),
@@ -532,11 +894,17 @@ def main(argv: list[str] | None = None) -> None:
         "bridge": bridges(src),
         "flood_zone": flood_zones(src),
         "gas_pipe": gas,
-        "water_pipe": water_pipes(base),
+        "water_pipe": water,
         "drainage_pipe": drainage_pipes(src, base),
-        "manhole": manholes(base, gas),
+        "manhole": holes,
+        "valve": valves(base, water, gas, holes),
+        "pump_station": pump_stations(water),
+        "chemical_plant": chemical_plants(rmp, base),
     }
+    layers["weather_station"] = weather_stations(layers["admin_area"])
     write(layers, args.out)
+    deps = args.dependencies or args.out.with_name("dependencies.csv")
+    write_dependencies(dependencies(layers), deps)
 
 
 if __name__ == "__main__":

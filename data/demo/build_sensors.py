@@ -73,7 +73,14 @@ INTERVAL_S = {
     "ponding_cm": 60,
     "rain_mm_h": 60,
     "people_count": 300,
+    "wind_speed_ms": 60,
+    "wind_dir_deg": 60,
+    "nh3_ppm": 60,
+    "cl2_ppm": 60,
+    "tank_level_pct": 300,
 }
+# A plant's fixed toxic-gas detector measures the first of its chemicals that has an indicator.
+GAS_DETECTORS = {"Ammonia, anhydrous": ("nh3_ppm", "nh3"), "Chlorine": ("cl2_ppm", "cl2")}
 
 
 @dataclass
@@ -348,6 +355,65 @@ def subway(gpkg: Path) -> Placed:
     )
 
 
+# ------------------------------------------------------------------ plants, pumps, weather
+def one_per_asset(gdf: gpd.GeoDataFrame, kind: str, code: str, placement: list[str]) -> Placed:
+    """A sensor of ``kind`` at each asset's point, bound to it explicitly."""
+    return Placed(
+        kind,
+        code,
+        shapely.point_on_surface(geoms(gdf)),
+        list(gdf["external_id"]),
+        list(gdf["source"]),
+        placement,
+        list(gdf["external_id"]),
+    )
+
+
+def chemical(gpkg: Path) -> list[Placed]:
+    """At each chemical plant a toxic-gas detector for the first of its chemicals with an
+    indicator (ammonia, chlorine) and a level gauge on its largest tank.
+
+    Toxic detectors are what warns of a release at the fence (GB 50493-2019 asks for them
+    wherever a toxic gas can leak); tank level says how much can still be released.
+    """
+    plants = load(gpkg, "chemical_plant")
+    out: list[Placed] = []
+    for kind, code in GAS_DETECTORS.values():
+        rows = []
+        for i, chems in enumerate(plants["chemicals"]):
+            names = [c.strip() for c in str(chems).split(";")]
+            first = next((GAS_DETECTORS[c] for c in names if c in GAS_DETECTORS), None)
+            if first == (kind, code):
+                rows.append(i)
+        part = plants.iloc[rows].reset_index(drop=True)
+        if len(part):
+            notes = [f"fixed {kind.split('_')[0].upper()} detector at {n}" for n in part["name"]]
+            out.append(one_per_asset(part, kind, code, notes))
+    notes = [f"level of the largest tank at {n}" for n in plants["name"]]
+    out.append(one_per_asset(plants, "tank_level_pct", "tank", notes))
+    return out
+
+
+def pumps(gpkg: Path) -> Placed:
+    """Discharge pressure at every pump station (what a burst downstream pulls down first)."""
+    st = load(gpkg, "pump_station")
+    return one_per_asset(st, "pressure_mpa", "pump", [f"discharge, {n}" for n in st["name"]])
+
+
+def weather(gpkg: Path) -> list[Placed]:
+    """Wind speed and direction at every weather station (the toxic-release zone turns with
+    the wind: ERG protective-action distances are downwind)."""
+    st = load(gpkg, "weather_station")
+    notes = [
+        f"anemometer {h:g} m above ground, {n}"
+        for h, n in zip(st["height_m"], st["name"], strict=True)
+    ]
+    return [
+        one_per_asset(st, "wind_speed_ms", "wind", notes),
+        one_per_asset(st, "wind_dir_deg", "winddir", notes),
+    ]
+
+
 # -------------------------------------------------------------------------------------- output
 def features(placed: list[Placed]) -> list[dict[str, object]]:
     """GeoJSON features with stable external ids ``cam-<code>-NNNN`` (numbered by sort key)."""
@@ -392,6 +458,9 @@ def main(argv: list[str] | None = None) -> None:
         *bridges(args.gpkg),
         *flooding(args.gpkg),
         subway(args.gpkg),
+        *chemical(args.gpkg),
+        pumps(args.gpkg),
+        *weather(args.gpkg),
     ]
     feats = features(placed)
     ids = [f["properties"]["external_id"] for f in feats]  # type: ignore[index]

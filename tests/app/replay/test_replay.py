@@ -83,6 +83,8 @@ ASSETS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("drain-1", "drainage_pipe", wkt_line((-350, -200), (-250, -200)), {"diameter_mm": 900}),
     ("hood-1", "admin_area", wkt_box(-1000, -1000, 1500, 1500), {}),
     ("station-1", "subway_station", "POINT({} {})".format(*at(300, 300)), {}),
+    ("plant-1", "chemical_plant", "POINT({} {})".format(*at(800, 400)), {"chemicals": "ammonia"}),
+    ("weather-1", "weather_station", "POINT({} {})".format(*at(-600, 600)), {}),
 ]
 
 
@@ -119,6 +121,10 @@ SENSORS = [
     sensor("pond-1", "ponding_cm", (-300, -150), 60, **bound("zone-1")),
     sensor("rain-1", "rain_mm_h", (250, 250), 60, **bound("hood-1")),
     sensor("people-1", "people_count", (300, 300), 300, **bound("station-1")),
+    sensor("nh3-1", "nh3_ppm", (800, 400), 60, **bound("plant-1")),
+    sensor("tank-1", "tank_level_pct", (800, 400), 300, **bound("plant-1")),
+    sensor("wind-1", "wind_speed_ms", (-600, 600), 60, **bound("weather-1")),
+    sensor("winddir-1", "wind_dir_deg", (-600, 600), 60, **bound("weather-1")),
 ]
 
 
@@ -281,7 +287,7 @@ def test_gas_leak_over_http_stores_every_reading_and_matches_the_truth(
 
 
 def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
-    """All four incidents, published on MQTT, consumed by cityrisk's consumer, stored."""
+    """All five incidents, published on MQTT, consumed by cityrisk's consumer, stored."""
     folder = Path(tempfile.mkdtemp(prefix="cityrisk-replay-mqtt-"))
     folder.chmod(0o755)  # the broker drops to the mosquitto user
     broker = LocalBroker(Settings(data_dir=folder, mqtt_port=free_port()))
@@ -368,7 +374,7 @@ def test_same_seed_same_readings_whatever_the_batching(city: City) -> None:
     assert one["truth"] == two["truth"]
     assert one["keys"] == other["keys"]  # same sensors and instants (phases are per device) ...
     assert one["values"] != other["values"]  # ... other values
-    assert len(one["plan"].incidents) == 4
+    assert len(one["plan"].incidents) == len(DEMO_WINDOWS)
     # The NDJSON is what the ingest reads: one object per line, every field there.
     batch = replay_generate(one["fleet"], one["plan"], start, start + 600)
     lines = batch.ndjson(one["fleet"]).decode().splitlines()
@@ -379,7 +385,8 @@ def test_same_seed_same_readings_whatever_the_batching(city: City) -> None:
 
 
 def test_baselines_follow_the_day(city: City) -> None:
-    """People counts peak in the rush hour; water pressure is lowest in the morning peak."""
+    """People counts peak in the rush hour; water pressure is lowest in the morning peak; wind
+    picks up in the afternoon."""
     engine = create_db_engine(city.sqlalchemy_url, pool_size=1)
     try:
         with make_sessionmaker(engine)() as session:
@@ -403,6 +410,16 @@ def test_baselines_follow_the_day(city: City) -> None:
     h, ch4 = series("ch4-1")
     assert ch4.min() >= 0
     assert ch4.max() < 3  # background
+    # Wind: strongest in the afternoon, calm at night; from the west-south-west, in range.
+    h, speed = series("wind-1")
+    assert speed.min() >= 0
+    assert speed[(h > 13) & (h < 16)].mean() > 1.5 * speed[(h > 1) & (h < 4)].mean()
+    h, direction = series("winddir-1")
+    assert direction.min() >= 0
+    assert direction.max() <= 360
+    assert 200 < np.median(direction) < 320
+    _, nh3 = series("nh3-1")
+    assert nh3.max() < 25  # background, below the first alarm level
 
 
 # -- time -------------------------------------------------------------------------------------
@@ -502,7 +519,7 @@ def test_demo_sensor_layout_is_well_formed() -> None:
 
 
 @pytest.mark.slow
-def test_the_demo_city_binds_every_sensor_and_stages_all_four_incidents(server_url: str) -> None:
+def test_the_demo_city_binds_every_sensor_and_stages_all_five_incidents(server_url: str) -> None:
     """`load demo` imports and binds the demo sensors; the demo scenario finds its assets."""
     from app.flows import demo
 
