@@ -184,6 +184,21 @@ function crImpactPanel(map, cfg) {
       (sites ? "<ul class='cr-sites'>" + sites + "</ul>" : "") +
       (infra ? "<ul class='cr-infra'>" + infra + "</ul>" : "") + "</div>";
   }
+  // The engine's explanation chains name assets by id ("17 failed at T+0 … → 18 fails at
+  // T+1 h"); a commander reads names.
+  var names = {};
+  function explain(text) {
+    return esc(text).replace(/\b(\d+) (failed|fails)\b/g, function (m, id, verb) {
+      return names[id] ? esc(names[id]) + " " + verb : m;
+    });
+  }
+  function learnNames(doc) {
+    names = {};
+    var c = doc.cascade || {};
+    var all = (c.initial || []).concat(doc.failing || []);
+    (c.steps || []).forEach(function (s) { all = all.concat(s.newly_failed, s.on_buffer); });
+    all.forEach(function (a) { if (a.name) { names[a.id] = a.name; } });
+  }
   function stepHtml(step, initial, first) {
     var items = [];
     if (first) {
@@ -194,11 +209,11 @@ function crImpactPanel(map, cfg) {
     step.newly_failed.forEach(function (s) {
       if (first && initial.some(function (a) { return a.id === s.id; })) { return; }
       items.push("<li class='cr-fail'><b>" + esc(name(s)) + "</b> 失效 fails (T+" +
-        num(s.fail_at_h) + " h)<div class='cr-why'>" + esc(s.explanation) + "</div></li>");
+        num(s.fail_at_h) + " h)<div class='cr-why'>" + explain(s.explanation) + "</div></li>");
     });
     step.on_buffer.forEach(function (s) {
       items.push("<li class='cr-buffer'>" + esc(name(s)) + " 靠备用运行 on buffer, fails at T+" +
-        num(s.fail_at_h) + " h<div class='cr-why'>" + esc(s.explanation) + "</div></li>");
+        num(s.fail_at_h) + " h<div class='cr-why'>" + explain(s.explanation) + "</div></li>");
     });
     Object.keys(step.unserved || {}).forEach(function (net) {
       var n = step.unserved[net].length;
@@ -213,6 +228,7 @@ function crImpactPanel(map, cfg) {
         "<div class='cr-dim'>无新增失效 nothing new fails</div>") + "</li>";
   }
   function render(doc) {
+    learnNames(doc);
     var e = doc.exposure || {};
     var names = (doc.scenarios || []).map(function (s) { return scenarioName(s.id, s.title); });
     var why = (doc.scenarios || []).filter(function (s) { return s.why !== "requested"; })

@@ -9,6 +9,7 @@ bilingual, Chinese first (:mod:`app.taxonomy.labels`).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -165,6 +166,23 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+_ASSET_VERB = re.compile(r"\b(\d+) (failed|fails)\b")
+
+
+def with_names(explanation: str, names: Mapping[int, str]) -> str:
+    """The cascade's explanation chain with asset names for the ids it names.
+
+    >>> with_names("17 failed at T+0: … → 18 fails at T+1 h", {17: "变电站", 18: "泵站"})
+    '变电站 failed at T+0: … → 泵站 fails at T+1 h'
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        name = names.get(int(m.group(1)))
+        return f"{name} {m.group(2)}" if name else m.group(0)
+
+    return _ASSET_VERB.sub(sub, explanation)
+
+
 def report_context(incident: Mapping[str, Any]) -> dict[str, Any]:
     """What ``incident_report.html`` shows, from :func:`app.impact.service.get_incident`."""
     result: Mapping[str, Any] = incident["results"]
@@ -211,17 +229,34 @@ def report_context(incident: Mapping[str, Any]) -> dict[str, Any]:
     ]
     cascade = result.get("cascade") or {}
     initial_ids = {a.get("id") for a in cascade.get("initial", [])}
+    names = {
+        int(a["id"]): str(a["name"])
+        for a in [
+            *cascade.get("initial", []),
+            *result.get("failing", []),
+            *(x for s in cascade.get("steps", []) for x in (*s["newly_failed"], *s["on_buffer"])),
+        ]
+        if a.get("name")
+    }
+
+    def state(a: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            **a,
+            "kind_label": kind_label(a.get("kind")),
+            "explanation": with_names(str(a.get("explanation") or ""), names),
+        }
+
     steps = [
         {
             "label": s["label"],
             "failed_count": s["failed_count"],
             "newly_failed": [
-                {**a, "kind_label": kind_label(a.get("kind"))}
+                state(a)
                 for a in s["newly_failed"]
                 # The first failures are listed with their cause at T+0 already.
                 if not (n == 0 and a.get("id") in initial_ids)
             ],
-            "on_buffer": [{**a, "kind_label": kind_label(a.get("kind"))} for a in s["on_buffer"]],
+            "on_buffer": [state(a) for a in s["on_buffer"]],
             "unserved": {k: len(v) for k, v in (s.get("unserved") or {}).items() if v},
         }
         for n, s in enumerate(cascade.get("steps", []))

@@ -188,6 +188,8 @@ def test_commander_impact_whatif_incident_and_report(
             assert "城东变电站 East substation" in panel
             assert "二号泵站 Pump station 2" in panel  # fails at +1 h: no power
             assert "市第二医院 No.2 Hospital" in panel  # on its buffer until +6 h
+            # The explanation chains name the assets, not their ids.
+            assert "城东变电站 East substation failed at T+0" in panel
             assert "请求 request" in panel  # mass_kg came from the form
             page.wait_for_selector(".cr-whatif-popup", state="detached")
             shot(page, tmp_path, "whatif")
@@ -208,6 +210,7 @@ def test_commander_impact_whatif_incident_and_report(
             text = report.inner_text("body")
             assert "张指挥 Cmdr Zhang" in text
             assert "T+6 h" in text
+            assert "城东变电站 East substation failed at T+0" in text
             assert report.locator("svg.zone-map path.zone").count() == 3
             report.set_viewport_size({"width": 900, "height": 1000})
             shot(report, tmp_path, "report", full_page=True)
