@@ -14,7 +14,9 @@ What the page shows (``GET /``, ``GET /map?layers=…``, ``cityrisk map --out``)
 - click-to-inspect answered by ``/ogc/collections/{kind}/items?bbox=`` around the click, for
   each visible asset layer: Leaflet.VectorGrid's own MVT click handling is broken with
   Leaflet 1.9 (``L.DomEvent.fakeStop is not a function``), so the tiles are not interactive;
-- a legend of risk classes and warning levels, from the registry's styles.
+- a legend of risk classes and warning levels, from the registry's styles;
+- the impact panel (:mod:`layers.impact`): an alarm's impact and "what if here", the zones in
+  the warning levels' colours, who is inside, the cascade, the actions, opening an incident.
 
 Every script and stylesheet is loaded from ``{base_url}/static/vendor/<npm package>/…`` (see
 :data:`VENDOR_FILES`): folium's defaults point at public CDNs, which an intranet cannot reach,
@@ -41,6 +43,7 @@ from app.taxonomy.alarms import LEVEL_NUMERALS
 from app.taxonomy.assets import PLATE_TITLES
 from app.taxonomy.risk import COMPOSITE
 from layers.base import LIVE_PLATE, Layer, Registry
+from layers.impact import ImpactPanel
 from layers.styles import FOUR_COLOURS, ColourClass, Style, warning_level_classes
 
 #: URL path under which the app serves ``node_modules/<package>/…``.
@@ -214,13 +217,21 @@ def _alarm_layer(page: MapPage, layer: Layer) -> tuple[folium.FeatureGroup, Real
         " return f.geometry; }); ok(fc); })"
         ".catch(fail); }"
     )
+    # The popup's button is wired by the impact panel (layers/impact_panel.js, by delegation);
+    # the marker's click does not bubble to the map, whose click would open the inspector's
+    # popup in its place.
     point = JsCode(
         "function (f, latlng) { var lv = String(f.properties.level);"
         f" var c = {colours}[lv] || {json.dumps(layer.style.colour)};"
+        " var t = String(f.properties.title || f.properties.rule_code || '')"
+        ".replace(/[&<>\"']/g, function (ch) { return '&#' + ch.charCodeAt(0) + ';'; });"
+        f" var n = {numerals}[lv] || lv;"
         " return L.circleMarker(latlng, {radius: 8, color: '#222', weight: 1, fillColor: c,"
-        " fillOpacity: 0.9}).bindTooltip('Alarm ' + f.id + ' — level ' +"
-        f" ({numerals}[lv] || lv) + ': ' + (f.properties.title || f.properties.rule_code || ''));"
-        " }"
+        " fillOpacity: 0.9, bubblingMouseEvents: false})"
+        ".bindTooltip('报警 Alarm ' + f.id + ' — ' + n + ' 级 level ' + n + ': ' + t)"
+        ".bindPopup('<div class=\"cr-alarm-pop\"><b>报警 Alarm ' + f.id + '</b> · ' + n +"
+        " ' 级 level ' + n + '<br>' + t + '<br><button type=\"button\" data-cr-alarm=\"' +"
+        " f.id + '\">影响分析 Impact</button></div>'); }"
     )
     realtime = Realtime(
         source,
@@ -249,6 +260,7 @@ _INSPECT = Template(
     });
   }
   map.on("click", function (e) {
+    if (map.crMode) { return; }  // "what if here" is choosing a point (layers/impact_panel.js)
     var ids = Object.keys(layers).filter(function (id) { return map.hasLayer(layers[id][1]); });
     if (!ids.length) { return; }
     var p = map.latLngToContainerPoint(e.latlng), r = {{ this.px }};
@@ -434,9 +446,10 @@ def build_map(page: MapPage) -> folium.Map:
     Legend(
         [
             ("Risk class (places)", risk_classes(page.layers)),
-            ("Warning level (alarms)", warning_level_classes()),
+            ("预警等级 / 影响区 Warning level · impact zone", warning_level_classes()),
         ]
     ).add_to(fmap)
+    ImpactPanel(page.base_url).add_to(fmap)
 
     if page.bounds is not None:
         x0, y0, x1, y1 = page.bounds

@@ -5,6 +5,7 @@ The actor of an incident is the ``X-Actor`` header until the service has authent
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 import orjson
@@ -39,6 +40,16 @@ def _json(doc: Any, status_code: int = 200) -> Response:
         status_code=status_code,
         media_type="application/json",
     )
+
+
+def actor_name(header: str | None) -> str:
+    """Who ``X-Actor`` names: HTTP headers arrive decoded as Latin-1, but clients (curl, the map
+    page) send a name such as 张三 as its UTF-8 bytes, so those are decoded back."""
+    raw = (header or "").strip()
+    # A Latin-1 name whose bytes are not UTF-8 stays as it came.
+    with contextlib.suppress(UnicodeError):
+        raw = raw.encode("latin-1").decode("utf-8")
+    return raw or ANONYMOUS
 
 
 def _calls(items: list[ScenarioIn]) -> list[service.ScenarioCall]:
@@ -86,7 +97,7 @@ def post_incident(
     """Compute and store the impact; the incident keeps its inputs and zones."""
     incident_id = service.create_incident(
         db_session,
-        actor=(x_actor or "").strip() or ANONYMOUS,
+        actor=actor_name(x_actor),
         alarm_id=body.alarm_id,
         calls=_calls(body.calls()),
         asset_id=body.asset_id,

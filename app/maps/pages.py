@@ -10,7 +10,8 @@ from fastapi.templating import Jinja2Templates
 
 from app import __version__
 
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+# The templates live in app/templates (shared by the pages of app/maps).
+templates = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
 router = APIRouter(tags=["pages"])
 
 

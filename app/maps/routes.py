@@ -7,19 +7,28 @@ directory, so nothing else under ``node_modules`` is reachable.
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from app import __version__
+from app.db import DbSession
 from app.errors import InvalidInput, NotFound
+from app.impact.service import get_incident
+from app.maps.report import report_context
 from app.maps.service import map_page
 from app.settings import Settings, get_settings
 from app.tiles.routes import tile_service
 from layers.maps import VENDOR_FILES, VENDOR_PATH, render_page
 
 router = APIRouter(tags=["map"])
+templates = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
 
 
 LayersQuery = Annotated[
@@ -70,3 +79,36 @@ def vendor(request: Request, package: str, path: str) -> FileResponse:
             raise NotFound(f"{package} is not installed: run `npm ci` (make setup does)")
         raise NotFound(f"no file {path!r} in {package}")
     return FileResponse(target, headers={"Cache-Control": "public, max-age=86400"})
+
+
+def _when(value: Any) -> str:
+    """A timestamp as the report prints it: to the second, in UTC, saying so."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@router.get(
+    "/incidents/{incident_id}/report",
+    response_class=HTMLResponse,
+    summary="An incident's printable report (HTML, A4)",
+    responses={404: {"description": "No such incident"}},
+)
+def incident_report(
+    request: Request, db_session: DbSession, incident_id: Annotated[int, PathParam(gt=0, lt=2**63)]
+) -> HTMLResponse:
+    """Header, a map of the zones (inline SVG), who is inside, the cascade, the actions as a
+    checklist, the inputs with their origins, notes and sources; print CSS for A4."""
+    incident = get_incident(db_session=db_session, incident_id=incident_id)
+    context = {
+        **report_context(incident),
+        "base": str(request.scope.get("root_path", "")),
+        "version": __version__,
+        "now": datetime.now(UTC),
+        "when": _when,
+    }
+    return templates.TemplateResponse(
+        request, "incident_report.html", context, headers={"Cache-Control": "no-cache"}
+    )
