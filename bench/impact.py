@@ -222,7 +222,7 @@ def cold_calls(
     """The first call after the network cache is emptied (``times`` times)."""
     out = []
     for _ in range(times):
-        networks._cache._items.clear()  # noqa: SLF001 - the bench empties the process cache
+        networks._cache._items.clear()  # the bench empties the process cache
         out.append(call(factory, pair, at)[0])
     return out
 
@@ -394,7 +394,13 @@ def synthetic_city(n_assets: int, seed: int) -> tuple[Rows, LocalFrame, float]:
     for k in range(8):
         i, j = int(rng.integers(0, g)), int(rng.integers(0, g))
         rows.add("pump_station", Point(i * STREET_M - 10, j * STREET_M - 10))
-        rows.add("gas_station", Point(i * STREET_M + 10, j * STREET_M + 10), station_type="gate")
+        rows.add(
+            "gas_station",
+            Point(i * STREET_M + 10, j * STREET_M + 10),
+            station_type="gate",
+            diameter_mm=300,
+            pressure_mpa=0.8,
+        )
         if k < 3:
             rows.add("power_plant", Point(i * STREET_M + 50, j * STREET_M - 30))
         if k < 6:
@@ -528,8 +534,10 @@ def main() -> int:
             session.execute(text("ANALYZE"))
             n = session.execute(text("SELECT count(*) FROM asset")).scalar_one()
             lon, lat = session.execute(
-                text("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)) AS c "
-                     "FROM asset) e")  # fmt: skip
+                text(
+                    "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)) AS c "
+                    "FROM asset) e"
+                )
             ).one()
         print(f"demo city: {n:,} assets loaded in {time.perf_counter() - started:.1f} s")
         return Point(lon, lat)
