@@ -880,14 +880,14 @@ def propagate(
             (a for a, lt in lost_at.items() if lt <= step < fail_at.get(a, math.inf)),
             key=lambda a: (fail_at.get(a, math.inf), str(a)),
         )
+        # Over the failed (few), not over every pipe and junction of each network: the same
+        # set, and ≈ 17 ms less per impact on the demo city (2 networks × 4 steps × ~5,000
+        # nodes), ~10x that on a city of 100,000 assets (bench/impact.py).
+        failed_now = [x for x, ft in fail_at.items() if ft <= step]
         out_of_service = {
             net.name: tuple(
                 sorted(
-                    (
-                        x
-                        for x in net.graph
-                        if x not in net.sources and fail_at.get(x, math.inf) <= step
-                    ),
+                    (x for x in failed_now if x in net.graph and x not in net.sources),
                     key=str,
                 )
             )

@@ -5,6 +5,15 @@ One statement for all the zones of a result: every zone joined to the assets it 
 inside the zone), the rest counted and listed. A high-consequence area is flagged as ASME
 B31.8S / 49 CFR 192.903 define it: an identified site inside, or 20 buildings for human
 occupancy (the buildings are counted only where the city has them as assets).
+
+Why the statement looks as it does (``bench/impact.py``, demo city, a gas migration whose
+corridor along the drains has ~7,700 vertices and meets ~600 population cells):
+
+- the zones are parsed once (``MATERIALIZED``), not once per candidate row;
+- a cell's share is 1 where the zone covers it, else the intersection with the zone *clipped to
+  the cell's box first* (``ST_ClipByBox2D``, linear and cheap; ``ST_MakeValid`` because a clip
+  may leave a zero-width spike on the box edge): the overlay then sees a few dozen vertices, not
+  the whole corridor. The same residents to 1e-6; the statement 390 → 125 ms.
 """
 
 from __future__ import annotations
@@ -52,14 +61,17 @@ HCA_BUILDINGS = 20
 
 _SQL = text(
     """
-    WITH z AS (
+    WITH z AS MATERIALIZED (
         SELECT ord, ST_GeomFromWKB(wkb, 4326) AS g
         FROM unnest(:ords, :wkbs) AS z(ord, wkb)
     )
     SELECT z.ord, a.id, a.kind, a.name, a.owner, a.plate,
            CASE WHEN a.kind = 'population_cell' THEN
                coalesce((a.attributes->>'population')::float8, 0)
-               * ST_Area(ST_Intersection(a.geom, z.g)) / NULLIF(ST_Area(a.geom), 0)
+               * CASE WHEN ST_Covers(z.g, a.geom) THEN 1.0
+                      ELSE ST_Area(ST_Intersection(
+                               a.geom, ST_MakeValid(ST_ClipByBox2D(z.g, a.geom))))
+                           / NULLIF(ST_Area(a.geom), 0) END
            END AS people,
            coalesce((a.attributes->>'capacity')::float8, (a.attributes->>'beds')::float8)
                AS capacity,

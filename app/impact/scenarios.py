@@ -129,6 +129,14 @@ def around(geom: BaseGeometry, radius_m: float, frame: LocalFrame | None = None)
     centre = geom.representative_point()
     frame = frame or LocalFrame(centre.x, centre.y)
     local = frame.geometry_to_local(geom)
+    parts = shapely.get_parts(local)
+    if len(parts) > 1:
+        # A gas-migration corridor is hundreds of reached pipes: buffering each and uniting the
+        # buffers (cascaded union) gives the same polygon as buffering the MultiLineString in
+        # one go, 6x faster (451 drains: 383 → 63 ms, bench/impact.py).
+        return frame.geometry_to_lonlat(
+            shapely.union_all(shapely.buffer(parts, radius_m, quad_segs=16))
+        )
     return frame.geometry_to_lonlat(local.buffer(radius_m, quad_segs=16))
 
 
