@@ -25,6 +25,7 @@ KIND_ZH: Final[dict[str, str]] = {
     "valve": "阀门",
     "hydrant": "消火栓",
     "chemical_plant": "危化企业",
+    "weather_station": "气象站",
     "construction_site": "施工工地",
     "crowded_place": "人员密集场所",
     "subway_station": "地铁站",
