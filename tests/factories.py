@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.taxonomy.assets import KINDS
 from app.taxonomy.indicators import INDICATORS
+from gis.frames import LocalFrame
 
 Db = Session | Connection
 
@@ -204,3 +205,27 @@ def alarm(
         {"id": alarm_id, "ago": opened_ago_s, "lv": level},
     )
     return int(alarm_id)
+
+
+class Metric:
+    """WKT of a small hand-made city drawn in metres east / north of an origin.
+
+    >>> m = Metric(LocalFrame(8.6, 47.3))
+    >>> m.pt(0, 0)
+    'POINT(8.6 47.3)'
+    """
+
+    def __init__(self, frame: LocalFrame) -> None:
+        self.frame = frame
+
+    def ll(self, x: float, y: float) -> tuple[float, float]:
+        """Metres east / north of the origin as ``(lon, lat)``."""
+        lon, lat = self.frame.to_lonlat(x, y)
+        return float(lon), float(lat)
+
+    def line(self, *xy: tuple[float, float]) -> str:
+        lonlat = (self.ll(x, y) for x, y in xy)
+        return "LINESTRING(" + ",".join(f"{lon} {lat}" for lon, lat in lonlat) + ")"
+
+    def pt(self, x: float, y: float) -> str:
+        return point(*self.ll(x, y))

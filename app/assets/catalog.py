@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from app.assets.models import Asset
-from app.errors import BadRequest, NotFound
+from app.errors import BadRequest
 from app.taxonomy.assets import KINDS, PLATE_TITLES, AssetKind, Attribute, GeometryFamily
 
 JsonType = Literal["string", "integer", "number", "boolean", "date"]
@@ -260,14 +260,3 @@ def _build() -> dict[str, Collection]:
 
 #: Every collection by id, in taxonomy order, exposure last. Pure data: built at import.
 COLLECTIONS: dict[str, Collection] = _build()
-
-
-def get_collection(collection_id: str) -> Collection:
-    """The collection ``collection_id``; :class:`NotFound` (404) if there is none."""
-    try:
-        return COLLECTIONS[collection_id]
-    except KeyError:
-        raise NotFound(
-            f"no collection {collection_id!r}; see /ogc/collections for the "
-            f"{len(COLLECTIONS)} collections"
-        ) from None

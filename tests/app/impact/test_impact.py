@@ -38,17 +38,8 @@ FRAME = LocalFrame(LON0, LAT0)
 SOURCE = "impact-test"
 
 
-def ll(x: float, y: float) -> tuple[float, float]:
-    lon, lat = FRAME.to_lonlat(x, y)
-    return float(lon), float(lat)
-
-
-def line(*xy: tuple[float, float]) -> str:
-    return "LINESTRING(" + ",".join(f"{lon} {lat}" for lon, lat in (ll(*p) for p in xy)) + ")"
-
-
-def pt(x: float, y: float) -> str:
-    return f.point(*ll(x, y))
+METRIC = f.Metric(FRAME)
+ll, line, pt = METRIC.ll, METRIC.line, METRIC.pt
 
 
 @dataclass(frozen=True)
