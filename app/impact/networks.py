@@ -43,8 +43,10 @@ GAS = ("gas_pipe",)
 UNDERGROUND = ("drainage_pipe", "utility_tunnel")
 #: Where a network is fed from (sources of the supply network).
 SOURCES = {"water": ("pump_station",), "gas": ("gas_station",)}
-#: Who a network serves: facilities and hydrants bound to their nearest main.
-DEMANDS = (
+#: Who each network serves: facilities bound to their nearest main. Hydrants draw water only
+#: (a hydrant beside a gas main is not a gas customer); the facilities draw both, for cooking,
+#: heating and process gas.
+_FACILITIES = (
     "hospital",
     "clinic",
     "school",
@@ -52,11 +54,11 @@ DEMANDS = (
     "elderly_care",
     "shelter",
     "fire_station",
-    "hydrant",
     "crowded_place",
     "subway_station",
     "chemical_plant",
 )
+DEMANDS = {"water": (*_FACILITIES, "hydrant"), "gas": _FACILITIES}
 #: How far from a main a served facility may be bound to it [m]: a building's service line runs
 #: from the street main to the building, typically tens of metres.
 DEMAND_TOLERANCE_M = 80.0
@@ -185,7 +187,7 @@ def _build_system(session: Session, name: str, region: Region) -> PipeSystem | N
     valves = _attach(net, valve_ids, valve_geoms, VALVE_TOLERANCE_M)
     source_ids, _, source_geoms = _points(session, region, SOURCES[name])
     sources = _attach(net, source_ids, source_geoms, SOURCE_TOLERANCE_M)
-    demand_ids, demand_kinds, demand_geoms = _points(session, region, DEMANDS)
+    demand_ids, demand_kinds, demand_geoms = _points(session, region, DEMANDS[name])
     demands = _attach(net, demand_ids, demand_geoms, DEMAND_TOLERANCE_M)
     return PipeSystem(
         name,

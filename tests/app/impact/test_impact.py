@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from app.impact.networks import region_of
+from app.impact.networks import pipe_system, region_of
 from app.sensors import partitions
 from gis.consequence import pir_m
 from gis.frames import LocalFrame
@@ -62,6 +62,7 @@ def city(engine: Engine) -> Iterator[City]:
         a("main", "gas_pipe", line((0, 0), (300, 0)), diameter_mm=300, pressure_mpa=1.6)
         a("school", "school", pt(150, 30))
         a("far_school", "school", pt(150, 300))
+        a("gas_hydrant", "hydrant", pt(200, 5))  # beside the gas main: a water asset
         a("block", "population_cell", f.square(*ll(150, 50), 0.002, 0.0006), population=500)
         a("drain1", "drainage_pipe", line((0, 0), (0, 100)), diameter_mm=600)
         a("drain2", "drainage_pipe", line((0, 100), (200, 100)), diameter_mm=600)
@@ -180,6 +181,16 @@ def test_gas_rupture_pir_hca_and_inputs(client: TestClient, city: City) -> None:
         client, scenario="gas_pipe_rupture", asset_id=city.ids["main"], params={"pressure_mpa": 0.4}
     )
     assert inputs(doc)["pressure_mpa"]["origin"] == "request"
+
+
+def test_each_network_binds_only_its_own_demands(engine: Engine, city: City) -> None:
+    """A hydrant beside a gas main draws water, not gas; a school draws both."""
+    with Session(engine) as s:
+        gas = pipe_system(s, "gas", shapely.Point(*ll(0, 0)))
+    assert gas is not None and gas.demands is not None
+    bound = set(gas.demands.point_ids.tolist())
+    assert city.ids["school"] in bound
+    assert city.ids["gas_hydrant"] not in bound
 
 
 @pytest.mark.parametrize(
