@@ -46,7 +46,7 @@ def panel_config(base_url: str) -> dict[str, Any]:
         "numerals": {str(k): v for k, v in LEVEL_NUMERALS.items()},
         "severityZh": {str(k): v for k, v in SEVERITY_ZH.items()},
         "kindZh": dict(KIND_ZH),
-        "kindEn": {k: v.title for k, v in KINDS.items()} | {"building": "Building"},
+        "kindEn": {k: v.title for k, v in KINDS.items()},
         "scenarioZh": dict(SCENARIO_ZH),
         "paramZh": dict(PARAM_ZH),
         "origins": dict(ORIGIN_ZH),

@@ -53,7 +53,9 @@ INFRASTRUCTURE = (
     "construction_site",
 )
 SPACES = ("manhole", "subway_station")
-KINDS = (*SITES, *RESPONDERS, *INFRASTRUCTURE, "manhole", "population_cell")
+#: Buildings are counted, not listed (a zone in a city centre holds hundreds); only those intended
+#: for human occupancy count (``human_occupancy`` false excludes one; absent means occupied).
+KINDS = (*SITES, *RESPONDERS, *INFRASTRUCTURE, "manhole", "population_cell", "building")
 
 #: 49 CFR 192.903 "high consequence area", method (2): 20 or more buildings intended for human
 #: occupancy inside the potential impact circle (or any identified site).
@@ -73,6 +75,9 @@ _SQL = text(
                                a.geom, ST_MakeValid(ST_ClipByBox2D(z.g, a.geom))))
                            / NULLIF(ST_Area(a.geom), 0) END
            END AS people,
+           CASE WHEN a.kind = 'building' THEN
+               coalesce((a.attributes->>'human_occupancy')::boolean, true)
+           END AS occupied,
            coalesce((a.attributes->>'capacity')::float8, (a.attributes->>'beds')::float8)
                AS capacity,
            ST_X(ST_PointOnSurface(a.geom)) AS lon, ST_Y(ST_PointOnSurface(a.geom)) AS lat
@@ -131,6 +136,10 @@ def exposure(session: Session, zones: Sequence[BaseGeometry]) -> list[ZoneExposu
         z.asset_ids.add(int(r["id"]))
         if r["kind"] == "population_cell":
             z.residents += float(r["people"] or 0.0)
+            continue
+        if r["kind"] == "building":
+            if r["occupied"]:
+                z.counts["building"] = z.counts.get("building", 0) + 1
             continue
         z.counts[r["kind"]] = z.counts.get(r["kind"], 0) + 1
         item = {

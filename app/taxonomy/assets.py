@@ -295,6 +295,26 @@ KINDS: dict[str, AssetKind] = _kinds(
     AssetKind("fire_station", "exposure", "Fire station", SITE, FACILITY),
     AssetKind("police_station", "exposure", "Police station", SITE, FACILITY),
     AssetKind(
+        "building",
+        "exposure",
+        "Building",
+        SITE,
+        (
+            ADDRESS,
+            Attribute("building_use", "str", None, "residential, commercial, industrial, ..."),
+            Attribute(
+                "human_occupancy",
+                "bool",
+                None,
+                "intended for human occupancy (49 CFR 192.903 counts only these; default true)",
+            ),
+            Attribute("floors", "int", "floors", "storeys above ground", 0, 300),
+            Attribute("height_m", "float", "m", "height above ground", 0, 1000),
+        ),
+        "A building footprint or address point; inside a potential impact circle, 20 or more "
+        "occupied buildings make a high consequence area (49 CFR 192.903).",
+    ),
+    AssetKind(
         "population_cell",
         "exposure",
         "Population cell / census block",

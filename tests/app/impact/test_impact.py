@@ -63,6 +63,12 @@ def city(engine: Engine) -> Iterator[City]:
         a("school", "school", pt(150, 30))
         a("far_school", "school", pt(150, 300))
         a("gas_hydrant", "hydrant", pt(200, 5))  # beside the gas main: a water asset
+        # Two more mains with rows of buildings 20 m off (inside the 37.8 m PIR), no sites:
+        # 19 occupied + 3 unoccupied (not an HCA), and 20 occupied (an HCA by buildings).
+        for key, y, occupied, empty in (("main_19", -1000, 19, 3), ("main_20", -2000, 20, 0)):
+            a(key, "gas_pipe", line((0, y), (300, y)), diameter_mm=300, pressure_mpa=1.6)
+            for i in range(occupied + empty):
+                a(f"{key}_b{i}", "building", pt(10 + 12 * i, y - 20), human_occupancy=i < occupied)
         a("block", "population_cell", f.square(*ll(150, 50), 0.002, 0.0006), population=500)
         a("drain1", "drainage_pipe", line((0, 0), (0, 100)), diameter_mm=600)
         a("drain2", "drainage_pipe", line((0, 100), (200, 100)), diameter_mm=600)
@@ -181,6 +187,18 @@ def test_gas_rupture_pir_hca_and_inputs(client: TestClient, city: City) -> None:
         client, scenario="gas_pipe_rupture", asset_id=city.ids["main"], params={"pressure_mpa": 0.4}
     )
     assert inputs(doc)["pressure_mpa"]["origin"] == "request"
+
+
+def test_twenty_occupied_buildings_make_a_high_consequence_area(
+    client: TestClient, city: City
+) -> None:
+    """49 CFR 192.903 method (2): 20 or more buildings intended for human occupancy."""
+    for key, counted, is_hca in (("main_19", 19, False), ("main_20", 20, True)):
+        doc = impact(client, scenario="gas_pipe_rupture", asset_id=city.ids[key])
+        (zone,) = [z for z in doc["zones"]["features"] if z["properties"]["model"].startswith("gas")]
+        assert zone["properties"]["exposure"]["counts"]["building"] == counted
+        assert zone["properties"]["exposure"]["sites"] == []
+        assert doc["high_consequence_area"]["is_hca"] is is_hca, key
 
 
 def test_each_network_binds_only_its_own_demands(engine: Engine, city: City) -> None:
