@@ -195,7 +195,8 @@ def test_twenty_occupied_buildings_make_a_high_consequence_area(
     """49 CFR 192.903 method (2): 20 or more buildings intended for human occupancy."""
     for key, counted, is_hca in (("main_19", 19, False), ("main_20", 20, True)):
         doc = impact(client, scenario="gas_pipe_rupture", asset_id=city.ids[key])
-        (zone,) = [z for z in doc["zones"]["features"] if z["properties"]["model"].startswith("gas")]
+        features = doc["zones"]["features"]
+        (zone,) = [z for z in features if z["properties"]["model"].startswith("gas")]
         assert zone["properties"]["exposure"]["counts"]["building"] == counted
         assert zone["properties"]["exposure"]["sites"] == []
         assert doc["high_consequence_area"]["is_hca"] is is_hca, key
@@ -205,7 +206,8 @@ def test_each_network_binds_only_its_own_demands(engine: Engine, city: City) -> 
     """A hydrant beside a gas main draws water, not gas; a school draws both."""
     with Session(engine) as s:
         gas = pipe_system(s, "gas", shapely.Point(*ll(0, 0)))
-    assert gas is not None and gas.demands is not None
+    assert gas is not None
+    assert gas.demands is not None
     bound = set(gas.demands.point_ids.tolist())
     assert city.ids["school"] in bound
     assert city.ids["gas_hydrant"] not in bound
