@@ -287,7 +287,7 @@ def compute(
         hazards.append((call, inputs, hazard))
     zones: list[Zone] = [z for _, _, h in hazards for z in h.zones]
     union = shapely.union_all([z.geom for z in zones]) if zones else None
-    exposed = exposure.exposure(session, [z.geom for z in zones] + ([union] if union else []))
+    exposed = exposure.exposure(session, [z.geom for z in zones], union)
     total = exposed.pop() if union is not None else exposure.ZoneExposure()
     initial: list[InitialFailure] = []
     for _, _, h in hazards:

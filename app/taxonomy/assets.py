@@ -145,7 +145,12 @@ KINDS: dict[str, AssetKind] = _kinds(
         "lifeline",
         "Gas station / regulator",
         SITE,
-        (*FACILITY, Attribute("facility_type", "str"), PRESSURE),
+        (
+            *FACILITY,
+            Attribute("facility_type", "str"),
+            PRESSURE,
+            Attribute("diameter_mm", "int", "mm", "inlet main's nominal diameter", 10, 5000),
+        ),
     ),
     AssetKind(
         "bridge",

@@ -127,6 +127,11 @@ PUMP_OFFSET_M = 15.0
 # Water valves: on each main at each street intersection it reaches (AWWA M44 places a valve on
 # every branch of a tee or cross; p < 1 for the ones missing or not found in practice).
 WATER_VALVE_SHARE = 0.85
+# Gas valves: every gas-valve chamber of the manhole layer holds one, and each other intersection
+# end of a gas main has one with this probability. 49 CFR 192.181(a) asks for distribution valves
+# "spaced so as to reduce the time to shut down a section of main in an emergency" and prescribes
+# no spacing; utilities valve gas mains more sparsely than water (no hydrant branches). Assumed.
+GAS_VALVE_SHARE = 0.5
 VALVE_SETBACK_M = 2.0  # a valve sits on the pipe this far from the junction
 # The weather station (derived): at the representative point of the neighbourhoods' union.
 WEATHER_HEIGHT_M = 10.0  # WMO standard anemometer height
@@ -618,8 +623,9 @@ def valves(
 
     Water: on each main at each intersection it reaches (a node of >= 3 centerlines), with
     probability 0.85. Gas: on each gas main at each intersection whose manhole is a gas valve
-    chamber (``manhole_type = gas_valve``), so the valve chambers of the manhole layer hold the
-    valves. Each valve gets its main's diameter.
+    chamber (``manhole_type = gas_valve``), so the valve chambers of the manhole layer hold
+    valves, and at the other intersections with probability 0.5. Each valve gets its main's
+    diameter.
     """
     start, end, degree = node_keys(base)
     by_seg = {seg: i for i, seg in enumerate(base["seg_id"])}
@@ -642,7 +648,11 @@ def valves(
                     continue
                 if network == "water" and draw[i, side] >= WATER_VALVE_SHARE:
                     continue
-                if network == "gas" and manhole_id(key) not in chambers:
+                if (
+                    network == "gas"
+                    and manhole_id(key) not in chambers
+                    and draw[i, side] >= GAS_VALVE_SHARE
+                ):
                     continue
                 at_start = (side == 0) != flipped
                 setback = min(VALVE_SETBACK_M, line.length / 3)
@@ -657,6 +667,19 @@ def valves(
         network=[r[1] for r in rows],
         diameter_mm=np.array([r[3] for r in rows], dtype=np.int64),
     )
+
+
+def regulator_inlets(stations: gpd.GeoDataFrame, gas: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The gas regulating stations with the diameter and MAOP of the gas main nearest each
+    (derived: the source gives neither), so a jet fire at a station has its inputs."""
+    mains = gas.to_crs(METRIC)
+    points = stations.to_crs(METRIC).geometry
+    nearest = [int(np.argmin(mains.geometry.distance(p).to_numpy())) for p in points]
+    out = stations.copy()
+    out["diameter_mm"] = mains["diameter_mm"].to_numpy()[nearest].astype(np.int64)
+    out["pressure_mpa"] = mains["pressure_mpa"].to_numpy()[nearest].astype(float)
+    out["inlet_main_external_id"] = mains["external_id"].to_numpy()[nearest]
+    return out
 
 
 def pump_stations(water: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -901,6 +924,7 @@ def main(argv: list[str] | None = None) -> None:
         "pump_station": pump_stations(water),
         "chemical_plant": chemical_plants(rmp, base),
     }
+    layers["gas_station"] = regulator_inlets(layers["gas_station"], gas)
     layers["weather_station"] = weather_stations(layers["admin_area"])
     write(layers, args.out)
     deps = args.dependencies or args.out.with_name("dependencies.csv")
