@@ -16,7 +16,7 @@ local cluster), dropped afterwards:
    regulator stations (the gas sources), power plants, chemical plants (chlorine), bridges,
    flood zones with depths, ponding points; then the derived links
    (``app.assets.links.rebuild``: nearest substation per pump station, hospital, subway
-   station…). The taxonomy has no ``building`` kind, so buildings are not generated: the
+   station…). No ``building`` assets are generated (the demo city has none either): the
    population cells stand for where people live.
 
 In each city, ``--n`` (scenario, asset) pairs are drawn with a seeded RNG: the scenarios take
