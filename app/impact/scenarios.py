@@ -280,7 +280,7 @@ def gas_migration_scenario(
         geoms = shapely.from_wkb([bytes(r[1]) for r in rows])
         # The lines as parts, not their union: around() buffers part by part and unites the
         # buffers, so noding the lines first only costs time (the same polygon).
-        corridor = around(shapely.multilinestrings(geoms), adjacent)
+        corridor = around(shapely.MultiLineString(list(geoms)), adjacent)
         hazard.zones.append(
             Zone(
                 "gas_migration",
