@@ -81,6 +81,9 @@ demo: setup ## setup + demo city + the API on http://$(HOST):$(PORT), with live 
 	@$(BIN)/cityrisk load demo > /dev/null
 	@$(BIN)/cityrisk rules load > /dev/null
 	@mkdir -p .data
+	@echo "==> an admin token for this demo (send it as 'Authorization: Bearer <token>'; paste it in the"
+	@echo "    map's impact panel to open incidents; writes need one, the map itself does not):"
+	@umask 077; $(BIN)/cityrisk token create --role admin --name demo-admin --replace | tail -1 | tee .data/admin-token; test -s .data/admin-token
 	@echo "==> replaying the 'demo' scenario in the background (log: .data/replay.log, truth: .data/replay-truth.json)"
 	@echo "==> serving the demo on http://$(HOST):$(PORT) (Ctrl-C stops both)"
 	@# The replay's clock runs behind the real one (it starts in the past at speed 10), so the

@@ -19,7 +19,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from app.db import database_url
@@ -80,6 +80,13 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (CityriskError, ClusterError, ConfigError) as exc:
             raise fail(getattr(exc, "message", None) or str(exc)) from None
+        except ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) in ("42P01", "42703"):  # table/column absent
+                raise fail(
+                    f"the database schema is behind this version ({str(exc.orig).splitlines()[0]}"
+                    "): run `cityrisk migrate`"
+                ) from None
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -445,6 +452,100 @@ def write_map(
     )
 
 
+token_cli = typer.Typer(help="API tokens: make, list, revoke (the key is shown once).")
+cli.add_typer(token_cli, name="token")
+
+
+def cli_actor() -> str:
+    """Who runs the CLI, as an audit actor: ``cli:<login>`` (no token may be named so)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@token_cli.command("create")
+@friendly_errors
+def token_create(
+    role: Annotated[str, typer.Option(help="viewer, analyst, commander, admin or device.")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="Actor name in audit rows (default: <role>-<n>); 张三 is fine."),
+    ] = None,
+    sensors: Annotated[
+        str | None,
+        typer.Option(
+            help="A device's sensors: external ids or prefixes ending in *, comma-separated."
+        ),
+    ] = None,
+    expires_days: Annotated[
+        float | None, typer.Option(help="Days until it expires (default: never).")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Revoke the active token of that --name first (make demo).")
+    ] = False,
+) -> None:
+    """Make a token; its key is printed as the last line (and never shown again)."""
+    import secrets
+    from datetime import UTC, datetime, timedelta
+
+    from app.auth.service import create_token, list_tokens, revoke_token
+
+    listed = [s for s in (sensors or "").split(",") if s.strip()] or None
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    with transaction(settings_or_exit()) as session:
+        if replace and name and any(t.name == name for t in list_tokens(session)):
+            revoke_token(session, name, by=cli_actor())
+        row, key = create_token(
+            session,
+            name=name or f"{role}-{secrets.token_hex(3)}",
+            role=role,
+            sensors=listed,
+            expires_at=expires,
+            created_by=cli_actor(),
+        )
+        ident, label = row.id, row.name
+    say(f"token {ident} {label!r} ({role}); keep the key, it is not shown again:")
+    typer.echo(key)
+
+
+@token_cli.command("list")
+@friendly_errors
+def token_list(
+    revoked: Annotated[bool, typer.Option(help="Include revoked tokens.")] = False,
+) -> None:
+    """The tokens: id, name, role, key prefix, sensors, last use (never the keys)."""
+    from app.auth.service import list_tokens
+
+    with transaction(settings_or_exit()) as session:
+        lines = [_token_line(r) for r in list_tokens(session, include_revoked=revoked)]
+    say(f"{len(lines)} token(s)")
+    for line in lines:
+        typer.echo(line)
+
+
+def _token_line(r: Any) -> str:
+    used = f"used {r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "unused"
+    cells = [str(r.id), r.name, r.role, f"{r.prefix}…", ",".join(r.sensors or []) or "-", used]
+    return "\t".join(cells + (["revoked"] if r.revoked_at else []))
+
+
+@token_cli.command("revoke")
+@friendly_errors
+def token_revoke(
+    ident: Annotated[str, typer.Argument(help="The token's id or name.")],
+) -> None:
+    """Revoke a token at once (other workers stop trusting it within CITYRISK_AUTH_CACHE_S)."""
+    from app.auth.service import revoke_token
+
+    with transaction(settings_or_exit()) as session:
+        row = revoke_token(session, ident, by=cli_actor())
+        label = f"token {row.id} {row.name!r}"
+    say(f"revoked {label}")
+
+
 readings_cli = typer.Typer(help="Stored readings: partitions and retention.")
 cli.add_typer(readings_cli, name="readings")
 
@@ -695,6 +796,13 @@ def replay(
         Path | None, typer.Option(help="Write the incidents' ground truth here (JSON).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same readings.")] = 1,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CITYRISK_TOKEN",
+            help="Bearer token for --to http (default: a device token made for this run).",
+        ),
+    ] = None,
 ) -> None:
     """Publish realistic readings, with scripted incidents, for the sensors in the database."""
     from app.local.broker import broker_url
@@ -703,7 +811,9 @@ def replay(
     from app.replay.run import prepare as replay_prepare
 
     settings = settings_or_exit()
-    options = Options(scenario, to, url, speed, duration, start, batch_s, truth, seed)
+    options = Options(
+        scenario, to, url, speed, duration, start, batch_s, truth, seed, token=token or None
+    )
     with transaction(settings) as session:
         prepared = replay_prepare(
             session, options, http_port=settings.port, mqtt_url=broker_url(settings)

@@ -20,9 +20,10 @@ class CityriskError(Exception):
 
     status_code: int = HTTPStatus.INTERNAL_SERVER_ERROR
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
 
 
 class NotFound(CityriskError):
@@ -45,6 +46,28 @@ class Conflict(CityriskError):
     status_code = HTTPStatus.CONFLICT
 
 
+class Unauthorized(CityriskError):
+    """No credentials, or credentials that are not valid (RFC 6750: with ``WWW-Authenticate``)."""
+
+    status_code = HTTPStatus.UNAUTHORIZED
+
+
+class Forbidden(CityriskError):
+    """Valid credentials whose role may not do this."""
+
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class UnsupportedMediaType(CityriskError):
+    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class TooManyRequests(CityriskError):
+    """A rate limit: ``Retry-After`` says when to come back."""
+
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+
+
 class DatabaseUnavailable(CityriskError):
     """The database cannot be reached or lacks PostGIS; the message names the problem."""
 
@@ -56,6 +79,7 @@ def _handle_cityrisk_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=exc.status_code,
         content={"code": type(exc).__name__, "detail": exc.message},
+        headers=exc.headers,
     )
 
 

@@ -6,12 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.api import alarms as alarms_routes
 from app.api import assets as assets_routes
+from app.api import auth as auth_routes
 from app.api import health
 from app.api import impact as impact_routes
 from app.api import risk as risk_routes
@@ -19,6 +20,7 @@ from app.api import rules as rules_routes
 from app.api import sensors as sensors_routes
 from app.api.mqtt import start_background_consumer
 from app.api.watch import OfflineWatch
+from app.auth.dependencies import read_gate
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
 from app.maps import pages
@@ -84,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Urban safety risk map: assets, live readings, graded alarms, risk layers.",
         lifespan=lifespan,
+        # Closed reads: one app-wide gate. Open reads (the default): no dependency at all, so
+        # the tile hot path pays nothing for it.
+        dependencies=[] if settings.auth.open_reads else [Depends(read_gate)],
     )
     install_error_handlers(app)
     app.include_router(health.router)
@@ -99,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rules_routes.router)
     app.include_router(risk_routes.router)
     app.include_router(impact_routes.router)
+    app.include_router(auth_routes.router)
     if settings.cors_origins:
         # Opt-in only: every middleware layer costs the tile hot path throughput.
         app.add_middleware(

@@ -2,6 +2,7 @@
 
 from app.alarms.models import Alarm, AlarmEvent, Rule
 from app.assets.models import Asset, AssetLink
+from app.auth.models import ApiToken, AuditEvent
 from app.db import Base
 from app.impact.models import Incident, IncidentZone
 from app.risk.models import RiskScore
@@ -11,8 +12,10 @@ from app.tiles.models import DataVersion
 __all__ = [
     "Alarm",
     "AlarmEvent",
+    "ApiToken",
     "Asset",
     "AssetLink",
+    "AuditEvent",
     "Base",
     "DataVersion",
     "Incident",

@@ -85,6 +85,61 @@ class MapSettings(BaseSettings):
     )
 
 
+class AuthSettings(BaseSettings):
+    """Who may do what (``CITYRISK_AUTH_*``): tokens, open reads, JWTs, rate limits."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYRISK_AUTH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    open_reads: bool = Field(
+        default=True,
+        description="Reads (the map, tiles, alarms, OGC API, what-if impacts) need no token. "
+        "False: every read needs a viewer token or better. Writes always need a token.",
+    )
+    cache_s: float = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="How long a checked API key is trusted in memory before it is looked up "
+        "again (a revocation reaches other workers within this time; 0: every request). At "
+        "5 s a tile client costs one indexed lookup per 5 s instead of one per tile.",
+    )
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="PEM public key (or a path to one) that signs the identity provider's JWTs "
+        "(RS256/ES256). Unset with jwt_jwks_url unset: JWTs are not accepted.",
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None,
+        description="The identity provider's JWKS URL (OIDC `jwks_uri`), instead of a key.",
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of a JWT.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of a JWT.")
+    jwt_roles_claim: str = Field(
+        default="roles",
+        description="The claim holding the user's roles (a list or one string; Keycloak puts "
+        "realm roles in `realm_access.roles`: a dotted path is followed).",
+    )
+    jwt_name_claim: str = Field(
+        default="preferred_username",
+        description="The claim naming the user in audit rows (`jwt:<name>`); `sub` if absent.",
+    )
+    ingest_per_s: float = Field(
+        default=50,
+        ge=0,
+        description="Reading batches per second one token may post (burst: 2 s worth; 0: no "
+        "limit). A gateway posting a batch a second is far below it; 429 with Retry-After above.",
+    )
+    expensive_per_min: float = Field(
+        default=30,
+        ge=0,
+        description="Expensive operations (risk refresh, imports, impacts, process executions) "
+        "per minute per token, or per client address without one (burst: 10; 0: no limit). A "
+        "demo-city risk refresh takes ~1 s of a core, an import seconds.",
+    )
+
+
 class Settings(BaseSettings):
     """cityrisk's settings: ``CITYRISK_<FIELD>``, or the conventional name where aliased."""
 
@@ -153,6 +208,7 @@ class Settings(BaseSettings):
     )
     tiles: TileSettings = Field(default_factory=TileSettings)
     maps: MapSettings = Field(default_factory=MapSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("database_url", mode="before")
     @classmethod

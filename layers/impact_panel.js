@@ -86,24 +86,24 @@ function crImpactPanel(map, cfg) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
-    var actor = operator();
-    // Header values must be Latin-1 in fetch: the name goes as its UTF-8 bytes, which the
-    // server decodes back (app/api/impact.py), as it does curl's.
-    if (actor) { opts.headers["X-Actor"] = utf8Bytes(actor); }
+    // Writes need a bearer token (a commander's for incidents): the audit actor is the token's
+    // name, never a name typed here. Kept for the browser tab only (sessionStorage).
+    var key = token();
+    if (key) { opts.headers["Authorization"] = "Bearer " + key; }
     return fetch(base + path, opts).then(function (r) {
       return r.json().catch(function () { return null; }).then(function (j) {
-        if (!r.ok) { var e = new Error(errorText(r.status, j)); e.status = r.status; throw e; }
+        if (!r.ok) {
+          var text = errorText(r.status, j);
+          if (r.status === 401) { text = "需要令牌 A token is needed: " + text; }
+          if (r.status === 403) { text = "权限不足 Not allowed: " + text; }
+          var e = new Error(text); e.status = r.status; throw e;
+        }
         return j;
       });
     }, function (e) { throw new Error("网络错误 network error: " + e.message); });
   }
-  function utf8Bytes(text) {
-    return Array.prototype.map.call(new TextEncoder().encode(text), function (b) {
-      return String.fromCharCode(b);
-    }).join("");
-  }
-  function operator() {
-    try { return window.localStorage.getItem("cr-operator") || ""; } catch (e) { return ""; }
+  function token() {
+    try { return window.sessionStorage.getItem("cr-token") || ""; } catch (e) { return ""; }
   }
 
   function open() {
@@ -255,8 +255,9 @@ function crImpactPanel(map, cfg) {
       "<p class='cr-dim'>数据时刻 data time " + when(doc.at) + " · 计算 computed " +
       when(doc.computed_at) + "</p>" +
       "<p class='cr-why'>" + why + "</p>" +
-      "<div class='cr-incident'><label>值班员 Operator <input class='cr-operator' value='" +
-      esc(operator()) + "' placeholder='姓名 name' maxlength='200'></label> " +
+      "<div class='cr-incident'><label>令牌 Token <input class='cr-token' type='password' " +
+      "autocomplete='off' value='" + esc(token()) + "' placeholder='cr_…' maxlength='200'>" +
+      "</label> " +
       "<button type='button' class='cr-open-incident'>建立事件 Open incident</button>" +
       "<div class='cr-incident-out'></div></div>" +
       "<div class='cr-summary'>" +
@@ -305,7 +306,8 @@ function crImpactPanel(map, cfg) {
     call("POST", "/incidents", current.call).then(function (inc) {
       var href = base + "/incidents/" + inc.id + "/report";
       out.innerHTML = "事件 Incident <b class='cr-incident-id'>#" + esc(inc.id) + "</b> 已建立 " +
-        "opened · <a class='cr-report' href='" + esc(href) + "' target='_blank'>" +
+        "opened · <span class='cr-by'>" + esc(inc.created_by) + "</span> · " +
+        "<a class='cr-report' href='" + esc(href) + "' target='_blank'>" +
         "报告 Report ↗</a>";
     }, function (err) {
       button.disabled = false;
@@ -453,8 +455,8 @@ function crImpactPanel(map, cfg) {
     if (inc) { openIncident(inc); }
   });
   panel.addEventListener("change", function (e) {
-    if (e.target.classList.contains("cr-operator")) {
-      try { window.localStorage.setItem("cr-operator", e.target.value.trim()); } catch (x) { /* */ }
+    if (e.target.classList.contains("cr-token")) {
+      try { window.sessionStorage.setItem("cr-token", e.target.value.trim()); } catch (x) { /* */ }
     }
   });
 

@@ -18,15 +18,22 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app import db
+from app.auth.roles import ROLES
+from app.auth.service import create_token
 from app.db import create_db_engine, libpq_url
 from app.main import create_app
 from app.scratch import scratch_database
 from app.settings import Settings
+from tests.factories import bearer
 
 # Tests that write and then fetch a tile at once need read-your-writes: the default (notify)
 # learns of a write within the notification's delivery, ~1 ms later. The notify mode has its own
 # tests (tests/app/tiles/test_freshness.py), which set it explicitly.
 os.environ.setdefault("CITYRISK_TILE_FRESHNESS", "strict")
+# Rate limits off unless a test sets them (tests/app/auth/test_limits.py does): the suite posts
+# hundreds of batches and impacts from one client address within seconds.
+os.environ.setdefault("CITYRISK_AUTH_INGEST_PER_S", "0")
+os.environ.setdefault("CITYRISK_AUTH_EXPENSIVE_PER_MIN", "0")
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +88,29 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
     )
 
 
+@pytest.fixture(scope="session")
+def tokens(engine: Engine) -> dict[str, str]:
+    """One API key per role (committed: requests run in their own transactions), by role; the
+    device's may post readings of sensors whose external id starts with ``dev-``."""
+    keys: dict[str, str] = {}
+    with Session(engine) as s, s.begin():
+        for role in ROLES:
+            sensors = ["dev-*"] if role == "device" else None
+            _, keys[role] = create_token(
+                s, name=f"test-{role}", role=role, sensors=sensors, created_by="test-suite"
+            )
+    return keys
+
+
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def client(settings: Settings, tokens: dict[str, str]) -> Iterator[TestClient]:
+    """An API client acting as an admin (the audit actor ``test-admin``)."""
+    with TestClient(create_app(settings), headers=bearer(tokens["admin"])) as c:
+        yield c
+
+
+@pytest.fixture
+def anon_client(settings: Settings) -> Iterator[TestClient]:
+    """An API client without credentials."""
     with TestClient(create_app(settings)) as c:
         yield c

@@ -1,7 +1,7 @@
 """HTTP routes of the alarms: list, detail, transitions, live stream, CAP export, statistics.
 
-The actor of a transition is the ``X-Actor`` header, or "anonymous" when it is missing — a
-stand-in until the service has authentication, when it will come from the authenticated user.
+The actor of a transition is the authenticated principal (an analyst's, a commander's or an
+admin's token); the ``X-Actor`` header of earlier versions is not read any more.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from app.alarms.schemas import (
 )
 from app.alarms.service import get_alarm
 from app.alarms.stats import alarm_stats
+from app.auth.dependencies import Analyst
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.flows.alarms import transition
@@ -37,7 +38,6 @@ from app.params import BBoxQuery, feature, feature_collection, geojson_response
 router = APIRouter(prefix="/alarms", tags=["alarms"], lifespan=stream.lifespan)
 
 AlarmId = Annotated[int, PathParam(gt=0, lt=2**63, description="Alarm id")]
-ANONYMOUS = "anonymous"
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -207,21 +207,14 @@ def read_alarm(db_session: DbSession, alarm_id: AlarmId) -> AlarmDetail:
     },
 )
 def post_transition(
-    db_session: DbSession,
-    alarm_id: AlarmId,
-    body: TransitionIn,
-    x_actor: Annotated[
-        str | None,
-        Header(max_length=200, description="Who acts; 'anonymous' until there is auth"),
-    ] = None,
+    db_session: DbSession, alarm_id: AlarmId, body: TransitionIn, who: Analyst
 ) -> TransitionOut:
     """Move an alarm along its workflow and record who did it (`alarm_event`).
 
     raised → verified | false_alarm | test; verified → pushed (to the owning unit, by level)
     → acknowledged → dispatched → disposed → closed; false_alarm, test → closed.
     """
-    actor = (x_actor or "").strip() or ANONYMOUS
-    result = transition(db_session, alarm_id, body.to, actor, body.note)
+    result = transition(db_session, alarm_id, body.to, who.actor, body.note)
     event = AlarmEventRead.model_validate(result.event, from_attributes=True)
     db_session.commit()  # acknowledged means committed (and the stream has it)
     return TransitionOut(

@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from app.assets import service
 from app.assets.importer import ImportOptions, parse_field_map
 from app.assets.schemas import AssetRead, ImportReportRead, KindRead, TaxonomyRead
+from app.auth.dependencies import AssetImporter
+from app.auth.service import audit_as
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
 from app.flows import assets as asset_flows
@@ -52,6 +54,7 @@ def list_kinds() -> TaxonomyRead:
 )
 def import_assets(
     db_session: DbSession,
+    who: AssetImporter,
     file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or CSV")],
     kind: Annotated[str, Form(description="Asset kind, see GET /assets/kinds")],
     layer: Annotated[str | None, Form()] = None,
@@ -88,6 +91,8 @@ def import_assets(
     if dry_run or not report.written:
         db_session.rollback()
     else:
+        counts = {k: v for k, v in report.to_dict().items() if isinstance(v, int | str | bool)}
+        audit_as(db_session, who, "assets.import", name, {**counts, "kind": kind})
         db_session.commit()  # acknowledged means committed: commit before answering
         report.committed = True
     body = ImportReportRead(**report.to_dict()).model_dump()

@@ -1,18 +1,20 @@
 """HTTP routes of the impact engine: what-if impacts, an alarm's impact, incidents.
 
-The actor of an incident is the ``X-Actor`` header until the service has authentication.
+What-if impacts compute and store nothing (``impact.compute``: anyone while reads are open, rate
+limited); incidents are written by commanders (``incidents.write``), whose token names the actor.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from app.auth.dependencies import Computer, IncidentWriter
+from app.auth.service import audit_as
 from app.db import DbSession
 from app.impact import service
 from app.impact.schemas import ImpactIn, IncidentIn, RecomputeIn, ScenarioIn
@@ -21,7 +23,6 @@ from app.params import geojson_response
 router = APIRouter(tags=["impact"])
 
 Id = Annotated[int, PathParam(gt=0, lt=2**63)]
-ANONYMOUS = "anonymous"
 _RESULT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The impact: inputs (value, unit, origin), zones (GeoJSON), exposure per "
@@ -42,16 +43,6 @@ def _json(doc: Any, status_code: int = 200) -> Response:
     )
 
 
-def actor_name(header: str | None) -> str:
-    """Who ``X-Actor`` names: HTTP headers arrive decoded as Latin-1, but clients (curl, the map
-    page) send a name such as 张三 as its UTF-8 bytes, so those are decoded back."""
-    raw = (header or "").strip()
-    # A Latin-1 name whose bytes are not UTF-8 stays as it came.
-    with contextlib.suppress(UnicodeError):
-        raw = raw.encode("latin-1").decode("utf-8")
-    return raw or ANONYMOUS
-
-
 def _calls(items: list[ScenarioIn]) -> list[service.ScenarioCall]:
     return [service.ScenarioCall(i.scenario, i.params) for i in items]
 
@@ -64,7 +55,7 @@ def list_scenarios() -> list[dict[str, Any]]:
 
 @router.post("/impact", summary="Compute an impact (what if)", response_class=Response,
              responses=_RESULT)  # fmt: skip
-def post_impact(db_session: DbSession, body: ImpactIn) -> Response:
+def post_impact(db_session: DbSession, body: ImpactIn, who: Computer) -> Response:
     """Zones, who and what is inside, what fails next and when, and the actions."""
     doc = service.compute(
         db_session,
@@ -89,15 +80,11 @@ def get_alarm_impact(db_session: DbSession, alarm_id: Id) -> Response:
 
 @router.post("/incidents", summary="Open an incident (from an alarm or by hand)",
              status_code=201, response_class=Response, responses=_RESULT)  # fmt: skip
-def post_incident(
-    db_session: DbSession,
-    body: IncidentIn,
-    x_actor: Annotated[str | None, Header(max_length=200)] = None,
-) -> Response:
+def post_incident(db_session: DbSession, body: IncidentIn, who: IncidentWriter) -> Response:
     """Compute and store the impact; the incident keeps its inputs and zones."""
     incident_id = service.create_incident(
         db_session,
-        actor=actor_name(x_actor),
+        actor=who.actor,
         alarm_id=body.alarm_id,
         calls=_calls(body.calls()),
         asset_id=body.asset_id,
@@ -137,9 +124,12 @@ def get_incident_zones(db_session: DbSession, incident_id: Id) -> Response:
 @router.post("/incidents/{incident_id}/recompute", summary="Compute an incident again",
              response_class=Response, responses=_RESULT)  # fmt: skip
 def post_recompute(
-    db_session: DbSession, incident_id: Id, body: RecomputeIn | None = None
+    db_session: DbSession, incident_id: Id, who: IncidentWriter, body: RecomputeIn | None = None
 ) -> Response:
     """With the readings as of ``at`` (default now): the wind may have turned."""
-    service.recompute_incident(db_session, incident_id, at=None if body is None else body.at)
+    at = None if body is None else body.at
+    service.recompute_incident(db_session, incident_id, at=at)
+    audit_as(db_session, who, "incident.recompute", f"incident {incident_id}",
+             {"at": None if at is None else at.isoformat()})  # fmt: skip
     db_session.commit()
     return _json(service.get_incident(db_session=db_session, incident_id=incident_id))

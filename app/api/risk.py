@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from app.auth.dependencies import RiskRefresher
+from app.auth.service import audit_as
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.params import GEOJSON, BBoxQuery, geojson_response
@@ -90,7 +92,9 @@ def list_cell_assets(
 
 
 @router.post("/risk/refresh", summary="Recompute risk scores (full, or incremental)")
-def post_refresh(db_session: DbSession, body: RefreshIn | None = None) -> RefreshOut:
+def post_refresh(
+    db_session: DbSession, who: RiskRefresher, body: RefreshIn | None = None
+) -> RefreshOut:
     """Full refresh in one transaction; with ``asset_ids`` / ``alarm_ids`` only those."""
     body = body or RefreshIn()
     methods = body.methods or None
@@ -105,6 +109,9 @@ def post_refresh(db_session: DbSession, body: RefreshIn | None = None) -> Refres
     else:
         report = refresh.refresh_all(db_session, h3_res=body.h3_res, methods=methods)
         mode = "full"
+    audit_as(
+        db_session, who, "risk.refresh", mode, {"assets": report.assets, "cells": report.cells}
+    )
     return RefreshOut(
         mode=mode,
         assets=report.assets,

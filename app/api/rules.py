@@ -1,19 +1,22 @@
-"""HTTP routes for warning rules: list, create, new version, YAML import."""
+"""HTTP routes for warning rules: list, create, new version, YAML import.
+
+Writes need an admin token (``rules.write``): disabling the gas rule silences the next leak. The
+token's name is the actor of the version row."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 
 from app.alarms import rules
 from app.alarms.rules import RuleSpec, StoredRule
+from app.auth.dependencies import RuleWriter
 from app.db import DbSession
 from app.errors import InvalidInput
 
 router = APIRouter(prefix="/rules", tags=["rules"])
-Actor = Annotated[str, Header(alias="X-Actor", description="Who makes the change (audit)")]
 Code = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_.-]{1,63}$")]
 
 
@@ -41,23 +44,21 @@ def get_rule(db_session: DbSession, code: Code) -> dict[str, Any]:
 
 
 @router.post("", status_code=201)
-def create_rule(
-    db_session: DbSession, spec: RuleSpec, actor: Actor = "anonymous"
-) -> dict[str, Any]:
+def create_rule(db_session: DbSession, spec: RuleSpec, who: RuleWriter) -> dict[str, Any]:
     """Create a rule (409 if its code exists: use PUT for a new version)."""
-    stored = rules.save(db_session, spec, actor=actor, create_only=True)
+    stored = rules.save(db_session, spec, actor=who.actor, create_only=True)
     db_session.commit()
     return _read(stored)
 
 
 @router.put("/{code}")
 def update_rule(
-    db_session: DbSession, code: Code, spec: RuleSpec, actor: Actor = "anonymous"
+    db_session: DbSession, code: Code, spec: RuleSpec, who: RuleWriter
 ) -> dict[str, Any]:
     """Store a new version of a rule (unchanged content keeps the current version)."""
     if spec.code != code:
         raise InvalidInput(f"the body's code {spec.code!r} differs from the path's {code!r}")
-    stored = rules.save(db_session, spec, actor=actor)
+    stored = rules.save(db_session, spec, actor=who.actor)
     db_session.commit()
     return _read(stored)
 
@@ -71,13 +72,13 @@ def update_rule(
 async def import_rules(
     request: Request,
     db_session: DbSession,
-    actor: Actor = "anonymous",
+    who: RuleWriter,
     default_pack: Annotated[
         bool, Query(description="Load the rules shipped with cityrisk; the body is ignored")
     ] = False,
 ) -> list[dict[str, Any]]:
     """Import rules from a YAML body (a list, or `{rules: [...]}`); all or none."""
     specs = rules.default_pack() if default_pack else rules.parse_yaml(await request.body())
-    stored = rules.load(db_session, specs, actor=actor)
+    stored = rules.load(db_session, specs, actor=who.actor)
     db_session.commit()
     return [_read(r) for r in stored]

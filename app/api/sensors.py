@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.auth.dependencies import Ingester, SensorImporter
+from app.auth.service import Principal, audit_as
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.flows.readings import ReadingsReport, ingest_payload
@@ -56,7 +58,7 @@ _READINGS_EXAMPLES = {
         422: {"description": "Unreadable payload, or every reading rejected"},
     },
 )
-async def post_readings(request: Request, db_session: DbSession) -> JSONResponse:
+async def post_readings(request: Request, db_session: DbSession, who: Ingester) -> JSONResponse:
     """Ingest a batch of readings (JSON array, NDJSON or CSV; the Content-Type decides).
 
     A reading is `{"sensor": "<external_id or id>", "ts": "<RFC 3339 with offset>", "value": n}`
@@ -69,7 +71,7 @@ async def post_readings(request: Request, db_session: DbSession) -> JSONResponse
         raise InvalidInput(f"body is {len(body):,} bytes; the limit is {MAX_BODY_BYTES:,}")
     content_type = request.headers.get("content-type", "application/json")
     # The ingest is synchronous work: run it off the event loop so batches overlap.
-    report = await run_in_threadpool(_ingest_and_commit, db_session, body, content_type)
+    report = await run_in_threadpool(_ingest_and_commit, db_session, body, content_type, who)
     stored = report.accepted + report.duplicates + report.mobile_accepted
     status = 422 if report.received and not stored else 200
     content = {
@@ -86,8 +88,10 @@ async def post_readings(request: Request, db_session: DbSession) -> JSONResponse
     return JSONResponse(status_code=status, content=content)
 
 
-def _ingest_and_commit(session: Session, body: bytes, content_type: str) -> ReadingsReport:
-    report = ingest_payload(session, body, content_type)
+def _ingest_and_commit(
+    session: Session, body: bytes, content_type: str, who: Principal
+) -> ReadingsReport:
+    report = ingest_payload(session, body, content_type, principal=who)
     session.commit()  # acknowledged means committed
     return report
 
@@ -167,6 +171,7 @@ def sensor_readings(
 @router.post("/sensors/import")
 def import_sensor_file(
     db_session: DbSession,
+    who: SensorImporter,
     file: Annotated[UploadFile, File(description="Sensors: any format assets take")],
     layer: Annotated[str | None, Form()] = None,
     crs: Annotated[str | None, Form()] = None,
@@ -188,8 +193,14 @@ def import_sensor_file(
             tolerance_m=tolerance_m,
         )
     if report.written:
+        audit_as(db_session, who, "sensors.import", name, _counts(report.to_dict()))
         db_session.commit()
         report.committed = True
     else:
         db_session.rollback()
     return JSONResponse(status_code=200 if report.committed else 422, content=report.to_dict())
+
+
+def _counts(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of an import report, for its audit row (not the rows themselves)."""
+    return {k: v for k, v in report.items() if isinstance(v, int | float | bool | str)}

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.alarms import engine
 from app.alarms.engine import EvaluationReport
+from app.auth.service import Principal
+from app.errors import Forbidden
 from app.risk import refresh
 from app.sensors import ingest
 from app.sensors.ingest import Batch, IngestReport
@@ -27,14 +29,39 @@ class ReadingsReport(IngestReport):
 
 
 def ingest_payload(
-    session: Session, body: bytes, content_type: str, *, now: datetime | None = None
+    session: Session,
+    body: bytes,
+    content_type: str,
+    *,
+    now: datetime | None = None,
+    principal: Principal | None = None,
 ) -> ReadingsReport:
     """Parse ``body`` (JSON array / NDJSON / CSV by ``content_type``), store, warn, rescore.
 
     Raises :class:`~app.errors.InvalidInput` when the payload as a whole cannot be parsed;
-    per-row problems are in the report and the good rows are stored. Flushes only.
+    per-row problems are in the report and the good rows are stored. A ``principal`` limited to
+    some sensors (a device token) may post only theirs: :class:`~app.errors.Forbidden` for the
+    whole batch otherwise, nothing stored. Flushes only.
     """
-    return ingest_batch(session, ingest.parse_payload(body, content_type), now=now)
+    batch = ingest.parse_payload(body, content_type)
+    if principal is not None and principal.sensors is not None:
+        check_scope(batch, principal)
+    return ingest_batch(session, batch, now=now)
+
+
+def check_scope(batch: Batch, principal: Principal) -> None:
+    """Refuse a batch holding a reading of a sensor (or a mobile device) the principal does not
+    own: a device token cannot raise another sensor's alarm."""
+    named = [s if s is not None else d for s, d in zip(batch.sensor, batch.device, strict=True)]
+    outside = sorted({str(n) for n in set(named) if n is None or not principal.may_post(str(n))})
+    if outside:
+        shown = ", ".join(outside[:5]) + (
+            f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+        )
+        raise Forbidden(
+            f"{principal.actor} may post readings of {', '.join(principal.sensors or ())} only; "
+            f"this batch has {shown}; nothing was stored"
+        )
 
 
 def ingest_batch(session: Session, batch: Batch, *, now: datetime | None = None) -> ReadingsReport:

@@ -21,6 +21,7 @@ from starlette.datastructures import URL
 
 from app import __version__
 from app.assets.catalog import Collection
+from app.auth.dependencies import Computer
 from app.db import DbSession
 from app.errors import BadRequest, CityriskError, InvalidInput, NotFound
 from app.impact import service as impact_service
@@ -253,7 +254,10 @@ async def _execute_body(request: Request) -> Any:
 
 @router.post("/processes/{process_id}/execution", tags=["OGC API Processes"], **openapi.EXECUTE)
 def execute_process(
-    db: DbSession, scenario: ProcessDep, body: Annotated[Any, Depends(_execute_body)]
+    who: Computer,  # first: a caller who may not run processes learns nothing of them
+    db: DbSession,
+    scenario: ProcessDep,
+    body: Annotated[Any, Depends(_execute_body)],
 ) -> Response:
     """Run a process synchronously: the same computation and document as ``POST /impact``."""
     run = processes.parse_execute(scenario, body)

@@ -3,16 +3,18 @@ the ``cityrisk replay`` command's preparation and execution."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session
 
+from app.auth.service import create_token
 from app.errors import InvalidInput
 from app.replay.fleet import Fleet, load_fleet
 from app.replay.model import MAX_AHEAD_S, iso, parse_duration, resolve_window
@@ -109,6 +111,7 @@ class Options:
     truth: Path | None = None
     seed: int = 1
     topic_prefix: str = TOPIC_PREFIX
+    token: str | None = None
 
 
 @dataclass
@@ -117,12 +120,17 @@ class Prepared:
     url: str
     fleet: Fleet
     plan: Plan
+    # The bearer token the HTTP sink sends: --token, or a device token made for this run.
+    token: str | None = None
+    token_note: str | None = None
 
 
 def prepare(session: Session, options: Options, *, http_port: int, mqtt_url: str) -> Prepared:
     """Check the options, read the sensors, plan the incidents and write the truth file.
 
-    ``http_port`` and ``mqtt_url`` give the default ``--url`` per target. Only reads.
+    ``http_port`` and ``mqtt_url`` give the default ``--url`` per target. Over HTTP without
+    ``token``, makes a device token for the fleet's sensors that expires when the run should
+    have ended (plus an hour): the one write it does.
     """
     if options.target not in TARGETS:
         raise InvalidInput(f"--to {options.target!r} is not one of {', '.join(TARGETS)}")
@@ -139,10 +147,33 @@ def prepare(session: Session, options: Options, *, http_port: int, mqtt_url: str
     plan = plan_scenario(session, fleet, options.scenario, start, end, options.seed)
     plan.notes[:0] = notes
     default = f"http://127.0.0.1:{http_port}" if options.target == "http" else mqtt_url
-    prepared = Prepared(options, options.url or default, fleet, plan)
+    prepared = Prepared(options, options.url or default, fleet, plan, options.token)
+    if options.target == "http" and options.token is None:
+        prepared.token, prepared.token_note = _run_token(session, fleet, start, end, options.speed)
     if options.truth is not None:
         write_truth(options.truth, _truth(prepared, None))
     return prepared
+
+
+def _run_token(
+    session: Session, fleet: Fleet, start: float, end: float, speed: float
+) -> tuple[str, str]:
+    """A device token for this run's sensors (least privilege: it can post only their readings)."""
+    wall_s = (end - start) / speed if speed > 0 else 0.0  # simulated seconds (epoch) / speed
+    expires = datetime.now(UTC) + timedelta(seconds=wall_s) + timedelta(hours=1)
+    row, key = create_token(
+        session,
+        name=f"replay-{secrets.token_hex(4)}",
+        role="device",
+        sensors=sorted({str(e) for e in fleet.external_id}),
+        expires_at=expires,
+        created_by="replay",
+    )
+    note = (
+        f"posting as device token {row.name!r} (its {len(fleet):,} sensors; "
+        f"expires {expires:%Y-%m-%dT%H:%MZ})"
+    )
+    return key, note
 
 
 def _truth(prepared: Prepared, stats: RunStats | None) -> dict[str, Any]:
@@ -165,7 +196,9 @@ def execute(prepared: Prepared, say: Callable[[str], None], every_s: float = 10.
             f"{', '.join(str(a['external_id']) for a in incident.assets)}: "
             f"{sum(len(e.sensors) for e in incident.effects)} sensors"
         )
-    sink = open_sink(o.target, prepared.url, topic_prefix=o.topic_prefix)
+    if prepared.token_note:
+        say(f"replay: {prepared.token_note}")
+    sink = open_sink(o.target, prepared.url, topic_prefix=o.topic_prefix, token=prepared.token)
     where = prepared.url if o.target == "http" else f"{prepared.url} {o.topic_prefix}/<kind>"
     say(
         f"replay: {len(prepared.fleet):,} sensors, {iso(plan.start)} → {iso(plan.end)} at speed "

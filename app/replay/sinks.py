@@ -55,7 +55,9 @@ class HttpSink:
     server may still be starting, as in ``make demo``); then :class:`ReplayError`.
     """
 
-    def __init__(self, url: str, *, wait_s: float = 30.0, lines: int = HTTP_LINES) -> None:
+    def __init__(
+        self, url: str, *, wait_s: float = 30.0, lines: int = HTTP_LINES, token: str | None = None
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInput(f"--url {url!r} is not an http:// or https:// URL")
@@ -67,6 +69,9 @@ class HttpSink:
         self.lines = lines
         self.stats = SendStats()
         self._conn: http.client.HTTPConnection | None = None
+        self._headers = {"Content-Type": NDJSON}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -86,7 +91,7 @@ class HttpSink:
         while True:
             try:
                 conn = self._connection()
-                conn.request("POST", self.path, body=body, headers={"Content-Type": NDJSON})
+                conn.request("POST", self.path, body=body, headers=self._headers)
                 response = conn.getresponse()
                 status, payload = response.status, response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -211,9 +216,11 @@ class MqttSink:
         self._client.loop_stop()
 
 
-def open_sink(target: str, url: str, *, topic_prefix: str = TOPIC_PREFIX) -> Sink:
+def open_sink(
+    target: str, url: str, *, topic_prefix: str = TOPIC_PREFIX, token: str | None = None
+) -> Sink:
     if target == "http":
-        return HttpSink(url)
+        return HttpSink(url, token=token)
     if target == "mqtt":
         return MqttSink(url, topic_prefix=topic_prefix)
     raise InvalidInput(f"--to {target!r} is not one of {', '.join(TARGETS)}")

@@ -25,7 +25,7 @@ def cleanup(engine: Engine) -> Iterator[None]:
 
 
 def test_create_version_and_history(client: TestClient) -> None:
-    created = client.post("/rules", json=RULE, headers={"X-Actor": "planner-1"})
+    created = client.post("/rules", json=RULE)
     assert created.status_code == 201, created.text
     assert created.json()["version"] == 1
     assert client.post("/rules", json=RULE).status_code == 409

@@ -189,19 +189,21 @@ def test_a_committed_event_reaches_a_live_client_and_a_rolled_back_one_never(
     assert got.comments[0] == f"listening on {CHANNEL}"
 
 
-def test_a_transition_is_pushed_with_the_alarm_as_it_now_is(live: str, subject: Subject) -> None:
+def test_a_transition_is_pushed_with_the_alarm_as_it_now_is(
+    live: str, subject: Subject, tokens: dict[str, str]
+) -> None:
     def verify() -> None:
         response = httpx.post(
             f"{live}/alarms/{subject.alarm_id}/transition",
             json={"to": "verified", "note": "seen on CCTV"},
-            headers={"X-Actor": "ann"},
+            headers=f.bearer(tokens["analyst"]),
         )
         assert response.status_code == 200, response.text
 
     got = read_stream(live, params={"max_events": 1, "timeout_s": 20}, on_listening=verify)
     data = got.events[0]["data"]
     assert (data["event"]["actor"], data["event"]["from_state"], data["event"]["to_state"]) == (
-        "ann",
+        "test-analyst",
         "raised",
         "verified",
     )

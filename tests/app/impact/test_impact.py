@@ -372,17 +372,19 @@ def test_alarm_impact_is_inferred_and_explained(client: TestClient, city: City) 
 
 
 def test_incident_from_an_alarm_is_stored_with_its_zones(
-    client: TestClient, city: City, engine: Engine
+    client: TestClient, city: City, engine: Engine, tokens: dict[str, str]
 ) -> None:
     r = client.post(
-        "/incidents", json={"alarm_id": city.ids["burst_alarm"]}, headers={"X-Actor": "commander-1"}
+        "/incidents",
+        json={"alarm_id": city.ids["burst_alarm"]},
+        headers={**f.bearer(tokens["commander"]), "X-Actor": "engine"},  # X-Actor is not read
     )
     assert r.status_code == 201, r.text
     inc = r.json()
     assert (inc["alarm_id"], inc["status"], inc["created_by"]) == (
         city.ids["burst_alarm"],
         "open",
-        "commander-1",
+        "test-commander",
     )
     with engine.connect() as c:
         n = c.execute(

@@ -30,6 +30,7 @@ from app import migrations
 from app.db import create_db_engine
 from app.main import create_app
 from app.scratch import scratch_database, serve_in_thread
+from tests import factories as f
 from tests.app.maps import impact_city
 from tests.app.maps.test_browser import CHROMIUM, CHROMIUM_ARGS, Visit, map_settings, watch
 
@@ -114,6 +115,7 @@ def test_commander_impact_whatif_incident_and_report(
     if not Path(CHROMIUM).exists():
         pytest.fail("no chromium: `make test` installs it (apt-get install chromium)")
     city = city_db[1]
+    commander_key = f.token(city_db[0], "commander", name="张指挥")
     leak = impact_city.ll(*impact_city.LEAK_XY)
     visit = Visit()
     with playwright.sync_playwright() as p:
@@ -150,10 +152,17 @@ def test_commander_impact_whatif_incident_and_report(
             page.locator(".cr-actions input[type=checkbox]").first.check()
             shot(page, tmp_path, "alarm")
 
-            # 2. An incident from the alarm, with who opened it.
-            page.fill(".cr-operator", "张指挥 Cmdr Zhang")
+            # 2. An incident from the alarm: refused without a token (saying so), then opened
+            # with the commander's; the token's name is who opened it.
+            page.click(".cr-open-incident")
+            page.wait_for_selector(".cr-incident-out.cr-error", timeout=20_000)
+            refused = page.inner_text(".cr-incident-out")
+            assert "需要令牌 A token is needed" in refused, refused
+            page.fill(".cr-token", commander_key)
+            page.dispatch_event(".cr-token", "change")
             page.click(".cr-open-incident")
             page.wait_for_selector(".cr-incident-id", timeout=20_000)
+            assert page.inner_text(".cr-by") == "张指挥"
             first_incident = int(page.inner_text(".cr-incident-id").lstrip("#"))
 
             # 3. What if a 1 t cloud explodes at the manhole: a bad mass first.
@@ -208,7 +217,7 @@ def test_commander_impact_whatif_incident_and_report(
             report.wait_for_load_state("networkidle")
             assert f"#{incident}" in report.inner_text("h1")
             text = report.inner_text("body")
-            assert "张指挥 Cmdr Zhang" in text
+            assert "张指挥" in text
             assert "T+6 h" in text
             assert "城东变电站 East substation failed at T+0" in text
             assert report.locator("svg.zone-map path.zone").count() == 3
@@ -220,12 +229,13 @@ def test_commander_impact_whatif_incident_and_report(
         finally:
             browser.close()
 
-    # Chromium logs the 422 of the bad mass as a failed resource; nothing else may be logged.
-    logged = [c for c in visit.console if "status of 422" not in c]
+    # Chromium logs the 401 of the incident without a token and the 422 of the bad mass as
+    # failed resources; nothing else may be logged.
+    logged = [c for c in visit.console if not re.search("status of (401|422)", c)]
     assert logged == [], visit.console
     assert visit.failed == [], visit.failed
-    # The only answer >= 400 is the 422 of the bad mass.
-    assert [b.split(" ", 1)[0] for b in visit.bad] == ["422"], visit.bad
+    # The only answers >= 400: the incident without a token, the bad mass.
+    assert [b.split(" ", 1)[0] for b in visit.bad] == ["401", "422"], visit.bad
     assert pdf.stat().st_size > 10_000
     assert pdf.read_bytes().startswith(b"%PDF-")
     assert pdf_pages(pdf) >= 1

@@ -19,6 +19,7 @@ from app.db import create_db_engine
 from app.main import create_app
 from app.scratch import serve_in_thread
 from app.settings import Settings
+from tests import factories as f
 from tests.app.ogc.impact_city import City, city, ll
 from tests.app.ogc.test_clients import ogrinfo
 
@@ -32,8 +33,8 @@ AT = "2026-11-28T10:00:00Z"
 @pytest.fixture(scope="module")
 def api(city: City, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(database_url=city.url, data_dir=tmp_path_factory.mktemp("zones"))
-    with TestClient(create_app(settings)) as client:
-        yield client
+    with TestClient(create_app(settings), headers=f.bearer(f.token(city.url, "commander"))) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def incidents(api: TestClient, city: City) -> dict[str, dict[str, Any]]:
         },
         "rupture": {"scenario": "gas_pipe_rupture", "asset_id": city.ids["main"], "at": AT},
     }.items():
-        r = api.post("/incidents", json=body, headers={"X-Actor": "ogc-test"})
+        r = api.post("/incidents", json=body)
         assert r.status_code == 201, r.text
         out[key] = r.json()
     return out
