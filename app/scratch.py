@@ -86,3 +86,28 @@ def serve_in_thread(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def scratch_token(
+    url: str, role: str = "admin", *, sensors: list[str] | None = None, name: str | None = None
+) -> str:
+    """A committed API key of ``role`` in the database at ``url`` (tests and benchmarks that
+    talk to a real server: every write needs one)."""
+    from sqlalchemy.orm import Session
+
+    from app.auth.service import create_token
+    from app.db import create_db_engine
+
+    engine = create_db_engine(url, pool_size=1)
+    try:
+        with Session(engine) as session, session.begin():
+            _, key = create_token(
+                session,
+                name=name or f"scratch-{role}-{secrets.token_hex(3)}",
+                role=role,
+                sensors=sensors,
+                created_by="scratch",
+            )
+    finally:
+        engine.dispose()
+    return key

@@ -30,10 +30,12 @@ import httpx2 as httpx
 from app.alarms import rules
 from app.alarms.rules import RuleSpec
 from app.db import create_db_engine, database_url, make_sessionmaker
-from app.scratch import free_port, scratch_database
+from app.scratch import free_port, scratch_database, scratch_token
 from app.settings import Settings
 
 BATCH_S = 0.1
+#: The bench server's admin key (every write needs a token), set by :func:`serve`.
+AUTH: dict[str, str] = {}
 ABNORMAL_PER_BATCH = 2
 
 
@@ -61,6 +63,7 @@ def prepare(url: str, sensors: int) -> None:
 
 
 def serve(url: str, port: int) -> subprocess.Popen[bytes]:
+    AUTH["Authorization"] = f"Bearer {scratch_token(url)}"  # every write needs a token
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -111,7 +114,7 @@ def load(
     start = time.perf_counter()
     ts0 = datetime.now(UTC) - timedelta(minutes=30)
     step = 0
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=AUTH) as client:
         while time.perf_counter() - start < seconds:
             due = start + step * BATCH_S
             if time.perf_counter() < due:

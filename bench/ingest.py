@@ -67,12 +67,14 @@ from app.replay.fleet import load_fleet  # noqa: E402
 from app.replay.run import run as replay_run  # noqa: E402
 from app.replay.scenarios import Plan  # noqa: E402
 from app.replay.sinks import HttpSink  # noqa: E402
-from app.scratch import scratch_database  # noqa: E402
+from app.scratch import scratch_database, scratch_token  # noqa: E402
 from app.sensors import partitions  # noqa: E402
 from app.sensors.ingest import binary_copy_rows  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 NDJSON = "application/x-ndjson"
+#: The bench server's admin key (every write needs a token), set by :func:`server`.
+AUTH: dict[str, str] = {}
 PER_SENSOR = 10  # instants per sensor in one run
 STEP_S = 60
 DAY_S = 86_400
@@ -300,7 +302,9 @@ def post_all(base: str, bodies: list[bytes], clients: int) -> float:
                     if not work:
                         return
                     _, body = work.pop()
-                conn.request("POST", "/readings", body=body, headers={"Content-Type": NDJSON})
+                conn.request(
+                    "POST", "/readings", body=body, headers={"Content-Type": NDJSON, **AUTH}
+                )
                 answer = conn.getresponse()
                 payload = answer.read()
                 if answer.status != 200 or b'"rejected":[]' not in payload:
@@ -331,7 +335,7 @@ def via_replay(url: str, base: str, start_s: int, readings: int, per_body: int) 
         engine.dispose()
     span = readings // len(fleet) * STEP_S  # every sensor reports each minute
     plan = Plan("none", 1, start_s, start_s + span, [])
-    sink = HttpSink(base, lines=per_body)
+    sink = HttpSink(base, lines=per_body, token=AUTH["Authorization"].removeprefix("Bearer "))
     started = clock_start()
     try:
         replay_run(fleet, plan, sink, speed=0, batch_s=max(1, per_body // len(fleet)) * STEP_S)
@@ -359,6 +363,7 @@ def server(url: str, workers: int) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
+    AUTH["Authorization"] = f"Bearer {scratch_token(url)}"
     if METER is not None:
         METER.server_pid = proc.pid
     try:

@@ -234,22 +234,9 @@ class Metric:
 def token(url: str, role: str, *, sensors: list[str] | None = None, name: str | None = None) -> str:
     """A committed API key of ``role`` in the database at ``url`` (for tests with their own
     database; the session database has one per role in the ``tokens`` fixture)."""
-    from app.auth.service import create_token
-    from app.db import create_db_engine
+    from app.scratch import scratch_token
 
-    eng = create_db_engine(url, pool_size=1)
-    try:
-        with Session(eng) as s, s.begin():
-            _, key = create_token(
-                s,
-                name=name or uid(f"t-{role}"),
-                role=role,
-                sensors=sensors,
-                created_by="test-suite",
-            )
-    finally:
-        eng.dispose()
-    return key
+    return scratch_token(url, role, sensors=sensors, name=name or uid(f"t-{role}"))
 
 
 def bearer(key: str) -> dict[str, str]:
