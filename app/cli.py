@@ -147,9 +147,18 @@ def db_url(
     sqlalchemy: Annotated[
         bool, typer.Option("--sqlalchemy", help="Print the SQLAlchemy form (postgresql+psycopg).")
     ] = False,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate", help="Print the migrations' URL (DATABASE_MIGRATE_URL, the superuser)."
+        ),
+    ] = False,
 ) -> None:
-    """Print the database URL in use (libpq form, usable as `psql "$(cityrisk db url)"`)."""
-    typer.echo(database_url(settings_or_exit(), driver=sqlalchemy))
+    """Print the service's database URL (libpq form, usable as `psql "$(cityrisk db url)"`)."""
+    from app.db import database_migrate_url
+
+    which = database_migrate_url if migrate else database_url
+    typer.echo(which(settings_or_exit(), driver=sqlalchemy))
 
 
 # -- mq ---------------------------------------------------------------------------------------
@@ -220,10 +229,15 @@ def mq_url() -> None:
 def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
-    """Bring the schema to the newest revision (alembic upgrade head), creating PostGIS first."""
-    from app import migrations
+    """Bring the schema to the newest revision (alembic upgrade head), creating PostGIS first.
 
-    url = database_url(settings_or_exit())
+    Connects with DATABASE_MIGRATE_URL (else DATABASE_URL, else the local superuser); the schema
+    is created as the database's owner, the service's role.
+    """
+    from app import migrations
+    from app.db import database_migrate_url
+
+    url = database_migrate_url(settings_or_exit())
     migrations.upgrade(url, revision)
     say(f"schema at {migrations.current(url)}")
 

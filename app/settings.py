@@ -1,10 +1,10 @@
 """All configuration: typed pydantic-settings classes, read from the environment or `.env`.
 
 One style throughout: cityrisk's own variables carry the ``CITYRISK_`` prefix (``CITYRISK_TILE_``
-for the tiles), and only the conventional names without it — ``DATABASE_URL``, ``MQTT_URL``,
-``HOST``, ``PORT`` — are aliases. One class per concern (:class:`TileSettings`,
-:class:`MapSettings`), each a field of :class:`Settings`, so ``create_app(settings)`` receives
-everything in one object.
+for the tiles), and only the conventional names without it — ``DATABASE_URL``,
+``DATABASE_MIGRATE_URL``, ``MQTT_URL``, ``HOST``, ``PORT`` — are aliases. One class per concern
+(:class:`TileSettings`, :class:`MapSettings`), each a field of :class:`Settings`, so
+``create_app(settings)`` receives everything in one object.
 
 Nothing here is instantiated at import time: call :func:`get_settings` (cached) or build
 ``Settings(...)`` explicitly — tests do the latter to point an app at a throwaway database.
@@ -101,7 +101,14 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
         description="PostgreSQL URL of a database with PostGIS >= 3.1. Unset: the project-local "
-        "cluster under .data/pg (started by `cityrisk db up`).",
+        "cluster under .data/pg (started by `cityrisk db up`), as its unprivileged service role.",
+    )
+    database_migrate_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_MIGRATE_URL", "database_migrate_url"),
+        description="PostgreSQL URL `cityrisk migrate` uses: a role that may CREATE EXTENSION "
+        "(a superuser, or the database's owner once PostGIS exists). Unset: DATABASE_URL, else "
+        "the local cluster's superuser. Objects are created as the database's owner.",
     )
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("HOST", "host"))
     port: Port = Field(default=8000, validation_alias=AliasChoices("PORT", "port"))
@@ -154,7 +161,7 @@ class Settings(BaseSettings):
     tiles: TileSettings = Field(default_factory=TileSettings)
     maps: MapSettings = Field(default_factory=MapSettings)
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "database_migrate_url", mode="before")
     @classmethod
     def _normalise_database_url(cls, value: object) -> str | None:
         """Accept the usual spellings and always drive PostgreSQL through psycopg 3."""

@@ -135,9 +135,11 @@ class City:
 
 
 @pytest.fixture(scope="module")
-def city(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
+def city(
+    server_url: str, admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[City]:
     """A migrated database with the assets and sensors above, committed."""
-    with scratch_database(server_url, postgis=False) as url:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         path = tmp_path_factory.mktemp("replay") / "sensors.geojson"
         path.write_text(json.dumps({"type": "FeatureCollection", "features": SENSORS}))
@@ -519,11 +521,13 @@ def test_demo_sensor_layout_is_well_formed() -> None:
 
 
 @pytest.mark.slow
-def test_the_demo_city_binds_every_sensor_and_stages_all_five_incidents(server_url: str) -> None:
+def test_the_demo_city_binds_every_sensor_and_stages_all_five_incidents(
+    server_url: str, admin_url: str
+) -> None:
     """`load demo` imports and binds the demo sensors; the demo scenario finds its assets."""
     from app.flows import demo
 
-    with scratch_database(server_url, postgis=False) as url:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         engine = create_db_engine(url, pool_size=1)
         try:
