@@ -33,7 +33,7 @@ from app.db import create_db_engine, make_sessionmaker
 from app.db import libpq_url as libpq
 from app.errors import InvalidInput
 from app.flows.demo import demo_sensors_path
-from app.local.broker import LocalBroker
+from app.local.broker import REPLAY_DEVICE, LocalBroker, device_topic
 from app.replay.fleet import Fleet, load_fleet
 from app.replay.model import MAX_AHEAD_S, parse_duration, resolve_window
 from app.replay.readings import Readings
@@ -44,7 +44,7 @@ from app.replay.run import execute as replay_execute
 from app.replay.run import prepare as replay_prepare
 from app.replay.run import run as replay_run
 from app.replay.scenarios import DEMO_WINDOWS, Plan, plan_scenario
-from app.replay.sinks import SendStats
+from app.replay.sinks import ReplayError, SendStats
 from app.scratch import free_port, scratch_database
 from app.sensors.registry import import_sensors
 from app.settings import Settings
@@ -309,12 +309,13 @@ def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
             options = Options(
                 "demo",
                 target="mqtt",
-                url=broker.url(),
+                url=broker.device_url(REPLAY_DEVICE),  # as `cityrisk replay --to mqtt` does
                 speed=0,
                 duration="20m",
                 start=start.isoformat(),
                 batch_s=60,
                 seed=3,
+                topic_prefix=device_topic(REPLAY_DEVICE),
             )
             engine = create_db_engine(city.sqlalchemy_url, pool_size=1)
             try:
@@ -337,6 +338,31 @@ def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
             assert consumer.stats.readings_rejected == 0
         finally:
             consumer.stop()
+    finally:
+        broker.down(lambda _: None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_replay_the_broker_will_not_deliver_fails_loudly(city: City) -> None:
+    """The replay's device may publish under cityrisk/readings/replay only: elsewhere the broker
+    answers each PUBACK with "Not authorized", and the replay says so instead of counting it."""
+    folder = Path(tempfile.mkdtemp(prefix="cityrisk-replay-acl-"))
+    folder.chmod(0o755)  # the broker drops to the mosquitto user
+    broker = LocalBroker(Settings(data_dir=folder, mqtt_port=free_port()))
+    try:
+        broker.up(lambda _: None)
+        options = Options(
+            "gas-leak", target="mqtt", url=broker.device_url(REPLAY_DEVICE), speed=0,
+            duration="5m", batch_s=60, topic_prefix="cityrisk/readings",
+        )  # fmt: skip
+        engine = create_db_engine(city.sqlalchemy_url, pool_size=1)
+        try:
+            with make_sessionmaker(engine)() as session:
+                prepared = replay_prepare(session, options, http_port=0, mqtt_url="")
+        finally:
+            engine.dispose()
+        with pytest.raises(ReplayError, match="Not authorized"):
+            replay_execute(prepared, lambda _: None)
     finally:
         broker.down(lambda _: None)
         shutil.rmtree(folder, ignore_errors=True)
