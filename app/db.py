@@ -154,7 +154,8 @@ def ensure_postgis(conn: Connection) -> None:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseUnavailable(
             f"database {dbname!r} has no PostGIS extension and it could not be created ({reason}); "
-            "ask a superuser to run CREATE EXTENSION postgis in it"
+            "ask a superuser to run CREATE EXTENSION postgis in it, or migrate as one "
+            "(DATABASE_MIGRATE_URL)"
         ) from None
 
 

@@ -18,7 +18,7 @@ logs in, and the ACL lets each do one thing (Mosquitto denies whatever the ACL d
   password is kept with the consumer's so the replay can log in by itself.
 
 ``device add`` / ``remove`` rewrite the password file and the ACL and send the running broker a
-SIGHUP, which reloads both without a restart (connected clients stay connected).
+SIGHUP, which reloads both without a restart (the same process keeps its queued messages).
 
 Persistence is on, so the sessions of persistent clients (the reading consumer) and the QoS 1
 messages queued for them survive a restart: Mosquitto writes its in-memory store to disk on a

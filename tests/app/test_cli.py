@@ -53,6 +53,16 @@ def test_db_url_prints_the_given_url_in_both_forms() -> None:
     assert driver.stdout.strip() == "postgresql+psycopg://planner:pw@db.example:5433/city"
 
 
+def test_db_url_migrate_prints_the_migrations_url_else_the_services() -> None:
+    service = "postgresql://cityrisk_app:pw@db.example:5433/city"
+    admin = "postgresql://postgres:root-pw@db.example:5433/city"
+    both = {"DATABASE_URL": service, "DATABASE_MIGRATE_URL": admin}
+    assert cityrisk("db", "url", env=both).stdout.strip() == service
+    assert cityrisk("db", "url", "--migrate", env=both).stdout.strip() == admin
+    one = {"DATABASE_URL": service}  # one role for everything: it migrates too
+    assert cityrisk("db", "url", "--migrate", env=one).stdout.strip() == service
+
+
 def test_db_url_without_cluster_says_to_run_db_up(tmp_path: Path) -> None:
     proc = cityrisk("db", "url", env={"CITYRISK_DATA_DIR": str(tmp_path)})
     assert_one_line_error(proc, 1, "run `cityrisk db up`")
