@@ -7,6 +7,9 @@ LISTEN — is proved possible by the other tests; this module proves what it may
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import psycopg
@@ -122,11 +125,12 @@ def test_the_service_role_owns_its_tables_and_not_postgis_ones(
             admin.execute("DROP SCHEMA not_the_services CASCADE")
 
 
-def test_db_up_hands_an_old_clusters_objects_over_to_the_service_role(
+def test_hand_over_gives_an_old_clusters_objects_to_the_service_role(
     server_url: str, admin_url: str
 ) -> None:
     """A database migrated when the superuser was the service (before this split) ends up
-    owned by the service's role, which can then make its partitions again."""
+    owned by the service's role, which can then make its partitions again (`db up` does this
+    to the local cluster's database)."""
     me, admin = role_of(server_url), role_of(admin_url)
     if me == admin:
         pytest.skip("one role for everything: nothing to hand over")
@@ -155,3 +159,30 @@ def test_db_up_hands_an_old_clusters_objects_over_to_the_service_role(
                 ).format(sql.Literal(make_url(old_url).database))
             ).fetchone()
         assert owner == (me,)
+
+
+def test_db_up_narrows_a_widened_service_role_back(server_url: str, admin_url: str) -> None:
+    """Someone granted the local cluster's service role more by hand: `db up` takes it back."""
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("DATABASE_URL is set: cityrisk does not manage that server's roles")
+    me = sql.Identifier(role_of(server_url))
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER ROLE {} CREATEDB CREATEROLE").format(me))
+        try:
+            up = subprocess.run(
+                [sys.executable, "-m", "app", "db", "up"],
+                env={k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert up.returncode == 0, up.stderr
+            row = admin.execute(
+                "SELECT rolsuper, rolcreatedb, rolcreaterole, rolcanlogin FROM pg_roles "
+                "WHERE rolname = %s",
+                (role_of(server_url),),
+            ).fetchone()
+        finally:
+            admin.execute(sql.SQL("ALTER ROLE {} NOCREATEDB NOCREATEROLE").format(me))
+    assert row == (False, False, False, True)
