@@ -343,6 +343,36 @@ def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_cityrisk_replay_to_the_local_broker_logs_in_as_the_replay_device(city: City) -> None:
+    """No --url, no MQTT_URL: the CLI publishes as `replay` on its own topics, and the broker
+    acknowledges every message (a refused one would fail the replay)."""
+    folder = Path(tempfile.mkdtemp(prefix="cityrisk-replay-cli-"))
+    folder.chmod(0o755)  # the broker drops to the mosquitto user
+    broker = LocalBroker(Settings(data_dir=folder, mqtt_port=free_port()))
+    try:
+        broker.up(lambda _: None)
+        own = ("DATABASE_URL", "DATABASE_MIGRATE_URL", "MQTT_URL", "CITYRISK_DATA_DIR")
+        env = {k: v for k, v in os.environ.items() if k not in own}
+        env |= {
+            "DATABASE_URL": city.sqlalchemy_url,
+            "CITYRISK_DATA_DIR": str(folder),
+            "CITYRISK_MQTT_PORT": str(broker.port),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "replay", "gas-leak", "--to", "mqtt", "--speed", "0",
+             "--duration", "10m", "--batch-s", "60"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        broker.down(lambda _: None)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "MQTT messages acknowledged by the broker" in proc.stdout
+    assert f"mqtt://replay:***@127.0.0.1:{broker.port} cityrisk/readings/replay/<kind>" in (
+        proc.stderr
+    )
+
+
 def test_a_replay_the_broker_will_not_deliver_fails_loudly(city: City) -> None:
     """The replay's device may publish under cityrisk/readings/replay only: elsewhere the broker
     answers each PUBACK with "Not authorized", and the replay says so instead of counting it."""
