@@ -381,6 +381,12 @@ class LocalBroker:
         pid = self._running_pid()
         if pid is None:
             return False
+        if not self._config_is_current():
+            # Started by an older cityrisk without logins: a reload would not load them.
+            raise BrokerError(
+                "the running broker lets anonymous clients in (started by an older cityrisk): "
+                "run `cityrisk mq up` to restart it with logins; the device is saved"
+            )
         log(f"reloading the broker's password file and ACL (SIGHUP to pid {pid})")
         os.kill(pid, signal.SIGHUP)
         return True

@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from app.local.broker import MOSQUITTO, LocalBroker
+from app.local.broker import MOSQUITTO, BrokerError, LocalBroker
 from app.scratch import free_port
 from app.settings import BrokerAddress, ConfigError, Settings, parse_mqtt_url
 
@@ -439,7 +439,10 @@ def test_up_restarts_a_broker_that_still_lets_anonymous_clients_in(data_dir: Pat
     assert wait_until(lambda: broker.status().running)
     anonymous = f"mqtt://127.0.0.1:{broker.port}"
     assert connack(anonymous) == "Success"
+    with pytest.raises(BrokerError, match="run `cityrisk mq up`"):
+        broker.add_device("early", quiet)  # a reload would not load the logins
     said: list[str] = []
     assert broker.up(said.append)
     assert any("older configuration" in line for line in said)
     assert connack(anonymous) == "Not authorized"
+    assert "early" in broker.devices()  # saved, and its login loaded by the restart
