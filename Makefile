@@ -119,9 +119,9 @@ db-down: venv ## stop the local cluster
 broker-down: venv ## stop the local MQTT broker
 	@$(BIN)/cityrisk mq down
 
-clean-broker: venv ## stop the local MQTT broker and delete its queued messages
+clean-broker: venv ## stop the local MQTT broker and delete its queued messages and logins
 	@$(BIN)/cityrisk mq down || true
-	@rm -rf .data/mosquitto
+	@rm -rf .data/mosquitto .data/mqtt.json
 
 clean-db: venv ## stop the local cluster and delete its data (.data/)
 	@echo "==> removing the local cluster"

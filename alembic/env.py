@@ -9,8 +9,8 @@ from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy.engine import Connection
 
-from app.db import create_db_engine, database_url
-from app.migrations import include_object
+from app.db import create_db_engine, database_migrate_url
+from app.migrations import act_as_owner, include_object
 from app.models import Base
 from app.settings import get_settings
 
@@ -47,9 +47,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         run_with(connection)
         return
-    engine = create_db_engine(database_url(get_settings()), pool_size=1)
+    engine = create_db_engine(database_migrate_url(get_settings()), pool_size=1)
     try:
         with engine.connect() as conn:
+            act_as_owner(conn)  # the schema belongs to the database's owner, whoever migrates
             run_with(conn)
             conn.commit()
     finally:

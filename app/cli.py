@@ -45,6 +45,7 @@ cli.add_typer(mq_cli, name="mq")
 
 if TYPE_CHECKING:
     from app.assets.importer import ImportReport
+    from app.local.broker import LocalBroker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -154,9 +155,18 @@ def db_url(
     sqlalchemy: Annotated[
         bool, typer.Option("--sqlalchemy", help="Print the SQLAlchemy form (postgresql+psycopg).")
     ] = False,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate", help="Print the migrations' URL (DATABASE_MIGRATE_URL, the superuser)."
+        ),
+    ] = False,
 ) -> None:
-    """Print the database URL in use (libpq form, usable as `psql "$(cityrisk db url)"`)."""
-    typer.echo(database_url(settings_or_exit(), driver=sqlalchemy))
+    """Print the service's database URL (libpq form, usable as `psql "$(cityrisk db url)"`)."""
+    from app.db import database_migrate_url
+
+    which = database_migrate_url if migrate else database_url
+    typer.echo(which(settings_or_exit(), driver=sqlalchemy))
 
 
 # -- mq ---------------------------------------------------------------------------------------
@@ -177,7 +187,8 @@ def mq_up() -> None:
     did_work = broker.up(say)
     check_broker(broker.url())
     status = broker.status()
-    say(f"{'started' if did_work else 'already running'}: pid {status.pid}, {broker.url()}")
+    where = parse_mqtt_url(broker.url()).redacted()
+    say(f"{'started' if did_work else 'already running'}: pid {status.pid}, {where}")
 
 
 @mq_cli.command("down")
@@ -221,16 +232,78 @@ def mq_url() -> None:
     typer.echo(broker_url(settings_or_exit()))
 
 
+device_cli = typer.Typer(
+    help="Devices of the local broker: one login per sensor or gateway, publishing only under "
+    "cityrisk/readings/NAME."
+)
+mq_cli.add_typer(device_cli, name="device")
+
+
+def local_broker_or_exit() -> LocalBroker:
+    """The project-local broker; exit 1 when MQTT_URL names another (cityrisk manages none)."""
+    from app.local.broker import LocalBroker
+
+    settings = settings_or_exit()
+    if settings.mqtt_url is not None:
+        raise fail("MQTT_URL is set: cityrisk does not manage that broker's users; add them there")
+    return LocalBroker(settings)
+
+
+@device_cli.command("add")
+@friendly_errors
+def mq_device_add(
+    name: Annotated[
+        str, typer.Argument(help="A sensor's external id, or a gateway's prefix (one topic level).")
+    ],
+) -> None:
+    """Make a device login (or a new password for it); the password is the last line printed.
+
+    The device may publish to cityrisk/readings/NAME and below it, nothing else; the running
+    broker reloads its files (SIGHUP), no restart.
+    """
+    from app.local.broker import device_topic
+
+    broker = local_broker_or_exit()
+    password = broker.add_device(name, say)
+    typer.echo(f"device {name}: publishes to {device_topic(name)} and {device_topic(name)}/#")
+    typer.echo(f"url: mqtt://{name}:PASSWORD@127.0.0.1:{broker.port}")
+    typer.echo(password)
+
+
+@device_cli.command("remove")
+@friendly_errors
+def mq_device_remove(name: Annotated[str, typer.Argument(help="The device to remove.")]) -> None:
+    """Remove a device: it can no longer log in (the running broker reloads, no restart)."""
+    if not local_broker_or_exit().remove_device(name, say):
+        raise fail(f"no device {name!r} (see `cityrisk mq device list`)")
+    say(f"removed device {name}")
+
+
+@device_cli.command("list")
+@friendly_errors
+def mq_device_list() -> None:
+    """List the devices that may log in, with the topics each may publish to."""
+    from app.local.broker import device_topic
+
+    for name in local_broker_or_exit().devices():
+        typer.echo(f"{name:<32} {device_topic(name)}/#")
+
+
 # -- schema -----------------------------------------------------------------------------------
 @cli.command("migrate")
 @friendly_errors
 def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
-    """Bring the schema to the newest revision (alembic upgrade head), creating PostGIS first."""
-    from app import migrations
+    """Bring the schema to the newest revision (alembic upgrade head), creating PostGIS first.
 
-    url = database_url(settings_or_exit())
+    Connects with DATABASE_MIGRATE_URL (else DATABASE_URL, else the local superuser); the schema
+    is created as the database's owner, the service's role.
+    """
+    from app import migrations
+    from app.db import database_migrate_url
+
+    url = database_migrate_url(settings_or_exit())
     migrations.upgrade(url, revision)
     say(f"schema at {migrations.current(url)}")
 
@@ -779,7 +852,10 @@ def replay(
     to: Annotated[str, typer.Option("--to", help="http (POST /readings) or mqtt.")] = "http",
     url: Annotated[
         str | None,
-        typer.Option(help="Target (http: http://127.0.0.1:$PORT; mqtt: `cityrisk mq url`)."),
+        typer.Option(
+            help="Target (http: http://127.0.0.1:$PORT; mqtt: MQTT_URL, else the local broker "
+            "as the device `replay`, on cityrisk/readings/replay/<kind>)."
+        ),
     ] = None,
     speed: Annotated[
         float, typer.Option(min=0, help="Simulated seconds per second; 0 = as fast as possible.")
@@ -805,18 +881,22 @@ def replay(
     ] = None,
 ) -> None:
     """Publish realistic readings, with scripted incidents, for the sensors in the database."""
-    from app.local.broker import broker_url
+    from app.local.broker import REPLAY_DEVICE, device_topic, replay_url
     from app.replay.run import Options
     from app.replay.run import execute as replay_execute
     from app.replay.run import prepare as replay_prepare
+    from app.replay.sinks import TOPIC_PREFIX
 
     settings = settings_or_exit()
+    # On the local broker the replay is the device `replay`: it may publish under its topic only.
+    local = settings.mqtt_url is None and url is None
+    prefix = device_topic(REPLAY_DEVICE) if local else TOPIC_PREFIX
     options = Options(
-        scenario, to, url, speed, duration, start, batch_s, truth, seed, token=token or None
+        scenario, to, url, speed, duration, start, batch_s, truth, seed, prefix, token or None
     )
     with transaction(settings) as session:
         prepared = replay_prepare(
-            session, options, http_port=settings.port, mqtt_url=broker_url(settings)
+            session, options, http_port=settings.port, mqtt_url=replay_url(settings)
         )
     typer.echo(replay_execute(prepared, say))
 

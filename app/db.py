@@ -44,7 +44,7 @@ class Base(DeclarativeBase):
 
 
 def database_url(settings: Settings, *, driver: bool = True) -> str:
-    """The URL in use: DATABASE_URL, else the project-local cluster's.
+    """The service's URL: DATABASE_URL, else the project-local cluster's service role.
 
     ``driver``: the SQLAlchemy form (``postgresql+psycopg://``); False gives the libpq form
     (``psql "$(cityrisk db url)"``). Raises :class:`DatabaseUnavailable` for the local cluster
@@ -54,6 +54,22 @@ def database_url(settings: Settings, *, driver: bool = True) -> str:
         return settings.database_url if driver else libpq_url(settings.database_url)
     try:
         return LocalCluster(settings).url(driver=driver)
+    except ClusterError as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+
+
+def database_migrate_url(settings: Settings, *, driver: bool = True) -> str:
+    """The URL migrations use: DATABASE_MIGRATE_URL, else DATABASE_URL, else the local superuser.
+
+    The service's own role may not create extensions; the local cluster's superuser may, and
+    :func:`app.migrations.upgrade` acts as the database's owner for everything else. With one
+    role on an external server (DATABASE_URL alone) that role migrates, as before.
+    """
+    url = settings.database_migrate_url or settings.database_url
+    if url is not None:
+        return url if driver else libpq_url(url)
+    try:
+        return LocalCluster(settings).admin_url(driver=driver)
     except ClusterError as exc:
         raise DatabaseUnavailable(str(exc)) from exc
 
@@ -138,7 +154,8 @@ def ensure_postgis(conn: Connection) -> None:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseUnavailable(
             f"database {dbname!r} has no PostGIS extension and it could not be created ({reason}); "
-            "ask a superuser to run CREATE EXTENSION postgis in it"
+            "ask a superuser to run CREATE EXTENSION postgis in it, or migrate as one "
+            "(DATABASE_MIGRATE_URL)"
         ) from None
 
 

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from app.db import create_db_engine, ensure_postgis, redacted
@@ -65,13 +65,44 @@ def wait_for_database(engine: Engine, *, timeout_s: float = 30.0) -> None:
             time.sleep(0.5)
 
 
+def act_as_owner(conn: Connection) -> str:
+    """``SET LOCAL ROLE`` to the database's owner when connected as another role that may.
+
+    Migrations may connect as a more privileged role (a superuser, for ``CREATE EXTENSION``),
+    but what they create must belong to the owner — the service's role, which does DDL on its
+    own tables at run time (partitions). Connected as the owner, or as a role that is not a
+    member of it, this changes nothing. Returns the role the migration runs as.
+    """
+    owner, me, may = conn.execute(
+        text(
+            "SELECT pg_get_userbyid(d.datdba), current_user, "
+            "pg_has_role(current_user, d.datdba, 'MEMBER') "
+            "FROM pg_database d WHERE d.datname = current_database()"
+        )
+    ).one()
+    if owner == me or not may:
+        return str(me)
+    conn.execute(text(f"SET LOCAL ROLE {quoted_name(owner)}"))
+    return str(owner)
+
+
+def quoted_name(name: str) -> str:
+    """``name`` as a PostgreSQL identifier (double quotes, inner quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def upgrade(url: str, revision: str = "head", *, wait_s: float = 30.0) -> None:
-    """Bring the database at ``url`` to ``revision``, creating PostGIS first if needed."""
+    """Bring the database at ``url`` to ``revision``, creating PostGIS first if needed.
+
+    PostGIS is created as the connected role; the schema as the database's owner
+    (:func:`act_as_owner`).
+    """
     engine = create_db_engine(url, pool_size=1)
     try:
         wait_for_database(engine, timeout_s=wait_s)
         with engine.begin() as conn:
             ensure_postgis(conn)
+            act_as_owner(conn)
             config = alembic_config()
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
@@ -84,6 +115,7 @@ def downgrade(url: str, revision: str) -> None:
     engine = create_db_engine(url, pool_size=1)
     try:
         with engine.begin() as conn:
+            act_as_owner(conn)
             config = alembic_config()
             config.attributes["connection"] = conn
             command.downgrade(config, revision)

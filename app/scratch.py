@@ -1,7 +1,8 @@
 """Throwaway databases and free ports, for the test suite and the benchmarks.
 
 Both need a fresh, migrated database on the server cityrisk uses (DATABASE_URL or the local
-cluster) that is dropped whatever happens, and a free local port for a real server.
+cluster) that is dropped whatever happens, owned by the service's role as in production, and a
+free local port for a real server.
 """
 
 from __future__ import annotations
@@ -11,40 +12,54 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
-from app.db import libpq_url, with_database
+from app.db import database_migrate_url, database_url, libpq_url, with_database
+from app.settings import Settings
 
 
 @contextmanager
 def scratch_database(
     server_url: str,
     *,
+    admin_url: str | None = None,
     prefix: str = "cityrisk_scratch",
     postgis: bool = True,
     migrate: bool = False,
 ) -> Iterator[str]:
     """Create an empty database on ``server_url``'s server, yield its URL, drop it at the end.
 
-    ``postgis`` creates the extension; ``migrate`` brings the schema to head with Alembic (which
-    creates the extension itself).
+    ``server_url`` is the service's (its role owns the new database, as in production);
+    ``admin_url``, on the same server, a role that may CREATE DATABASE (and, for ``postgis``,
+    CREATE EXTENSION) — the migrations' URL, e.g. ``database_migrate_url(settings)``; default:
+    ``server_url`` (one role for everything). ``postgis`` creates the extension as that role;
+    ``migrate`` brings the schema to head with Alembic through it (which creates the extension
+    itself), the schema owned by the service's role. The yielded URL is the service's.
     """
     name = f"{prefix}_{secrets.token_hex(4)}"
-    admin = libpq_url(server_url)
+    admin_url = admin_url or server_url
+    admin = libpq_url(admin_url)
+    owner = make_url(server_url).username
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if owner and owner != make_url(admin_url).username:
+            create = sql.SQL("{} OWNER {}").format(create, sql.Identifier(owner))
+        conn.execute(create)
     url = with_database(server_url, name)
     try:
         if migrate:
             from app import migrations  # here: migrations import the app's models
 
-            migrations.upgrade(url)
+            migrations.upgrade(with_database(admin_url, name))
         elif postgis:
-            with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            with psycopg.connect(
+                libpq_url(with_database(admin_url, name)), autocommit=True
+            ) as conn:
                 conn.execute("CREATE EXTENSION postgis")
         yield url
     finally:
@@ -52,6 +67,14 @@ def scratch_database(
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def scratch_for(settings: Settings, **options: Any) -> AbstractContextManager[str]:
+    """:func:`scratch_database` on the server ``settings`` use, with its service and migration
+    URLs (DATABASE_URL / DATABASE_MIGRATE_URL, else the local cluster's two roles)."""
+    return scratch_database(
+        database_url(settings), admin_url=database_migrate_url(settings), **options
+    )
 
 
 def free_port() -> int:

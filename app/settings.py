@@ -1,10 +1,10 @@
 """All configuration: typed pydantic-settings classes, read from the environment or `.env`.
 
 One style throughout: cityrisk's own variables carry the ``CITYRISK_`` prefix (``CITYRISK_TILE_``
-for the tiles), and only the conventional names without it — ``DATABASE_URL``, ``MQTT_URL``,
-``HOST``, ``PORT`` — are aliases. One class per concern (:class:`TileSettings`,
-:class:`MapSettings`), each a field of :class:`Settings`, so ``create_app(settings)`` receives
-everything in one object.
+for the tiles), and only the conventional names without it — ``DATABASE_URL``,
+``DATABASE_MIGRATE_URL``, ``MQTT_URL``, ``HOST``, ``PORT`` — are aliases. One class per concern
+(:class:`TileSettings`, :class:`MapSettings`), each a field of :class:`Settings`, so
+``create_app(settings)`` receives everything in one object.
 
 Nothing here is instantiated at import time: call :func:`get_settings` (cached) or build
 ``Settings(...)`` explicitly — tests do the latter to point an app at a throwaway database.
@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 import orjson
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -156,7 +156,14 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
         description="PostgreSQL URL of a database with PostGIS >= 3.1. Unset: the project-local "
-        "cluster under .data/pg (started by `cityrisk db up`).",
+        "cluster under .data/pg (started by `cityrisk db up`), as its unprivileged service role.",
+    )
+    database_migrate_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_MIGRATE_URL", "database_migrate_url"),
+        description="PostgreSQL URL `cityrisk migrate` uses: a role that may CREATE EXTENSION "
+        "(a superuser, or the database's owner once PostGIS exists). Unset: DATABASE_URL, else "
+        "the local cluster's superuser. Objects are created as the database's owner.",
     )
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("HOST", "host"))
     port: Port = Field(default=8000, validation_alias=AliasChoices("PORT", "port"))
@@ -210,13 +217,13 @@ class Settings(BaseSettings):
     maps: MapSettings = Field(default_factory=MapSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "database_migrate_url", mode="before")
     @classmethod
-    def _normalise_database_url(cls, value: object) -> str | None:
+    def _normalise_database_url(cls, value: object, info: ValidationInfo) -> str | None:
         """Accept the usual spellings and always drive PostgreSQL through psycopg 3."""
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        return normalise_database_url(str(value))
+        return normalise_database_url(str(value), name=(info.field_name or "database_url").upper())
 
     @field_validator("mqtt_url", mode="before")
     @classmethod
@@ -270,8 +277,10 @@ class ConfigError(ValueError):
     """A setting is present but unusable; the message is meant for the user as is."""
 
 
-def normalise_database_url(raw: str) -> str:
+def normalise_database_url(raw: str, *, name: str = "DATABASE_URL") -> str:
     """Return ``raw`` as a ``postgresql+psycopg://`` URL, or raise :class:`ConfigError`.
+
+    ``name``: the setting ``raw`` came from, for the messages.
 
     >>> normalise_database_url("postgres://u:p@localhost:5432/city")
     'postgresql+psycopg://u:p@localhost:5432/city'
@@ -281,23 +290,21 @@ def normalise_database_url(raw: str) -> str:
         url: URL = make_url(raw)
     except (ArgumentError, ValueError) as exc:
         if isinstance(exc, ValueError):  # make_url parses the port with int()
-            raise ConfigError(
-                f"DATABASE_URL {_redact(raw)!r} has a port that is not a number"
-            ) from None
+            raise ConfigError(f"{name} {_redact(raw)!r} has a port that is not a number") from None
         raise ConfigError(
-            f"DATABASE_URL {_redact(raw)!r} is not a URL; expected "
+            f"{name} {_redact(raw)!r} is not a URL; expected "
             "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
         ) from None
     if url.get_backend_name() not in ("postgresql", "postgres"):
         raise ConfigError(
-            f"DATABASE_URL scheme {url.drivername!r} is not PostgreSQL; expected "
+            f"{name} scheme {url.drivername!r} is not PostgreSQL; expected "
             "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
         )
     if not url.database:
-        raise ConfigError(f"DATABASE_URL {_redact(raw)!r} names no database (the /DBNAME part)")
+        raise ConfigError(f"{name} {_redact(raw)!r} names no database (the /DBNAME part)")
     port = url.port
     if port is not None and not 0 < port < 65536:
-        raise ConfigError(f"DATABASE_URL port {port} is out of range 1-65535")
+        raise ConfigError(f"{name} port {port} is out of range 1-65535")
     url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
 

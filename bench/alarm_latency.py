@@ -29,8 +29,8 @@ import httpx2 as httpx
 
 from app.alarms import rules
 from app.alarms.rules import RuleSpec
-from app.db import create_db_engine, database_url, make_sessionmaker
-from app.scratch import free_port, scratch_database, scratch_token
+from app.db import create_db_engine, make_sessionmaker
+from app.scratch import free_port, scratch_for, scratch_token
 from app.settings import Settings
 
 BATCH_S = 0.1
@@ -160,9 +160,7 @@ def main() -> int:
     args = parser.parse_args()
 
     scratch = contextlib.ExitStack()  # the throwaway database, dropped in `finally`
-    url = scratch.enter_context(
-        scratch_database(database_url(Settings()), prefix="cityrisk_bench", migrate=True)
-    )
+    url = scratch.enter_context(scratch_for(Settings(), prefix="cityrisk_bench", migrate=True))
     proc = None
     try:
         prepare(url, args.sensors)

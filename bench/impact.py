@@ -67,12 +67,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.assets import links
-from app.db import copy_into, create_db_engine, database_url, make_sessionmaker
+from app.db import copy_into, create_db_engine, make_sessionmaker
 from app.errors import InvalidInput
 from app.flows import demo
 from app.impact import networks, service
 from app.impact.params import SCENARIOS
-from app.scratch import scratch_database, serve_in_thread
+from app.scratch import scratch_for, serve_in_thread
 from app.sensors import partitions
 from app.settings import Settings
 from app.taxonomy.assets import KINDS
@@ -525,7 +525,7 @@ def main() -> int:
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
     args = parser.parse_args()
-    server = database_url(Settings())
+    settings = Settings()
 
     def load_demo(factory: sessionmaker[Session]) -> Point:
         started = time.perf_counter()
@@ -548,10 +548,10 @@ def main() -> int:
         return centre
 
     if not args.skip_demo:
-        with scratch_database(server, prefix="cityrisk_bench", migrate=True) as url:
+        with scratch_for(settings, prefix="cityrisk_bench", migrate=True) as url:
             bench_city("demo city", url, load_demo, args, GOAL_DEMO_P95_S)
     if not args.skip_synthetic:
-        with scratch_database(server, prefix="cityrisk_bench", migrate=True) as url:
+        with scratch_for(settings, prefix="cityrisk_bench", migrate=True) as url:
             bench_city(
                 f"synthetic city ({args.synthetic_assets:,} assets)",
                 url,

@@ -29,9 +29,9 @@ import shapely
 from sqlalchemy.engine import make_url
 
 from app.assets.importer import ImportOptions, import_file
-from app.db import create_db_engine, database_url, make_sessionmaker
+from app.db import create_db_engine, make_sessionmaker
 from app.flows.demo import demo_path
-from app.scratch import scratch_database
+from app.scratch import scratch_for
 from app.settings import Settings
 
 
@@ -108,9 +108,9 @@ def main() -> int:
         print("ogr2ogr not found: apt-get install gdal-bin", file=sys.stderr)
         return 2
 
-    server = database_url(Settings())
+    settings = Settings()
     with (
-        scratch_database(server, prefix="cityrisk_bench", migrate=True) as url,
+        scratch_for(settings, prefix="cityrisk_bench", migrate=True) as url,
         tempfile.TemporaryDirectory() as tmp,
     ):
         path, rows = build_input(args.copies, Path(tmp))

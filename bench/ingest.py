@@ -59,7 +59,6 @@ sys.path.insert(0, str(REPO))  # `python bench/ingest.py` from anywhere
 
 from app.db import (  # noqa: E402
     create_db_engine,
-    database_url,
     make_sessionmaker,
 )
 from app.flows.readings import ingest_payload  # noqa: E402
@@ -67,7 +66,7 @@ from app.replay.fleet import load_fleet  # noqa: E402
 from app.replay.run import run as replay_run  # noqa: E402
 from app.replay.scenarios import Plan  # noqa: E402
 from app.replay.sinks import HttpSink  # noqa: E402
-from app.scratch import scratch_database, scratch_token  # noqa: E402
+from app.scratch import scratch_for, scratch_token  # noqa: E402
 from app.sensors import partitions  # noqa: E402
 from app.sensors.ingest import binary_copy_rows  # noqa: E402
 from app.settings import Settings  # noqa: E402
@@ -89,7 +88,7 @@ def libpq(url: str) -> str:
 @contextmanager
 def bench_database() -> Iterator[str]:
     """A migrated throwaway database on cityrisk's server; dropped whatever happens."""
-    with scratch_database(database_url(Settings()), prefix="cityrisk_bench", migrate=True) as url:
+    with scratch_for(Settings(), prefix="cityrisk_bench", migrate=True) as url:
         yield url
 
 

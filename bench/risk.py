@@ -25,9 +25,9 @@ import time
 
 from sqlalchemy import text
 
-from app.db import create_db_engine, database_url, make_sessionmaker
+from app.db import create_db_engine, make_sessionmaker
 from app.risk import refresh
-from app.scratch import scratch_database
+from app.scratch import scratch_for
 from app.settings import Settings
 
 GOAL_FULL_S = 2.0
@@ -97,9 +97,7 @@ def main() -> int:
     args = parser.parse_args()
 
     scratch = contextlib.ExitStack()  # the throwaway database, dropped in `finally`
-    url = scratch.enter_context(
-        scratch_database(database_url(Settings()), prefix="cityrisk_bench", migrate=True)
-    )
+    url = scratch.enter_context(scratch_for(Settings(), prefix="cityrisk_bench", migrate=True))
     engine = None
     try:
         engine = create_db_engine(url, pool_size=1)

@@ -109,9 +109,9 @@ from sqlalchemy.orm import Session
 
 from app.alarms import rules
 from app.alarms.rules import RuleSpec, Target
-from app.db import create_db_engine, database_url, make_sessionmaker
+from app.db import create_db_engine, make_sessionmaker
 from app.flows.readings import ingest_payload
-from app.scratch import scratch_database
+from app.scratch import scratch_for
 from app.settings import Settings, project_root
 
 I64 = npt.NDArray[np.int64]
@@ -264,7 +264,7 @@ def describe_rule(spec: RuleSpec) -> str:
 @contextlib.contextmanager
 def throwaway_database() -> Iterator[str]:
     """A fresh database on the server cityrisk uses, migrated to head; dropped afterwards."""
-    with scratch_database(database_url(Settings()), prefix="cityrisk_bench", migrate=True) as url:
+    with scratch_for(Settings(), prefix="cityrisk_bench", migrate=True) as url:
         yield url
 
 

@@ -2,8 +2,12 @@
 per test, and an API client whose lifespan runs as in production.
 
 The server is the one cityrisk itself uses (DATABASE_URL, else the project-local cluster that
-`make test` starts). Its user must be allowed to CREATE DATABASE (and CREATE ROLE for the
-permission tests); the test database is dropped at the end, whatever happened.
+`make test` starts), and the suite runs as the service does: as the service's role
+(``server_url``: the local cluster's ``cityrisk_app``, which owns the test databases and may do
+nothing else). Throwaway databases are created, given PostGIS and dropped through the
+migrations' URL (``admin_url``: DATABASE_MIGRATE_URL, else DATABASE_URL, else the local
+superuser), which must be allowed to CREATE DATABASE; the test database is dropped at the end,
+whatever happened.
 """
 
 from __future__ import annotations
@@ -36,26 +40,46 @@ os.environ.setdefault("CITYRISK_AUTH_INGEST_PER_S", "0")
 os.environ.setdefault("CITYRISK_AUTH_EXPENSIVE_PER_MIN", "0")
 
 
-@pytest.fixture(scope="session")
-def server_url() -> str:
-    """The URL cityrisk would use; the suite makes its own databases on that server."""
+def _reachable(url: str) -> str:
     try:
-        url = db.database_url(Settings())
         with psycopg.connect(libpq_url(url), connect_timeout=5):
             pass
     except Exception as exc:
         pytest.fail(
             f"no PostGIS to test against ({exc}). Run `make test`, which starts the local "
-            "cluster, or set DATABASE_URL to a PostGIS >= 3.1 whose user may CREATE DATABASE.",
+            "cluster, or set DATABASE_URL to a PostGIS >= 3.1 (and DATABASE_MIGRATE_URL to a "
+            "role that may CREATE DATABASE, if DATABASE_URL's may not).",
             pytrace=False,
         )
     return url
 
 
 @pytest.fixture(scope="session")
-def database_url(server_url: str) -> Iterator[str]:
+def server_url() -> str:
+    """The service's URL (its role); the suite makes its own databases on that server."""
+    try:
+        url = db.database_url(Settings())
+    except Exception as exc:
+        pytest.fail(f"no PostGIS to test against ({exc}). Run `make test`.", pytrace=False)
+    return _reachable(url)
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    """The migrations' URL, on the same server: creates and drops the throwaway databases."""
+    try:
+        url = db.database_migrate_url(Settings())
+    except Exception as exc:
+        pytest.fail(f"no PostGIS to test against ({exc}). Run `make test`.", pytrace=False)
+    return _reachable(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str, admin_url: str) -> Iterator[str]:
     """A throwaway database for this test session, migrated to head through Alembic."""
-    with scratch_database(server_url, prefix="cityrisk_test", migrate=True) as url:
+    with scratch_database(
+        server_url, admin_url=admin_url, prefix="cityrisk_test", migrate=True
+    ) as url:
         yield url
 
 

@@ -59,12 +59,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, InvalidInput
 from app.flows.readings import ReadingsReport, ingest_payload
-from app.local.broker import LocalBroker, broker_url
+from app.local.broker import READINGS_TOPIC, LocalBroker, broker_url
 from app.settings import BrokerAddress, ConfigError, Settings, parse_mqtt_url
 
 log = logging.getLogger("cityrisk.mqtt")
 
-TOPIC_FILTER = "cityrisk/readings/#"
+TOPIC_FILTER = f"{READINGS_TOPIC}/#"
 QOS = 1
 # How long the broker keeps the consumer's session (subscription + queued messages) while it is
 # away; past that, readings published meanwhile are dropped by the broker.

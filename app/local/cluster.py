@@ -1,9 +1,23 @@
 """The project-local PostGIS cluster: installed, initialised and started by ``cityrisk db up``.
 
 Used only when ``DATABASE_URL`` is unset. The cluster lives under ``<data_dir>/pg`` (``.data/pg``
-in a checkout), listens on 127.0.0.1 only, on ``CITYRISK_PG_PORT`` (55432), with a generated
-password kept in ``<data_dir>/cluster.json`` (mode 600). ``initdb`` and ``postgres`` refuse to run
+in a checkout), listens on 127.0.0.1 only, on ``CITYRISK_PG_PORT`` (55432), with generated
+passwords kept in ``<data_dir>/cluster.json`` (mode 600). ``initdb`` and ``postgres`` refuse to run
 as root, so as root every server command runs as the ``postgres`` system user via ``runuser``.
+
+Two roles log in, as a DBA would set them up:
+
+- the cluster's **superuser** (``postgres``; ``cityrisk`` in clusters made before the split), used
+  only by ``db up`` itself, by ``cityrisk migrate`` (PostGIS is an untrusted extension: only a
+  superuser may create or update it) and by the test suite and benchmarks to create their
+  throwaway databases;
+- the **service role** ``cityrisk_app``: LOGIN and nothing else (no SUPERUSER, CREATEDB,
+  CREATEROLE, REPLICATION or BYPASSRLS). It owns the ``cityrisk`` database and every object of
+  the schema, because the service does DDL at run time: it creates and attaches the daily
+  partitions of ``reading`` on demand, drops them to prune, and ANALYZEs ``risk_score`` — each
+  needs ownership. Migrations run as the superuser but ``SET ROLE`` to the database's owner
+  (:func:`app.migrations.upgrade`), so what they create belongs to the service role; PostGIS and
+  its ``spatial_ref_sys`` stay the superuser's.
 """
 
 from __future__ import annotations
@@ -16,8 +30,9 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -26,7 +41,12 @@ from psycopg import sql
 from app.local.system import apt_install, is_root, run
 from app.settings import Settings
 
-LOCAL_USER = "cityrisk"
+#: The superuser of a cluster made by this version (initdb's bootstrap role).
+SUPERUSER = "postgres"
+#: The superuser of clusters made before the service got its own role (state without "superuser").
+LEGACY_SUPERUSER = "cityrisk"
+#: The service's role: owns the database and its objects, may do nothing else.
+APP_USER = "cityrisk_app"
 LOCAL_DB = "cityrisk"
 MIN_PG_MAJOR = 13
 # Debian/Ubuntu layout: one bin directory per major version, extensions in the share directory.
@@ -42,12 +62,18 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class ClusterState:
-    """What ``db up`` recorded: where the data directory is and how to log in."""
+    """What ``db up`` recorded: where the data directory is and how to log in.
+
+    ``password`` is the superuser's; ``app_password`` the service role's (None in a cluster
+    made before that role existed, until the next ``db up`` creates it).
+    """
 
     pgdata: Path
     port: int
     password: str
     bindir: Path
+    superuser: str = SUPERUSER
+    app_password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +159,8 @@ class LocalCluster:
             port=int(raw["port"]),
             password=raw["password"],
             bindir=Path(raw["bindir"]),
+            superuser=raw.get("superuser", LEGACY_SUPERUSER),
+            app_password=raw.get("app_password"),
         )
 
     def _save(self, state: ClusterState) -> None:
@@ -142,6 +170,8 @@ class LocalCluster:
             "port": state.port,
             "password": state.password,
             "bindir": str(state.bindir),
+            "superuser": state.superuser,
+            "app_password": state.app_password,
         }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
@@ -149,15 +179,28 @@ class LocalCluster:
         tmp.replace(self.state_file)
 
     def url(self, *, driver: bool = True, dbname: str = LOCAL_DB) -> str:
-        """The URL of the local cluster; raises ClusterError before the first ``db up``."""
+        """The service role's URL; raises ClusterError before ``db up`` has made that role."""
+        state = self._recorded()
+        if state.app_password is None:
+            raise ClusterError(
+                f"the local cluster has no service role {APP_USER} yet: run `cityrisk db up` "
+                "(or `make setup`)"
+            )
+        return _url(APP_USER, state.app_password, state.port, dbname, driver=driver)
+
+    def admin_url(self, *, driver: bool = True, dbname: str = LOCAL_DB) -> str:
+        """The superuser's URL (migrations, throwaway databases); ClusterError before ``db up``."""
+        state = self._recorded()
+        return _url(state.superuser, state.password, state.port, dbname, driver=driver)
+
+    def _recorded(self) -> ClusterState:
         state = self.state()
         if state is None:
             raise ClusterError(
                 "DATABASE_URL is not set and the local cluster does not exist yet: "
                 "run `cityrisk db up` (or `make setup`)"
             )
-        scheme = "postgresql+psycopg" if driver else "postgresql"
-        return f"{scheme}://{LOCAL_USER}:{state.password}@127.0.0.1:{state.port}/{dbname}"
+        return state
 
     # -- control ----------------------------------------------------------------------------
     def status(self) -> ClusterStatus:
@@ -188,9 +231,9 @@ class LocalCluster:
         if state is None or not (state.pgdata / "PG_VERSION").exists():
             state = self._initdb(bindir, log)
         elif state.bindir != bindir and not (state.bindir / "pg_ctl").exists():
-            state = ClusterState(state.pgdata, state.port, state.password, bindir)
+            state = replace(state, bindir=bindir)
         if state.port != self.port:
-            state = ClusterState(state.pgdata, self.port, state.password, state.bindir)
+            state = replace(state, port=self.port)
         self._save(state)
         self._write_conf(state)
         log(f"starting PostgreSQL on 127.0.0.1:{state.port}")
@@ -269,7 +312,7 @@ class LocalCluster:
                     "-D",
                     str(pgdata),
                     "-U",
-                    LOCAL_USER,
+                    SUPERUSER,
                     f"--pwfile={pwfile}",
                     "--auth-host=scram-sha-256",
                     "--auth-local=peer",
@@ -280,7 +323,9 @@ class LocalCluster:
             )
         finally:
             os.unlink(pwfile)
-        state = ClusterState(pgdata=pgdata, port=self.port, password=password, bindir=bindir)
+        state = ClusterState(
+            pgdata=pgdata, port=self.port, password=password, bindir=bindir, superuser=SUPERUSER
+        )
         self._save(state)
         return state
 
@@ -306,8 +351,8 @@ class LocalCluster:
             _run([*_as_server_user(), "tee", "-a", str(main_conf)], input_text=include + "\n")
 
     def _ensure_database(self, log: Log) -> None:
-        """Create the cityrisk database and its PostGIS extension if absent."""
-        admin_url = self.url(driver=False, dbname="postgres")
+        """Create the service role, the cityrisk database it owns, and PostGIS, if absent."""
+        admin_url = self.admin_url(driver=False, dbname="postgres")
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -315,9 +360,14 @@ class LocalCluster:
                     exists = conn.execute(
                         "SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DB,)
                     ).fetchone()
+                    self._ensure_app_role(conn, log)
                     if not exists:
                         log(f"creating database {LOCAL_DB}")
-                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LOCAL_DB)))
+                        conn.execute(
+                            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                                sql.Identifier(LOCAL_DB), sql.Identifier(APP_USER)
+                            )
+                        )
                 break
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
@@ -325,5 +375,80 @@ class LocalCluster:
                         f"local cluster is not accepting connections: {exc}"
                     ) from exc
                 time.sleep(0.5)
-        with psycopg.connect(self.url(driver=False), autocommit=True, connect_timeout=5) as conn:
+        admin_db_url = self.admin_url(driver=False)
+        with psycopg.connect(admin_db_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            hand_over(conn, APP_USER, log)
+
+    def _ensure_app_role(self, conn: psycopg.Connection[Any], log: Log) -> None:
+        """Make the service role exist with exactly LOGIN and the recorded password."""
+        state = self._recorded()
+        if state.app_password is None:
+            # Recorded before the role is made: a crash in between cannot lose the password.
+            state = replace(state, app_password=secrets.token_urlsafe(18))
+            self._save(state)
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_USER,)).fetchone()
+        if not exists:
+            log(f"creating the service role {APP_USER} (not a superuser)")
+            conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(APP_USER)))
+        # Every time, so a role someone widened by hand is narrowed back.
+        conn.execute(
+            sql.SQL(
+                "ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                "NOBYPASSRLS PASSWORD {}"
+            ).format(sql.Identifier(APP_USER), sql.Literal(state.app_password))
+        )
+
+
+def hand_over(conn: psycopg.Connection[Any], owner: str, log: Log) -> None:
+    """Make ``owner`` own the connected database and every object of its ``public`` schema.
+
+    For clusters made before the service role existed, where the superuser owned everything;
+    a no-op once done. Objects of extensions (PostGIS's ``spatial_ref_sys``, its functions)
+    stay where they are; indexes and the sequences of identity or serial columns follow their
+    tables.
+    """
+    owner_id = sql.Identifier(owner)
+    row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(row[0]), owner_id))
+    rows = conn.execute(HAND_OVER_SQL, {"owner": owner}).fetchall()
+    if rows:
+        log(f"handing {len(rows)} objects of {row[0]} over to {owner}")
+    for kind, name in rows:
+        # kind and name come from the catalogue (format('%I…')), already quoted.
+        conn.execute(sql.SQL(f"ALTER {kind} {name} OWNER TO {{}}").format(owner_id))
+
+
+_NOT_EXTENSION = (
+    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass "
+    "AND d.objid = o.oid AND d.deptype = 'e')"
+)
+#: (ALTER kind, quoted name) of each object in ``public`` not owned by %(owner)s nor by an
+#: extension. Sequences owned by a column (serial, identity) are left out: ALTER TABLE moves them.
+HAND_OVER_SQL = f"""
+SELECT CASE o.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                      WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+       format('%%I.%%I', n.nspname, o.relname)
+FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace
+WHERE n.nspname = 'public' AND o.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  AND pg_get_userbyid(o.relowner) <> %(owner)s AND {_NOT_EXTENSION.format(cat="pg_class")}
+  AND NOT (o.relkind = 'S' AND EXISTS (
+      SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = o.oid
+      AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT 'ROUTINE', o.oid::regprocedure::text
+FROM pg_proc o JOIN pg_namespace n ON n.oid = o.pronamespace
+WHERE n.nspname = 'public' AND pg_get_userbyid(o.proowner) <> %(owner)s
+  AND {_NOT_EXTENSION.format(cat="pg_proc")}
+UNION ALL
+SELECT 'TYPE', format('%%I.%%I', n.nspname, o.typname)
+FROM pg_type o JOIN pg_namespace n ON n.oid = o.typnamespace
+WHERE n.nspname = 'public' AND o.typtype IN ('e', 'd')
+  AND pg_get_userbyid(o.typowner) <> %(owner)s AND {_NOT_EXTENSION.format(cat="pg_type")}
+"""
+
+
+def _url(user: str, password: str, port: int, dbname: str, *, driver: bool) -> str:
+    scheme = "postgresql+psycopg" if driver else "postgresql"
+    return f"{scheme}://{user}:{password}@127.0.0.1:{port}/{dbname}"

@@ -21,6 +21,7 @@ from app.replay.model import MAX_AHEAD_S, iso, parse_duration, resolve_window
 from app.replay.readings import Readings, generate
 from app.replay.scenarios import SCENARIOS, Plan, plan_scenario
 from app.replay.sinks import TARGETS, TOPIC_PREFIX, Sink, open_sink
+from app.settings import parse_mqtt_url
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -199,7 +200,10 @@ def execute(prepared: Prepared, say: Callable[[str], None], every_s: float = 10.
     if prepared.token_note:
         say(f"replay: {prepared.token_note}")
     sink = open_sink(o.target, prepared.url, topic_prefix=o.topic_prefix, token=prepared.token)
-    where = prepared.url if o.target == "http" else f"{prepared.url} {o.topic_prefix}/<kind>"
+    if o.target == "http":
+        where = prepared.url
+    else:  # an MQTT URL carries the login: say where, not the password
+        where = f"{parse_mqtt_url(prepared.url).redacted()} {o.topic_prefix}/<kind>"
     say(
         f"replay: {len(prepared.fleet):,} sensors, {iso(plan.start)} → {iso(plan.end)} at speed "
         f"{o.speed:g} to {where}"

@@ -176,7 +176,15 @@ class MqttSink:
                 self._refused.append(str(reason))
             self._connected.set()
 
+        def on_publish(_c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+            # An MQTT 5 broker acknowledges a publish it will not deliver (e.g. the ACL denies
+            # the topic) with a failure reason code: that is not a delivered batch.
+            if getattr(reason, "is_failure", False):
+                self._denied[mid] = str(reason)
+
         client.on_connect = on_connect
+        client.on_publish = on_publish
+        self._denied: dict[int, str] = {}
         self.properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         self.properties.ContentType = NDJSON
         try:
@@ -209,6 +217,11 @@ class MqttSink:
             info.wait_for_publish(self.timeout_s)
             if not info.is_published():
                 raise ReplayError(f"MQTT broker {self.where} did not acknowledge a message")
+            if info.mid in self._denied:
+                raise ReplayError(
+                    f"MQTT broker {self.where} refused a message on {self.topic_prefix}/…: "
+                    f"{self._denied[info.mid]} (may this login publish there?)"
+                )
             self.stats.requests += 1
 
     def close(self) -> None:

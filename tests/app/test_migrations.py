@@ -43,8 +43,8 @@ def user_tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_upgrade_downgrade_upgrade_round_trips(server_url: str) -> None:
-    with scratch_database(server_url, postgis=False) as url:
+def test_upgrade_downgrade_upgrade_round_trips(server_url: str, admin_url: str) -> None:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         assert CORE_TABLES | {"alembic_version"} <= user_tables(url)
         head = migrations.current(url)

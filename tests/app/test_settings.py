@@ -9,7 +9,15 @@ from pydantic import ValidationError
 
 from app.settings import Settings, normalise_database_url
 
-ENV_NAMES = ("DATABASE_URL", "PORT", "HOST", "CITYRISK_PG_PORT", "CITYRISK_DATA_DIR", "MQTT_URL")
+ENV_NAMES = (
+    "DATABASE_URL",
+    "DATABASE_MIGRATE_URL",
+    "PORT",
+    "HOST",
+    "CITYRISK_PG_PORT",
+    "CITYRISK_DATA_DIR",
+    "MQTT_URL",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +67,16 @@ def test_password_is_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("DATABASE_URL", "mysql://user:s3cret@h/city")
     with pytest.raises(ValidationError) as info:
         Settings()
+    assert "s3cret" not in str(info.value)
+
+
+def test_the_migrations_url_is_checked_and_named_as_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_MIGRATE_URL", "postgres://admin:pw@db.example/city")
+    assert Settings().database_migrate_url == "postgresql+psycopg://admin:pw@db.example/city"
+    monkeypatch.setenv("DATABASE_MIGRATE_URL", "mysql://admin:s3cret@h/city")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert "DATABASE_MIGRATE_URL scheme 'mysql' is not PostgreSQL" in str(info.value)
     assert "s3cret" not in str(info.value)
 
 

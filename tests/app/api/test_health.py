@@ -57,8 +57,10 @@ def test_readyz_is_503_without_a_configured_database(tmp_path: Path) -> None:
     assert "cityrisk db up" in response.json()["detail"]
 
 
-def test_readyz_is_503_when_postgis_is_missing(server_url: str, tmp_path: Path) -> None:
-    with scratch_database(server_url, postgis=False) as url:
+def test_readyz_is_503_when_postgis_is_missing(
+    server_url: str, admin_url: str, tmp_path: Path
+) -> None:
+    with scratch_database(server_url, admin_url=admin_url, postgis=False) as url:
         settings = Settings(database_url=url, data_dir=tmp_path)
         with TestClient(create_app(settings)) as client:
             response = client.get("/readyz")

@@ -176,6 +176,8 @@ class Publisher:
         self.client.max_queued_messages_set(
             0
         )  # unbounded: keep everything while the broker is away
+        if address.username:
+            self.client.username_pw_set(address.username, address.password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)
         self.lock = threading.Lock()
         self.acked: set[int] = set()
@@ -223,9 +225,14 @@ class Publisher:
         self.client.loop_stop()
 
 
+def device_url(broker: LocalBroker, name: str = "test") -> str:
+    """The login of a device that publishes to ``cityrisk/readings/<name>`` (made on demand)."""
+    return broker.device_url(name, broker.add_device(name, quiet))
+
+
 @pytest.fixture
 def publisher(broker: LocalBroker) -> Iterator[Publisher]:
-    pub = Publisher(broker.url())
+    pub = Publisher(device_url(broker))
     try:
         yield pub
     finally:
@@ -321,7 +328,7 @@ def test_the_consumer_waits_for_a_broker_that_is_down_and_connects_when_it_is_ba
         assert not consumer.consumer.connected.wait(0.5)
         broker.up(quiet)
         assert consumer.consumer.connected.wait(TIMEOUT_S)  # paho's reconnect backoff: 1 s, 2 s…
-        publisher = Publisher(broker.url())
+        publisher = Publisher(device_url(broker))
         try:
             publisher.publish(json.dumps(reading("mq-late", 1, 1.0)).encode())
             assert wait_until(lambda: consumer.stats.acked == 1), consumer.stats
@@ -578,5 +585,6 @@ def test_cityrisk_ingest_mqtt_consumes_until_sigterm(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
-    assert "consuming cityrisk/readings/# from mqtt://127.0.0.1:" in err
+    # As the consumer's own login, its password not shown.
+    assert "consuming cityrisk/readings/# from mqtt://cityrisk:***@127.0.0.1:" in err
     assert "stopped: 1 messages, 1 readings stored" in err

@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from app.local.broker import LocalBroker
+from app.local.broker import MOSQUITTO, BrokerError, LocalBroker
 from app.scratch import free_port
 from app.settings import BrokerAddress, ConfigError, Settings, parse_mqtt_url
 
@@ -92,12 +92,15 @@ def test_mq_up_is_idempotent_and_status_url_down_say_what_runs(data_dir: Path) -
     assert status.returncode == 0, status.stderr
     assert f"running: pid {pid} on 127.0.0.1:{port}" in status.stdout
     assert "answers" in status.stdout
-    url = cityrisk("mq", "url", env=env)
-    assert url.stdout.strip() == f"mqtt://127.0.0.1:{port}"
+    url = cityrisk("mq", "url", env=env).stdout.strip()
+    assert url == LocalBroker(Settings(data_dir=data_dir, mqtt_port=port)).url()
+    assert url.startswith("mqtt://cityrisk:")  # the consumer's login, as the service uses it
+    assert url.endswith(f"@127.0.0.1:{port}")
+    assert "***" in status.stdout  # ... but no password in what is said
 
     conf = (data_dir / "mosquitto" / "mosquitto.conf").read_text().splitlines()
     assert f"listener {port} 127.0.0.1" in conf
-    assert "allow_anonymous true" in conf
+    assert "allow_anonymous false" in conf
     assert "persistence true" in conf
     assert f"persistence_location {data_dir / 'mosquitto' / 'data'}/" in conf
     # Loopback only: the listener is bound to 127.0.0.1, not to every local address.
@@ -212,6 +215,7 @@ class Subscriber:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
         )
+        client.username_pw_set(self.address.username, self.address.password)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
 
@@ -226,20 +230,34 @@ class Subscriber:
         return client
 
 
-def publish_acknowledged(url: str, payloads: list[bytes]) -> None:
-    """Publish with QoS 1 and return once the broker acknowledged every message."""
+def publish_acknowledged(
+    url: str, payloads: list[bytes], topic: str = "cityrisk/readings/test"
+) -> list[str]:
+    """Publish with QoS 1 and return once the broker acknowledged every message.
+
+    Returns each PUBACK's reason: "Success", or why the broker will not deliver it.
+    """
     address = parse_mqtt_url(url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set(address.username, address.password)
+    reasons: dict[int, str] = {}
+    client.on_publish = lambda _c, _u, mid, reason, _p: reasons.__setitem__(mid, str(reason))
     client.connect(address.host, address.port)
     client.loop_start()
     try:
-        infos = [client.publish("cityrisk/readings/test", p, qos=1) for p in payloads]
+        infos = [client.publish(topic, p, qos=1) for p in payloads]
         for info in infos:
             info.wait_for_publish(TIMEOUT_S)
             assert info.is_published()
     finally:
         client.disconnect()
         client.loop_stop()
+    return [reasons[info.mid] for info in infos]
+
+
+def device(broker: LocalBroker, name: str) -> str:
+    """A new device login on ``broker``: its URL, password included."""
+    return broker.device_url(name, broker.add_device(name, quiet))
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> bool:
@@ -260,7 +278,8 @@ def test_messages_queued_for_a_persistent_session_survive_a_broker_restart(data_
     client.disconnect()
     client.loop_stop()
 
-    publish_acknowledged(broker.url(), [b"1", b"2", b"3"])  # queued for the offline session
+    # Queued for the offline session.
+    publish_acknowledged(device(broker, "test"), [b"1", b"2", b"3"])
     assert broker.down(quiet)
     assert (broker.persistence_dir / "mosquitto.db").exists()
     assert broker.up(quiet)
@@ -299,3 +318,131 @@ def test_a_data_dir_the_broker_user_cannot_reach_gets_a_folder_it_can(tmp_path: 
     finally:
         broker.down(quiet)
         shutil.rmtree(broker.folder, ignore_errors=True)
+
+
+# -- who may log in and publish where ---------------------------------------------------------
+def connack(url: str, *, username: str | None = None, password: str | None = None) -> str:
+    """The broker's answer to an MQTT 5 CONNECT (with the URL's login unless given)."""
+    address = parse_mqtt_url(url)
+    answered = threading.Event()
+    reasons: list[str] = []
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
+        reasons.append(str(reason))
+        answered.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = on_connect
+    user = username if username is not None else address.username
+    if user is not None:
+        client.username_pw_set(user, password if password is not None else address.password)
+    client.connect(address.host, address.port)
+    client.loop_start()
+    try:
+        assert answered.wait(TIMEOUT_S), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reasons[0]
+
+
+def test_anonymous_clients_and_wrong_passwords_are_refused(data_dir: Path) -> None:
+    broker = LocalBroker(Settings(data_dir=data_dir, mqtt_port=free_port()))
+    broker.up(quiet)
+    anonymous = f"mqtt://127.0.0.1:{broker.port}"
+    assert connack(anonymous) == "Not authorized"
+    assert connack(anonymous, username="cityrisk", password="guess") != "Success"
+    assert connack(anonymous, username="nobody", password="guess") != "Success"
+    assert connack(broker.url()) == "Success"  # the consumer's own login
+    assert connack(broker.device_url("replay")) == "Success"
+    # The consumer's and the replay's passwords are kept like the cluster's: owner only.
+    assert broker.credentials_file.stat().st_mode & 0o777 == 0o600
+    assert broker.passwd_file.stat().st_mode & 0o777 == 0o600
+    assert broker.url().split(":")[2].split("@")[0] not in broker.passwd_file.read_text()
+
+
+def test_a_device_publishes_only_under_its_own_topic(data_dir: Path) -> None:
+    """What a device publishes to another sensor's topic never reaches the consumer."""
+    broker = LocalBroker(Settings(data_dir=data_dir, mqtt_port=free_port()))
+    broker.up(quiet)
+    own, other = device(broker, "cam-ch4-0001"), device(broker, "cam-ch4-0002")
+    subscriber = Subscriber(broker.url(), "cityrisk-test-acl")  # the consumer's login
+    client = subscriber.session()
+    try:
+        assert subscriber.subscribed.wait(TIMEOUT_S)
+        denied = publish_acknowledged(own, [b"spoofed"], topic="cityrisk/readings/cam-ch4-0002")
+        wider = publish_acknowledged(own, [b"wider"], topic="cityrisk/readings")
+        mine = publish_acknowledged(own, [b"mine"], topic="cityrisk/readings/cam-ch4-0001")
+        below = publish_acknowledged(own, [b"below"], topic="cityrisk/readings/cam-ch4-0001/ch4")
+        theirs = publish_acknowledged(other, [b"theirs"], topic="cityrisk/readings/cam-ch4-0002")
+        # The consumer's login reads; it may not publish (nor may a device read).
+        as_consumer = publish_acknowledged(broker.url(), [b"c"], topic="cityrisk/readings/x")
+        assert wait_until(lambda: len(subscriber.received) >= 3)
+        time.sleep(0.5)  # anything still on its way would arrive now
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert sorted(subscriber.received) == [b"below", b"mine", b"theirs"]
+    assert mine == below == theirs == ["Success"]
+    assert denied == wider == as_consumer == ["Not authorized"]
+
+
+def test_mq_device_add_list_remove_reload_the_running_broker(data_dir: Path) -> None:
+    port = free_port()
+    env = {"CITYRISK_DATA_DIR": str(data_dir), "CITYRISK_MQTT_PORT": str(port)}
+    assert cityrisk("mq", "up", env=env).returncode == 0
+    pid = broker_pid(data_dir)
+    broker = LocalBroker(Settings(data_dir=data_dir, mqtt_port=port))
+
+    added = cityrisk("mq", "device", "add", "gw-north", env=env)
+    assert added.returncode == 0, added.stderr
+    password = added.stdout.strip().splitlines()[-1]
+    assert "cityrisk/readings/gw-north" in added.stdout
+    assert password not in added.stderr
+    url = broker.device_url("gw-north", password)
+    assert connack(url) == "Success"  # at once: `add` returns when the broker took it
+    # Nobody subscribes here: delivered to no one, but allowed (a refusal says "Not authorized").
+    delivered = publish_acknowledged(url, [b"x"], topic="cityrisk/readings/gw-north/s1")
+    assert delivered == ["No matching subscribers"]
+
+    listed = cityrisk("mq", "device", "list", env=env)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["gw-north", "replay"]
+
+    again = cityrisk("mq", "device", "add", "gw-north", env=env)  # a new password
+    new_password = again.stdout.strip().splitlines()[-1]
+    assert new_password != password
+    assert wait_until(lambda: connack(url) != "Success")
+    assert connack(broker.device_url("gw-north", new_password)) == "Success"
+
+    removed = cityrisk("mq", "device", "remove", "gw-north", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert wait_until(lambda: connack(broker.device_url("gw-north", new_password)) != "Success")
+    assert broker_pid(data_dir) == pid  # reloaded (SIGHUP), never restarted
+    assert cityrisk("mq", "device", "remove", "gw-north", env=env).returncode == 1
+    for bad in ("a/b", "+", "cityrisk", "replay"):
+        refused = cityrisk("mq", "device", "add", bad, env=env)
+        assert refused.returncode == 1, bad
+        assert refused.stderr.startswith("cityrisk: error: ")
+    with_url = cityrisk("mq", "device", "list", env={**env, "MQTT_URL": broker.url()})
+    assert with_url.returncode == 1
+    assert "does not manage" in with_url.stderr
+
+
+def test_up_restarts_a_broker_that_still_lets_anonymous_clients_in(data_dir: Path) -> None:
+    """A broker started by an older cityrisk (anonymous allowed) is restarted, not kept."""
+    broker = LocalBroker(Settings(data_dir=data_dir, mqtt_port=free_port()))
+    broker.up(quiet)
+    old = broker.conf_file.read_text().replace("allow_anonymous false", "allow_anonymous true")
+    broker.down(quiet)
+    broker.conf_file.write_text(old)
+    subprocess.run([str(MOSQUITTO), "-c", str(broker.conf_file), "-d"], check=True)
+    assert wait_until(lambda: broker.status().running)
+    anonymous = f"mqtt://127.0.0.1:{broker.port}"
+    assert connack(anonymous) == "Success"
+    with pytest.raises(BrokerError, match="run `cityrisk mq up`"):
+        broker.add_device("early", quiet)  # a reload would not load the logins
+    said: list[str] = []
+    assert broker.up(said.append)
+    assert any("older configuration" in line for line in said)
+    assert connack(anonymous) == "Not authorized"
+    assert "early" in broker.devices()  # saved, and its login loaded by the restart

@@ -102,9 +102,9 @@ def seed(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def seeded(server_url: str) -> Iterator[str]:
+def seeded(server_url: str, admin_url: str) -> Iterator[str]:
     """The URL of this module's own database, migrated and seeded."""
-    with scratch_database(server_url, postgis=False) as url:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         seed(url)
         yield url

@@ -41,8 +41,8 @@ ZONES = ".leaflet-crImpactZones-pane path.cr-impact-zone"
 
 
 @pytest.fixture(scope="module")
-def city_db(server_url: str) -> Iterator[tuple[str, impact_city.City]]:
-    with scratch_database(server_url, postgis=False) as url:
+def city_db(server_url: str, admin_url: str) -> Iterator[tuple[str, impact_city.City]]:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         engine = create_db_engine(url)
         try:

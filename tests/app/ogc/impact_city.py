@@ -73,9 +73,9 @@ def seed(url: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def city(server_url: str) -> Iterator[City]:
+def city(server_url: str, admin_url: str) -> Iterator[City]:
     """A database of the module's own, migrated, with the city committed; dropped afterwards."""
-    with scratch_database(server_url, postgis=False) as url:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         yield City(url, seed(url))
 

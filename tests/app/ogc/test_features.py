@@ -190,9 +190,9 @@ def seed(url: str) -> Seeded:
 
 
 @pytest.fixture(scope="module")
-def seeded(server_url: str) -> Iterator[Seeded]:
+def seeded(server_url: str, admin_url: str) -> Iterator[Seeded]:
     """A database of this module's own, migrated, with ROWS committed; dropped afterwards."""
-    with scratch_database(server_url, postgis=False) as url:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         yield seed(url)
 

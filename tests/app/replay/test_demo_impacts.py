@@ -61,8 +61,10 @@ def _subset(readings: Readings, keep: np.ndarray) -> Readings:
 
 
 @pytest.fixture(scope="module")
-def replayed(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
-    with scratch_database(server_url, postgis=False) as url:
+def replayed(
+    server_url: str, admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replayed]:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         engine = create_db_engine(url, pool_size=2)
         try:

@@ -33,7 +33,7 @@ from app.db import create_db_engine, make_sessionmaker
 from app.db import libpq_url as libpq
 from app.errors import InvalidInput
 from app.flows.demo import demo_sensors_path
-from app.local.broker import LocalBroker
+from app.local.broker import REPLAY_DEVICE, LocalBroker, device_topic
 from app.replay.fleet import Fleet, load_fleet
 from app.replay.model import MAX_AHEAD_S, parse_duration, resolve_window
 from app.replay.readings import Readings
@@ -44,7 +44,7 @@ from app.replay.run import execute as replay_execute
 from app.replay.run import prepare as replay_prepare
 from app.replay.run import run as replay_run
 from app.replay.scenarios import DEMO_WINDOWS, Plan, plan_scenario
-from app.replay.sinks import SendStats
+from app.replay.sinks import ReplayError, SendStats
 from app.scratch import free_port, scratch_database
 from app.sensors.registry import import_sensors
 from app.settings import Settings
@@ -135,9 +135,11 @@ class City:
 
 
 @pytest.fixture(scope="module")
-def city(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
+def city(
+    server_url: str, admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[City]:
     """A migrated database with the assets and sensors above, committed."""
-    with scratch_database(server_url, postgis=False) as url:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         path = tmp_path_factory.mktemp("replay") / "sensors.geojson"
         path.write_text(json.dumps({"type": "FeatureCollection", "features": SENSORS}))
@@ -307,12 +309,13 @@ def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
             options = Options(
                 "demo",
                 target="mqtt",
-                url=broker.url(),
+                url=broker.device_url(REPLAY_DEVICE),  # as `cityrisk replay --to mqtt` does
                 speed=0,
                 duration="20m",
                 start=start.isoformat(),
                 batch_s=60,
                 seed=3,
+                topic_prefix=device_topic(REPLAY_DEVICE),
             )
             engine = create_db_engine(city.sqlalchemy_url, pool_size=1)
             try:
@@ -335,6 +338,61 @@ def test_demo_scenario_over_mqtt_reaches_the_database(city: City) -> None:
             assert consumer.stats.readings_rejected == 0
         finally:
             consumer.stop()
+    finally:
+        broker.down(lambda _: None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_cityrisk_replay_to_the_local_broker_logs_in_as_the_replay_device(city: City) -> None:
+    """No --url, no MQTT_URL: the CLI publishes as `replay` on its own topics, and the broker
+    acknowledges every message (a refused one would fail the replay)."""
+    folder = Path(tempfile.mkdtemp(prefix="cityrisk-replay-cli-"))
+    folder.chmod(0o755)  # the broker drops to the mosquitto user
+    broker = LocalBroker(Settings(data_dir=folder, mqtt_port=free_port()))
+    try:
+        broker.up(lambda _: None)
+        own = ("DATABASE_URL", "DATABASE_MIGRATE_URL", "MQTT_URL", "CITYRISK_DATA_DIR")
+        env = {k: v for k, v in os.environ.items() if k not in own}
+        env |= {
+            "DATABASE_URL": city.sqlalchemy_url,
+            "CITYRISK_DATA_DIR": str(folder),
+            "CITYRISK_MQTT_PORT": str(broker.port),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "replay", "gas-leak", "--to", "mqtt", "--speed", "0",
+             "--duration", "10m", "--batch-s", "60"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        broker.down(lambda _: None)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "MQTT messages acknowledged by the broker" in proc.stdout
+    assert f"mqtt://replay:***@127.0.0.1:{broker.port} cityrisk/readings/replay/<kind>" in (
+        proc.stderr
+    )
+
+
+def test_a_replay_the_broker_will_not_deliver_fails_loudly(city: City) -> None:
+    """The replay's device may publish under cityrisk/readings/replay only: elsewhere the broker
+    answers each PUBACK with "Not authorized", and the replay says so instead of counting it."""
+    folder = Path(tempfile.mkdtemp(prefix="cityrisk-replay-acl-"))
+    folder.chmod(0o755)  # the broker drops to the mosquitto user
+    broker = LocalBroker(Settings(data_dir=folder, mqtt_port=free_port()))
+    try:
+        broker.up(lambda _: None)
+        options = Options(
+            "gas-leak", target="mqtt", url=broker.device_url(REPLAY_DEVICE), speed=0,
+            duration="5m", batch_s=60, topic_prefix="cityrisk/readings",
+        )  # fmt: skip
+        engine = create_db_engine(city.sqlalchemy_url, pool_size=1)
+        try:
+            with make_sessionmaker(engine)() as session:
+                prepared = replay_prepare(session, options, http_port=0, mqtt_url="")
+        finally:
+            engine.dispose()
+        with pytest.raises(ReplayError, match="Not authorized"):
+            replay_execute(prepared, lambda _: None)
     finally:
         broker.down(lambda _: None)
         shutil.rmtree(folder, ignore_errors=True)
@@ -519,11 +577,13 @@ def test_demo_sensor_layout_is_well_formed() -> None:
 
 
 @pytest.mark.slow
-def test_the_demo_city_binds_every_sensor_and_stages_all_five_incidents(server_url: str) -> None:
+def test_the_demo_city_binds_every_sensor_and_stages_all_five_incidents(
+    server_url: str, admin_url: str
+) -> None:
     """`load demo` imports and binds the demo sensors; the demo scenario finds its assets."""
     from app.flows import demo
 
-    with scratch_database(server_url, postgis=False) as url:
+    with scratch_database(server_url, admin_url=admin_url) as url:
         migrations.upgrade(url)
         engine = create_db_engine(url, pool_size=1)
         try:
