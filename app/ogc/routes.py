@@ -22,7 +22,14 @@ from starlette.datastructures import URL
 from app import __version__
 from app.assets.catalog import Collection
 from app.db import DbSession
-from app.errors import BadRequest, CityriskError, InvalidInput, NotFound
+from app.errors import (
+    BadRequest,
+    CityriskError,
+    InvalidInput,
+    NotFound,
+    database_unavailable,
+    error_headers,
+)
 from app.impact import service as impact_service
 from app.impact.params import Scenario
 from app.ogc import documents, openapi, params, processes, service, svg
@@ -33,7 +40,8 @@ templates.env.filters["svg"] = svg.preview
 
 
 class OGCRoute(APIRoute):
-    """Answers domain errors with OGC's exception body ``{"code", "description"}``.
+    """Answers domain errors, and the database's outages, with OGC's exception body
+    ``{"code", "description"}``.
 
     The app-wide handler in :mod:`app.errors` says ``detail``; OGC API clients read
     ``description`` (``/req/core/...`` exception schema), so errors raised under ``/ogc`` are
@@ -54,11 +62,17 @@ class OGCRoute(APIRoute):
             except processes.ProcessError as exc:
                 # Processes routes answer with that standard's exception (RFC 7807 members).
                 return JSONResponse(status_code=exc.status_code, content=exc.body())
-            except CityriskError as exc:
-                code = self._CODES.get(type(exc), type(exc).__name__)
+            except Exception as raised:
+                error = (
+                    raised if isinstance(raised, CityriskError) else database_unavailable(raised)
+                )
+                if error is None:
+                    raise
+                code = self._CODES.get(type(error), type(error).__name__)
                 return JSONResponse(
-                    status_code=exc.status_code,
-                    content={"code": code, "description": exc.message},
+                    status_code=error.status_code,
+                    content={"code": code, "description": error.message},
+                    headers=error_headers(request, error),
                 )
 
         return handle
