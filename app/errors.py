@@ -8,11 +8,15 @@ unexpected: every connection-level failure (:func:`database_unavailable`) is ans
 
 from __future__ import annotations
 
+import json
 import logging
 from http import HTTPStatus
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
@@ -20,6 +24,8 @@ log = logging.getLogger("cityrisk")
 
 #: ``Retry-After`` when the app carries no settings (an app built without its lifespan).
 DEFAULT_RETRY_AFTER_S = 5
+#: Longest echoed ``input`` of a 422 without settings (``CITYRISK_ERROR_INPUT_MAX_CHARS``).
+DEFAULT_ERROR_INPUT_MAX_CHARS = 200
 
 # SQLSTATEs that say "the server is away or refuses connections now", not "your query failed":
 # class 08 (connection exception), 57P01 admin_shutdown (a fast or smart stop), 57P02
@@ -118,6 +124,27 @@ def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     )
 
 
+def text_refused(exc: BaseException) -> InvalidInput | None:
+    """``exc`` as :class:`InvalidInput` if PostgreSQL (or psycopg, before sending) refused a
+    text value of the request because it holds a NUL byte, else None.
+
+    The routes refuse NUL in parameters up front, naming them (:func:`app.params.refuse_nul`);
+    this catches the rest — a field of a body or a file — so that it is a 422, not a 500.
+    psycopg refuses NUL in text client-side (``DataError``, no SQLSTATE); the server refuses
+    ``\\u0000`` in jsonb with 22P05 untranslatable_character.
+    """
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if not isinstance(orig, psycopg.DataError):
+        return None
+    state = _sqlstate(orig)
+    if (state is None and "NUL" in str(orig)) or state == "22P05":
+        return InvalidInput(
+            "a text value in the request holds a NUL byte (\\x00 or \\u0000), which PostgreSQL "
+            "text cannot store; expected text without NUL bytes"
+        )
+    return None
+
+
 def retry_after_s(request: Request) -> int:
     """The ``Retry-After`` of a 503 (seconds), from the app's settings."""
     settings = getattr(request.app.state, "settings", None)
@@ -142,11 +169,59 @@ def _handle_cityrisk_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    refused = text_refused(exc)
+    if refused is not None:
+        return _handle_cityrisk_error(request, refused)
     unavailable = database_unavailable(exc)
     if unavailable is None:
-        raise exc  # not an outage: on to the catch-all 500, traceback logged
+        raise exc  # neither the input's fault nor an outage: the catch-all 500, traceback logged
     log.warning("%s %s: %s", request.method, request.url.path, unavailable.message)
     return _handle_cityrisk_error(request, unavailable)
+
+
+def clip(value: Any, max_chars: int) -> Any:
+    """``value`` cut for echoing in an error: text longer than ``max_chars`` ends "… (N more)".
+
+    Containers are clipped item by item, and shown as cut JSON when still too long, so a
+    validation error never echoes a 10 MB field (or body) back whole.
+
+    Examples
+    --------
+    >>> clip("x" * 12, 5)
+    'xxxxx… (7 more)'
+    >>> clip({"note": "y" * 30, "n": 1}, 10)
+    '{"note": "… (40 more)'
+    """
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        extra = len(value) - max_chars
+        return value if extra <= 0 else f"{value[:max_chars]}… ({extra:,} more)"
+    if isinstance(value, dict | list | tuple):
+        text = json.dumps(value, default=str, ensure_ascii=False)
+        return value if len(text) <= max_chars else clip(text, max_chars)
+    return value
+
+
+def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 (``detail``: the list of errors), with ``code`` and each ``input`` clipped
+    to ``CITYRISK_ERROR_INPUT_MAX_CHARS``."""
+    assert isinstance(exc, RequestValidationError)
+    settings = getattr(request.app.state, "settings", None)
+    reliability = getattr(settings, "reliability", None)
+    max_chars = int(getattr(reliability, "error_input_max_chars", DEFAULT_ERROR_INPUT_MAX_CHARS))
+    errors = []
+    for error in exc.errors():
+        error = dict(error)
+        if "input" in error:
+            error["input"] = clip(error["input"], max_chars)
+        if isinstance(error.get("ctx"), dict):
+            error["ctx"] = {k: clip(v, max_chars) for k, v in error["ctx"].items()}
+        errors.append(error)
+    return JSONResponse(
+        status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
+        content=jsonable_encoder({"code": "RequestValidationError", "detail": errors}),
+    )
 
 
 def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -167,6 +242,7 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping from domain errors to responses on ``app``."""
     app.add_exception_handler(CityriskError, _handle_cityrisk_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
     for kind in DATABASE_ERRORS:
         app.add_exception_handler(kind, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)
