@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
@@ -25,6 +25,7 @@ from app.maps import pages
 from app.maps import routes as map_routes
 from app.ogc import routes as ogc_routes
 from app.ogc import tiles as ogc_tiles
+from app.params import refuse_nul
 from app.settings import Settings, get_settings
 from app.tiles import routes as tiles_routes
 
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Urban safety risk map: assets, live readings, graded alarms, risk layers.",
         lifespan=lifespan,
+        # Every route but the tiles' (which solve no dependencies and check their own strings).
+        dependencies=[Depends(refuse_nul)],
     )
     install_error_handlers(app)
     app.include_router(health.router)

@@ -103,7 +103,7 @@ class ReliabilitySettings(BaseSettings):
         "clients hammering a server that is away for longer.",
     )
     yaml_max_depth: int = Field(
-        default=32,
+        default=32,  # app.alarms.rules.YAML_MAX_DEPTH
         ge=4,
         le=1000,
         description="Deepest nesting of a rules YAML document (mappings and lists). A rule is "

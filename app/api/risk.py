@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import h3
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response
@@ -82,8 +83,15 @@ def list_area_cells(area_id: AssetId, db_session: DbSession, plate: PlateQuery =
 
 @router.get("/risk/cells/{cell_id}/assets", summary="Drill-down cell → assets, worst first")
 def list_cell_assets(
-    cell_id: str, db_session: DbSession, plate: PlateQuery = None
+    cell_id: Annotated[str, PathParam(description="H3 cell index, e.g. 8a2a1072b59ffff")],
+    db_session: DbSession,
+    plate: PlateQuery = None,
 ) -> list[CellAssetRead]:
+    if not h3.is_valid_cell(cell_id):
+        raise InvalidInput(
+            f"cell_id was {cell_id[:80]!r}; expected an H3 cell index (15 hex digits, e.g. "
+            "8a2a1072b59ffff)"
+        )
     return service.list_cell_assets(
         db_session=db_session, cell_id=cell_id, plate=None if plate is None else _plate(plate)
     )

@@ -77,7 +77,12 @@ async def import_rules(
     ] = False,
 ) -> list[dict[str, Any]]:
     """Import rules from a YAML body (a list, or `{rules: [...]}`); all or none."""
-    specs = rules.default_pack() if default_pack else rules.parse_yaml(await request.body())
+    max_depth = request.app.state.settings.reliability.yaml_max_depth
+    specs = (
+        rules.default_pack()
+        if default_pack
+        else rules.parse_yaml(await request.body(), max_depth=max_depth)
+    )
     stored = rules.load(db_session, specs, actor=actor)
     db_session.commit()
     return [_read(r) for r in stored]

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.flows.readings import ReadingsReport, ingest_payload
-from app.params import BBoxQuery, geojson_response
+from app.params import BBoxQuery, Offset, geojson_response
 from app.sensors import service
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
 
@@ -96,7 +96,7 @@ def _ingest_and_commit(session: Session, body: bytes, content_type: str) -> Read
 def latest_readings(
     db_session: DbSession,
     sensor: Annotated[str | None, Query(description="Sensor external id or id")] = None,
-    asset: Annotated[int | None, Query(gt=0, description="Asset id")] = None,
+    asset: Annotated[int | None, Query(gt=0, lt=2**63, description="Asset id")] = None,
     kind: Annotated[str | None, Query(description="Indicator, e.g. ch4_pct_lel")] = None,
     bbox: BBoxQuery = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
@@ -113,11 +113,11 @@ def latest_readings(
 def list_sensors(
     db_session: DbSession,
     kind: Annotated[str | None, Query()] = None,
-    asset: Annotated[int | None, Query(gt=0)] = None,
+    asset: Annotated[int | None, Query(gt=0, lt=2**63)] = None,
     bbox: BBoxQuery = None,
     unbound: Annotated[bool, Query(description="Only sensors bound to no asset")] = False,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     """Sensors as GeoJSON, with their binding (asset, rule, distance)."""
     return geojson_response(

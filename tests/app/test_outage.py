@@ -115,8 +115,8 @@ def _post_bodies(sensor: str) -> dict[str, dict[str, Any]]:
         "/alarms/{alarm_id}/transition": {"json": {"to": "verified"}},
         "/incidents/{incident_id}/recompute": {"json": {}},
         "/assets/import": {
-            "files": {"file": ("a.geojson", b'{"type":"FeatureCollection","features":[]}')},
-            "data": {"kind": "gas_pipe"},
+            "files": {"file": ("a.geojson", _SENSOR_FILE)},
+            "data": {"kind": "valve"},
         },
         "/sensors/import": {"files": {"file": ("s.geojson", _SENSOR_FILE)}},
         "/ogc/processes/{process_id}/execution": {"json": {"inputs": {"asset_id": 1}}},
