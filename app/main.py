@@ -18,6 +18,7 @@ from app.api import risk as risk_routes
 from app.api import rules as rules_routes
 from app.api import sensors as sensors_routes
 from app.api.mqtt import start_background_consumer
+from app.api.openapi import install_openapi
 from app.api.watch import OfflineWatch
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_nul)],
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(health.router)
     # Routes match in order, each a regex test: the hottest paths (tiles) go first.
     app.include_router(tiles_routes.router)

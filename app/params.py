@@ -211,6 +211,48 @@ def feature_collection(features: Iterable[Mapping[str, Any]], **members: Any) ->
     }
 
 
+#: The 200 of a route answering a GeoJSON FeatureCollection (``application/geo+json``).
+GEOJSON_FEATURES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A GeoJSON FeatureCollection (RFC 7946)",
+        "content": {
+            GEOJSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["type", "features"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["FeatureCollection"]},
+                        "numberReturned": {"type": "integer", "minimum": 0},
+                        "features": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+}
+#: The 200 of a route answering one GeoJSON Feature.
+GEOJSON_FEATURE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A GeoJSON Feature (RFC 7946)",
+        "content": {
+            GEOJSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["type", "geometry", "properties"],
+                    "properties": {"type": {"type": "string", "enum": ["Feature"]}},
+                }
+            }
+        },
+    }
+}
+
+
+class GeoJSONResponse(Response):
+    """``application/geo+json``: what the OpenAPI document says a GeoJSON route answers."""
+
+    media_type = GEOJSON
+
+
 def geojson_response(document: Mapping[str, Any], status_code: int = 200) -> Response:
     """``document`` as ``application/geo+json`` (orjson: datetimes as RFC 3339)."""
     return Response(

@@ -32,7 +32,15 @@ from app.alarms.stats import alarm_stats
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.flows.alarms import transition
-from app.params import BBoxQuery, Offset, feature, feature_collection, geojson_response
+from app.params import (
+    GEOJSON,
+    GEOJSON_FEATURES,
+    BBoxQuery,
+    Offset,
+    feature,
+    feature_collection,
+    geojson_response,
+)
 
 router = APIRouter(prefix="/alarms", tags=["alarms"], lifespan=stream.lifespan)
 
@@ -51,7 +59,8 @@ def _split(values: list[str] | None) -> list[str]:
     responses={
         200: {
             "description": "JSON (`f=json`, default) or a GeoJSON FeatureCollection "
-            "(`f=geojson`, `application/geo+json`)"
+            "(`f=geojson`, `application/geo+json`)",
+            "content": {GEOJSON: GEOJSON_FEATURES[200]["content"][GEOJSON]},
         }
     },
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import h3
 from fastapi import APIRouter, Query
@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from app.db import DbSession
 from app.errors import InvalidInput
-from app.params import GEOJSON, BBoxQuery, geojson_response
+from app.params import GEOJSON_FEATURES, BBoxQuery, GeoJSONResponse, geojson_response
 from app.risk import refresh, service
 from app.risk.schemas import (
     AreaRiskRead,
@@ -29,9 +29,6 @@ AssetId = Annotated[int, PathParam(gt=0, lt=2**63, description="Asset id")]
 PlateQuery = Annotated[
     str | None, Query(description="A scored plate, or `composite` (default): all plates")
 ]
-_GEOJSON_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {GEOJSON: {}}, "description": "A FeatureCollection"}
-}
 
 
 def _plate(plate: str | None) -> str:
@@ -52,8 +49,8 @@ def get_asset_risk(asset_id: AssetId, db_session: DbSession) -> AssetRiskRead:
 @router.get(
     "/risk/cells",
     summary="H3 cell scores (GeoJSON)",
-    response_class=Response,
-    responses=_GEOJSON_RESPONSE,
+    response_class=GeoJSONResponse,
+    responses=GEOJSON_FEATURES,
 )
 def list_cells(db_session: DbSession, bbox: BBoxQuery = None, plate: PlateQuery = None) -> Response:
     cells = service.list_cells(db_session=db_session, plate=_plate(plate), bbox=bbox)
@@ -73,8 +70,8 @@ def get_city(db_session: DbSession) -> CityRead:
 @router.get(
     "/risk/areas/{area_id}/cells",
     summary="Drill-down area → cells (GeoJSON)",
-    response_class=Response,
-    responses=_GEOJSON_RESPONSE,
+    response_class=GeoJSONResponse,
+    responses=GEOJSON_FEATURES,
 )
 def list_area_cells(area_id: AssetId, db_session: DbSession, plate: PlateQuery = None) -> Response:
     cells = service.list_area_cells(db_session=db_session, area_id=area_id, plate=_plate(plate))

@@ -40,7 +40,7 @@ def get_rule(db_session: DbSession, code: Code) -> dict[str, Any]:
     return {**_read(current), "versions": [_read(r) for r in history]}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={409: {"description": "The code exists: PUT"}})
 def create_rule(
     db_session: DbSession, spec: RuleSpec, actor: Actor = "anonymous"
 ) -> dict[str, Any]:

@@ -18,7 +18,14 @@ from starlette.concurrency import run_in_threadpool
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.flows.readings import ReadingsReport, ingest_payload
-from app.params import BBoxQuery, Offset, geojson_response
+from app.params import (
+    GEOJSON_FEATURE,
+    GEOJSON_FEATURES,
+    BBoxQuery,
+    GeoJSONResponse,
+    Offset,
+    geojson_response,
+)
 from app.sensors import service
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
 
@@ -53,7 +60,20 @@ _READINGS_EXAMPLES = {
     openapi_extra={"requestBody": {"required": True, "content": _READINGS_EXAMPLES}},
     responses={
         200: {"description": "Stored: counts of accepted, duplicate and rejected readings"},
-        422: {"description": "Unreadable payload, or every reading rejected"},
+        422: {
+            "description": "Unreadable payload (an Error), or every reading rejected (the "
+            "report, as for a 200)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/Error"},
+                            {"type": "object", "required": ["received", "rejected"]},
+                        ]
+                    }
+                }
+            },
+        },
     },
 )
 async def post_readings(request: Request, db_session: DbSession) -> JSONResponse:
@@ -92,7 +112,7 @@ def _ingest_and_commit(session: Session, body: bytes, content_type: str) -> Read
     return report
 
 
-@router.get("/readings/latest")
+@router.get("/readings/latest", response_class=GeoJSONResponse, responses=GEOJSON_FEATURES)
 def latest_readings(
     db_session: DbSession,
     sensor: Annotated[str | None, Query(description="Sensor external id or id")] = None,
@@ -109,7 +129,7 @@ def latest_readings(
     )
 
 
-@router.get("/sensors")
+@router.get("/sensors", response_class=GeoJSONResponse, responses=GEOJSON_FEATURES)
 def list_sensors(
     db_session: DbSession,
     kind: Annotated[str | None, Query()] = None,
@@ -133,7 +153,7 @@ def list_sensors(
     )
 
 
-@router.get("/sensors/{sensor_id}")
+@router.get("/sensors/{sensor_id}", response_class=GeoJSONResponse, responses=GEOJSON_FEATURE)
 def get_sensor(db_session: DbSession, sensor_id: SensorId) -> Response:
     """One sensor with its binding and latest reading."""
     return geojson_response(service.get_sensor(db_session=db_session, sensor_id=sensor_id))
@@ -164,7 +184,25 @@ def sensor_readings(
     )
 
 
-@router.post("/sensors/import")
+@router.post(
+    "/sensors/import",
+    responses={
+        422: {
+            "description": "Rows rejected, nothing written (the report), or the file is "
+            "unusable (an Error)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/Error"},
+                            {"type": "object", "required": ["rows_read"]},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
 def import_sensor_file(
     db_session: DbSession,
     file: Annotated[UploadFile, File(description="Sensors: any format assets take")],
