@@ -19,6 +19,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("cityrisk")
 
@@ -224,6 +225,29 @@ def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+#: What FastAPI says of a body it cannot decode, and what cityrisk says instead.
+_UNPARSEABLE_BODY = "There was an error parsing the body"
+
+
+def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own errors (a body that is not JSON, an unknown path, a wrong
+    method), in the shape of every other error: ``{"code", "detail"}``."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if exc.status_code == HTTPStatus.BAD_REQUEST and detail == _UNPARSEABLE_BODY:
+        media = request.headers.get("content-type", "none")
+        detail = f"the body could not be parsed as {media!r}; expected a well-formed JSON document"
+    try:
+        code = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
+    except ValueError:
+        code = "HTTPError"
+    return JSONResponse(
+        status_code=exc.status_code,
+        content={"code": code, "detail": detail},
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
 def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
@@ -243,6 +267,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping from domain errors to responses on ``app``."""
     app.add_exception_handler(CityriskError, _handle_cityrisk_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     for kind in DATABASE_ERRORS:
         app.add_exception_handler(kind, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)

@@ -57,7 +57,7 @@ RETRY_AFTER = {
 }
 
 _DESCRIPTIONS = {
-    "400": "A malformed parameter (bbox), named with what is allowed",
+    "400": "A malformed parameter (bbox) or body, named with what is allowed",
     "404": "No such id",
     "409": "Conflict with the current state",
     "422": "Malformed or out-of-range input, named with what is expected",
@@ -130,6 +130,8 @@ def describe_errors(spec: dict[str, Any], app: FastAPI) -> dict[str, Any]:
             codes = {c for c in responses if c.startswith("4") or c == "503"} | {"422"}
             if route.dependant.path_params:
                 codes.add("404")
+            if route.dependant.body_params or (operation.get("requestBody") is not None):
+                codes.add("400")  # a body that cannot be parsed as its Content-Type
             if any(p.name == "bbox" for p in route.dependant.query_params) or any(
                 sub.call.__name__ == "bbox_query"
                 for sub in route.dependant.dependencies

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from functools import lru_cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -55,6 +56,7 @@ class OGCRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        processes_route = "OGC API Processes" in self.tags
 
         async def handle(request: Request) -> Response:
             try:
@@ -69,9 +71,18 @@ class OGCRoute(APIRoute):
                 if error is None:
                     raise
                 code = self._CODES.get(type(error), type(error).__name__)
+                content: dict[str, Any] = {"code": code, "description": error.message}
+                if processes_route:  # e.g. a NUL in a parameter, the database away
+                    status = HTTPStatus(error.status_code)
+                    content = processes.ProcessError(
+                        error.message,
+                        status=status,
+                        type_=code,
+                        title=status.phrase.lower(),
+                    ).body()
                 return JSONResponse(
                     status_code=error.status_code,
-                    content={"code": code, "description": error.message},
+                    content=content,
                     headers=error_headers(request, error),
                 )
 

@@ -296,3 +296,24 @@ def test_a_huge_field_is_not_echoed_whole_in_a_422(client: TestClient) -> None:
     assert error["loc"] == ["body", "note"]
     assert error["input"].endswith("… (9,999,800 more)")
     assert error["input"].startswith("x" * 200)
+
+
+def test_a_body_that_is_not_json_is_a_400_in_the_shared_shape(client: TestClient) -> None:
+    response = client.post(
+        "/risk/refresh", content=b"\xff{", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadRequest"
+    assert "could not be parsed as 'application/json'" in response.json()["detail"]
+
+
+def test_an_unknown_path_is_a_404_in_the_shared_shape(client: TestClient) -> None:
+    assert client.get("/nowhere").json() == {"code": "NotFound", "detail": "Not Found"}
+
+
+def test_a_processes_route_answers_a_nul_with_its_own_exception(client: TestClient) -> None:
+    response = client.get("/ogc/processes", params={"f": "json\x00"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["status"] == 400
+    assert "NUL" in body["detail"]
