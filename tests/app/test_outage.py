@@ -14,13 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import psycopg_pool
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from app import migrations
 from app.db import create_db_engine
+from app.errors import database_unavailable
 from app.local.cluster import LocalCluster, find_bindir
 from app.main import create_app
 from app.scratch import free_port
@@ -226,3 +230,26 @@ def test_outage_is_503_everywhere_and_the_service_recovers(
     finally:
         engine.dispose()
     assert (stored, distinct) == (100, 100)
+
+
+@pytest.mark.parametrize(
+    ("error", "is_outage"),
+    [
+        (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
+        (psycopg.errors.CannotConnectNow("the database system is starting up"), True),
+        (psycopg.errors.ConnectionFailure("connection failure"), True),
+        (psycopg.errors.TooManyConnections("too many clients already"), True),
+        (psycopg.OperationalError("connection refused"), True),  # no SQLSTATE: the client's
+        (psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec"), True),
+        (sa_exc.TimeoutError("QueuePool limit reached"), True),
+        (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), False),
+        (psycopg.errors.LockNotAvailable("could not obtain lock"), False),
+        (psycopg.errors.NumericValueOutOfRange("bigint out of range"), False),
+    ],
+)
+def test_only_connection_level_failures_are_outages(error: Exception, is_outage: bool) -> None:
+    seen: tuple[Exception, ...] = (error,)
+    if isinstance(error, psycopg.Error):  # as SQLAlchemy raises it, too
+        seen += (sa_exc.DBAPIError.instance("SELECT 1", {}, error, psycopg.Error),)
+    for exc in seen:
+        assert (database_unavailable(exc) is not None) is is_outage, (type(exc), error)
