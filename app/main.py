@@ -19,6 +19,7 @@ from app.api import risk as risk_routes
 from app.api import rules as rules_routes
 from app.api import sensors as sensors_routes
 from app.api.mqtt import start_background_consumer
+from app.api.openapi import install_openapi
 from app.api.watch import OfflineWatch
 from app.auth.dependencies import read_gate
 from app.db import create_db_engine, database_url, make_sessionmaker
@@ -27,6 +28,7 @@ from app.maps import pages
 from app.maps import routes as map_routes
 from app.ogc import routes as ogc_routes
 from app.ogc import tiles as ogc_tiles
+from app.params import refuse_nul
 from app.settings import Settings, get_settings
 from app.tiles import routes as tiles_routes
 
@@ -86,11 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Urban safety risk map: assets, live readings, graded alarms, risk layers.",
         lifespan=lifespan,
-        # Closed reads: one app-wide gate. Open reads (the default): no dependency at all, so
-        # the tile hot path pays nothing for it.
-        dependencies=[] if settings.auth.open_reads else [Depends(read_gate)],
+        # Every route but the tiles' (which solve no dependencies and check their own strings);
+        # closed reads add one app-wide gate (open reads, the default: none at all).
+        dependencies=[Depends(refuse_nul)]
+        + ([] if settings.auth.open_reads else [Depends(read_gate)]),
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(health.router)
     # Routes match in order, each a regex test: the hottest paths (tiles) go first.
     app.include_router(tiles_routes.router)

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import AfterValidator, Field
 from sqlalchemy import func, literal_column, or_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.errors import BadRequest
+from app.errors import BadRequest, InvalidInput
 
 GEOJSON = "application/geo+json"
 
@@ -106,6 +107,13 @@ def bbox_query(
 
 BBoxQuery = Annotated[BBox | None, Depends(bbox_query)]
 
+#: A bigint primary key in a body (Dispatch's PrimaryKey): beyond it, PostgreSQL says "bigint out
+#: of range" and that was a 500.
+DbId = Annotated[int, Field(gt=0, lt=2**63)]
+
+#: PostgreSQL's OFFSET is a bigint: 2**63 and beyond was a 500 ("bigint out of range").
+Offset = Annotated[int, Query(ge=0, lt=2**63, description="Skip this many results")]
+
 
 def bbox_condition(geom: ColumnElement[Any], box: BBox) -> ColumnElement[bool]:
     """``ST_Intersects(geom, envelope)`` for each envelope of ``box``, or-ed.
@@ -132,6 +140,53 @@ def bbox_sql(geom: str, box: BBox) -> str:
     return str(compiled)
 
 
+# -- text PostgreSQL can store -----------------------------------------------------------------
+
+
+def nul_message(where: str, value: str) -> str:
+    """What to tell a client whose ``value`` (at ``where``) holds a NUL byte.
+
+    >>> "position 3" in nul_message("query parameter 'kind'", "ch4" + chr(0))
+    True
+    """
+    return (
+        f"{where} was {value[:80]!r}{'…' if len(value) > 80 else ''}: it holds a NUL byte (\\x00) "
+        f"at position {value.index(chr(0))}, which PostgreSQL text cannot store; expected text "
+        "without NUL bytes"
+    )
+
+
+def _refuse_nul_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(
+            f"holds a NUL byte (\\x00) at position {value.index(chr(0))}, which PostgreSQL "
+            "text cannot store; expected text without NUL bytes"
+        )
+    return value
+
+
+#: Free text of a request body that is stored: a NUL is a 422 naming the field, before any SQL.
+Text = Annotated[str, AfterValidator(_refuse_nul_text)]
+
+
+def refuse_nul(request: Request) -> None:
+    """Refuse a NUL byte in any query or path parameter (an app-wide FastAPI dependency).
+
+    PostgreSQL text cannot hold NUL: psycopg refuses to send it ("PostgreSQL text fields cannot
+    contain NUL (0x00) bytes"), which used to surface as a 500 wherever a parameter reached SQL.
+    OGC API parameters are 400s there (``/req/core/query-param-invalid``), others 422.
+    """
+    error = BadRequest if request.url.path.startswith("/ogc") else InvalidInput
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise error(nul_message(f"path parameter {name!r}", value))
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise error(
+                nul_message(f"query parameter {name!r}", value if "\x00" in value else name)
+            )
+
+
 # -- GeoJSON -------------------------------------------------------------------------------------
 
 
@@ -154,6 +209,48 @@ def feature_collection(features: Iterable[Mapping[str, Any]], **members: Any) ->
         **members,
         "features": listed,
     }
+
+
+#: The 200 of a route answering a GeoJSON FeatureCollection (``application/geo+json``).
+GEOJSON_FEATURES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A GeoJSON FeatureCollection (RFC 7946)",
+        "content": {
+            GEOJSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["type", "features"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["FeatureCollection"]},
+                        "numberReturned": {"type": "integer", "minimum": 0},
+                        "features": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+}
+#: The 200 of a route answering one GeoJSON Feature.
+GEOJSON_FEATURE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A GeoJSON Feature (RFC 7946)",
+        "content": {
+            GEOJSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["type", "geometry", "properties"],
+                    "properties": {"type": {"type": "string", "enum": ["Feature"]}},
+                }
+            }
+        },
+    }
+}
+
+
+class GeoJSONResponse(Response):
+    """``application/geo+json``: what the OpenAPI document says a GeoJSON route answers."""
+
+    media_type = GEOJSON
 
 
 def geojson_response(document: Mapping[str, Any], status_code: int = 200) -> Response:

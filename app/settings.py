@@ -140,6 +140,40 @@ class AuthSettings(BaseSettings):
     )
 
 
+class ReliabilitySettings(BaseSettings):
+    """Outages and bad input (``CITYRISK_*``): what a 503 and a 422 tell the client."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYRISK_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    retry_after_s: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        description="`Retry-After` (seconds) of every 503 the database's absence causes. A small "
+        "cluster answers again 0.21-0.23 s after `pg_ctl start` (3 runs of "
+        "tests/app/test_outage.py), but a real server's crash recovery or failover takes "
+        "seconds to tens of seconds: 5 s lets a restart pass within a retry or two without "
+        "clients hammering a server that is away for longer.",
+    )
+    yaml_max_depth: int = Field(
+        default=32,  # app.alarms.rules.YAML_MAX_DEPTH
+        ge=4,
+        le=1000,
+        description="Deepest nesting of a rules YAML document (mappings and lists). A rule is "
+        "6 levels deep at most; PyYAML recurses per level, and ~500 levels exhaust Python's "
+        "stack (a 500 before this limit existed).",
+    )
+    error_input_max_chars: int = Field(
+        default=200,
+        ge=16,
+        le=1_000_000,
+        description="Longest `input` a validation error (422) echoes back; longer ones are cut "
+        "and end with '… (N more)'. Without a cap a 10 MB field came back whole in the 422.",
+    )
+
+
 class Settings(BaseSettings):
     """cityrisk's settings: ``CITYRISK_<FIELD>``, or the conventional name where aliased."""
 
@@ -216,6 +250,7 @@ class Settings(BaseSettings):
     tiles: TileSettings = Field(default_factory=TileSettings)
     maps: MapSettings = Field(default_factory=MapSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
 
     @field_validator("database_url", "database_migrate_url", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, NotFound
+from app.params import Text
 from app.taxonomy.assets import KINDS
 from app.taxonomy.indicators import INDICATORS
 
@@ -89,7 +90,7 @@ class RuleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str
-    title: str
+    title: Text
     kind: RuleKind = "threshold"
     indicator: str
     direction: Literal["above", "below"] = "above"
@@ -98,7 +99,7 @@ class RuleSpec(BaseModel):
     hysteresis: float = Field(0.0, ge=0)
     persistence_n: int = Field(1, ge=1, le=100)
     hold_s: int = Field(0, ge=0, le=86_400)
-    relative_to: str | None = Field(None, description="Asset attribute holding a design limit")
+    relative_to: Text | None = Field(None, description="Asset attribute holding a design limit")
     confirm: Confirm | None = None
     context: Context | None = None
     window_s: int | None = Field(None, gt=0, le=7 * 86_400, description="rate: Δ over this")
@@ -107,7 +108,7 @@ class RuleSpec(BaseModel):
     n: int | None = Field(None, ge=3, le=10_000, description="flatline: identical readings")
     level: Level = Field(4, description="level of data-quality alarms (offline/flatline/spike)")
     is_enabled: bool = True
-    source: str | None = Field(None, description="Where the numbers come from")
+    source: Text | None = Field(None, description="Where the numbers come from")
 
     @field_validator("code")
     @classmethod
@@ -263,9 +264,37 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def parse_yaml(body: bytes | str) -> list[RuleSpec]:
-    """Rules from a YAML document: a list of rules, or ``{rules: [...]}``."""
+#: Default deepest nesting of a rules document (``CITYRISK_YAML_MAX_DEPTH``); a rule is 6 deep.
+YAML_MAX_DEPTH = 32
+
+
+def check_yaml_depth(body: bytes | str, max_depth: int) -> None:
+    """Refuse a YAML document nested deeper than ``max_depth`` collections.
+
+    PyYAML's parser is a loop, but its composer and constructor recurse once per level: ~500
+    levels raise ``RecursionError`` (a 500). So the event stream is walked first, without
+    building anything, and the document refused at the first level too deep.
+    """
+    depth = 0
+    for event in yaml.parse(body, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > max_depth:
+                mark = event.start_mark
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                raise InvalidInput(
+                    f"the YAML is nested more than {max_depth} levels deep{where}; expected at "
+                    f"most {max_depth} (a rule is 6 deep; the limit is CITYRISK_YAML_MAX_DEPTH)"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def parse_yaml(body: bytes | str, *, max_depth: int = YAML_MAX_DEPTH) -> list[RuleSpec]:
+    """Rules from a YAML document: a list of rules, or ``{rules: [...]}``, at most
+    ``max_depth`` collections deep."""
     try:
+        check_yaml_depth(body, max_depth)
         doc = yaml.safe_load(body)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"not valid YAML: {exc}") from None

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.params import Text
+
 
 class SlaTimer(BaseModel):
     name: str = Field(description="verify | acknowledge | dispose")
@@ -98,7 +100,7 @@ class AlarmList(BaseModel):
 
 class TransitionIn(BaseModel):
     to: str = Field(description="Target state", examples=["verified"])
-    note: str | None = Field(default=None, max_length=4000)
+    note: Text | None = Field(default=None, max_length=4000)
 
     model_config = ConfigDict(extra="forbid")
 

@@ -33,7 +33,15 @@ from app.auth.dependencies import Analyst
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.flows.alarms import transition
-from app.params import BBoxQuery, feature, feature_collection, geojson_response
+from app.params import (
+    GEOJSON,
+    GEOJSON_FEATURES,
+    BBoxQuery,
+    Offset,
+    feature,
+    feature_collection,
+    geojson_response,
+)
 
 router = APIRouter(prefix="/alarms", tags=["alarms"], lifespan=stream.lifespan)
 
@@ -51,7 +59,8 @@ def _split(values: list[str] | None) -> list[str]:
     responses={
         200: {
             "description": "JSON (`f=json`, default) or a GeoJSON FeatureCollection "
-            "(`f=geojson`, `application/geo+json`)"
+            "(`f=geojson`, `application/geo+json`)",
+            "content": {GEOJSON: GEOJSON_FEATURES[200]["content"][GEOJSON]},
         }
     },
 )
@@ -74,7 +83,7 @@ def list_alarms(
     ] = None,
     f: Annotated[Literal["json", "geojson"], Query(description="Output format")] = "json",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     """Alarms, newest first, with their SLA timers; GeoJSON with `f=geojson`.
 
@@ -168,7 +177,7 @@ async def alarm_stream(
     after = last_event_id
     if last_event_id_header is not None and last_event_id_header.strip():
         raw = last_event_id_header.strip()
-        if not raw.isdigit() or int(raw) >= 2**63:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
             raise InvalidInput(f"Last-Event-ID must be an alarm event id (an integer); got {raw!r}")
         after = int(raw)
     conn = await stream.open_listener(request)

@@ -50,7 +50,22 @@ def list_kinds() -> TaxonomyRead:
 @router.post(
     "/import",
     response_model=ImportReportRead,
-    responses={422: {"description": "Rows rejected (nothing written) or the file is unusable"}},
+    responses={
+        422: {
+            "description": "Rows rejected, nothing written (the report), or the file is "
+            "unusable (an Error)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/Error"},
+                            {"$ref": "#/components/schemas/ImportReportRead"},
+                        ]
+                    }
+                }
+            },
+        }
+    },
 )
 def import_assets(
     db_session: DbSession,

@@ -84,7 +84,8 @@ def get_tokens(
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201,
-             summary="Make a token (admin); the key is in the answer, once")  # fmt: skip
+             summary="Make a token (admin); the key is in the answer, once",
+             responses={409: {"description": "An active token has that name"}})  # fmt: skip
 def post_token(db_session: DbSession, body: TokenIn, who: TokenAdmin) -> dict[str, Any]:
     expires = datetime.now(UTC) + timedelta(days=body.expires_days) if body.expires_days else None
     row, key = create_token(

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.db import check_connection
-from app.errors import DatabaseUnavailable
+from app.errors import DatabaseUnavailable, error_headers
 
 router = APIRouter(tags=["health"])
 
@@ -33,7 +33,12 @@ async def healthz() -> Liveness:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Database unreachable or lacks PostGIS"}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "Database unreachable or lacks PostGIS (with `Retry-After`)",
+        }
+    },
 )
 def readyz(request: Request) -> Readiness | JSONResponse:
     """The database answers and has PostGIS >= 3.1; 503 with the reason otherwise."""
@@ -44,7 +49,11 @@ def readyz(request: Request) -> Readiness | JSONResponse:
         info = check_connection(engine)
     except DatabaseUnavailable as exc:
         body = Readiness(status="unavailable", detail=exc.message)
-        return JSONResponse(status_code=503, content=body.model_dump(exclude_none=True))
+        return JSONResponse(
+            status_code=503,
+            content=body.model_dump(exclude_none=True),
+            headers=error_headers(request, exc),
+        )
     return Readiness(
         status="ready",
         database=info.database,

@@ -18,7 +18,7 @@ from app.auth.service import audit_as
 from app.db import DbSession
 from app.impact import service
 from app.impact.schemas import ImpactIn, IncidentIn, RecomputeIn, ScenarioIn
-from app.params import geojson_response
+from app.params import GEOJSON_FEATURES, GeoJSONResponse, geojson_response
 
 router = APIRouter(tags=["impact"])
 
@@ -115,7 +115,7 @@ def get_incident(db_session: DbSession, incident_id: Id) -> Response:
 
 
 @router.get("/incidents/{incident_id}/zones", summary="An incident's zones (GeoJSON)",
-            response_class=Response)  # fmt: skip
+            response_class=GeoJSONResponse, responses=GEOJSON_FEATURES)  # fmt: skip
 def get_incident_zones(db_session: DbSession, incident_id: Id) -> Response:
     incident = service.get_incident(db_session=db_session, incident_id=incident_id)
     return geojson_response(incident["results"]["zones"])

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
+import h3
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response
@@ -12,7 +13,7 @@ from app.auth.dependencies import RiskRefresher
 from app.auth.service import audit_as
 from app.db import DbSession
 from app.errors import InvalidInput
-from app.params import GEOJSON, BBoxQuery, geojson_response
+from app.params import GEOJSON_FEATURES, BBoxQuery, GeoJSONResponse, geojson_response
 from app.risk import refresh, service
 from app.risk.schemas import (
     AreaRiskRead,
@@ -30,9 +31,6 @@ AssetId = Annotated[int, PathParam(gt=0, lt=2**63, description="Asset id")]
 PlateQuery = Annotated[
     str | None, Query(description="A scored plate, or `composite` (default): all plates")
 ]
-_GEOJSON_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {GEOJSON: {}}, "description": "A FeatureCollection"}
-}
 
 
 def _plate(plate: str | None) -> str:
@@ -53,8 +51,8 @@ def get_asset_risk(asset_id: AssetId, db_session: DbSession) -> AssetRiskRead:
 @router.get(
     "/risk/cells",
     summary="H3 cell scores (GeoJSON)",
-    response_class=Response,
-    responses=_GEOJSON_RESPONSE,
+    response_class=GeoJSONResponse,
+    responses=GEOJSON_FEATURES,
 )
 def list_cells(db_session: DbSession, bbox: BBoxQuery = None, plate: PlateQuery = None) -> Response:
     cells = service.list_cells(db_session=db_session, plate=_plate(plate), bbox=bbox)
@@ -74,8 +72,8 @@ def get_city(db_session: DbSession) -> CityRead:
 @router.get(
     "/risk/areas/{area_id}/cells",
     summary="Drill-down area → cells (GeoJSON)",
-    response_class=Response,
-    responses=_GEOJSON_RESPONSE,
+    response_class=GeoJSONResponse,
+    responses=GEOJSON_FEATURES,
 )
 def list_area_cells(area_id: AssetId, db_session: DbSession, plate: PlateQuery = None) -> Response:
     cells = service.list_area_cells(db_session=db_session, area_id=area_id, plate=_plate(plate))
@@ -84,8 +82,15 @@ def list_area_cells(area_id: AssetId, db_session: DbSession, plate: PlateQuery =
 
 @router.get("/risk/cells/{cell_id}/assets", summary="Drill-down cell → assets, worst first")
 def list_cell_assets(
-    cell_id: str, db_session: DbSession, plate: PlateQuery = None
+    cell_id: Annotated[str, PathParam(description="H3 cell index, e.g. 8a2a1072b59ffff")],
+    db_session: DbSession,
+    plate: PlateQuery = None,
 ) -> list[CellAssetRead]:
+    if not h3.is_valid_cell(cell_id):
+        raise InvalidInput(
+            f"cell_id was {cell_id[:80]!r}; expected an H3 cell index (15 hex digits, e.g. "
+            "8a2a1072b59ffff)"
+        )
     return service.list_cell_assets(
         db_session=db_session, cell_id=cell_id, plate=None if plate is None else _plate(plate)
     )

@@ -43,7 +43,7 @@ def get_rule(db_session: DbSession, code: Code) -> dict[str, Any]:
     return {**_read(current), "versions": [_read(r) for r in history]}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={409: {"description": "The code exists: PUT"}})
 def create_rule(db_session: DbSession, spec: RuleSpec, who: RuleWriter) -> dict[str, Any]:
     """Create a rule (409 if its code exists: use PUT for a new version)."""
     stored = rules.save(db_session, spec, actor=who.actor, create_only=True)
@@ -78,7 +78,12 @@ async def import_rules(
     ] = False,
 ) -> list[dict[str, Any]]:
     """Import rules from a YAML body (a list, or `{rules: [...]}`); all or none."""
-    specs = rules.default_pack() if default_pack else rules.parse_yaml(await request.body())
+    max_depth = request.app.state.settings.reliability.yaml_max_depth
+    specs = (
+        rules.default_pack()
+        if default_pack
+        else rules.parse_yaml(await request.body(), max_depth=max_depth)
+    )
     stored = rules.load(db_session, specs, actor=who.actor)
     db_session.commit()
     return [_read(r) for r in stored]

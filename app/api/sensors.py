@@ -20,7 +20,14 @@ from app.auth.service import Principal, audit_as
 from app.db import DbSession
 from app.errors import InvalidInput
 from app.flows.readings import ReadingsReport, ingest_payload
-from app.params import BBoxQuery, geojson_response
+from app.params import (
+    GEOJSON_FEATURE,
+    GEOJSON_FEATURES,
+    BBoxQuery,
+    GeoJSONResponse,
+    Offset,
+    geojson_response,
+)
 from app.sensors import service
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
 
@@ -55,7 +62,20 @@ _READINGS_EXAMPLES = {
     openapi_extra={"requestBody": {"required": True, "content": _READINGS_EXAMPLES}},
     responses={
         200: {"description": "Stored: counts of accepted, duplicate and rejected readings"},
-        422: {"description": "Unreadable payload, or every reading rejected"},
+        422: {
+            "description": "Unreadable payload (an Error), or every reading rejected (the "
+            "report, as for a 200)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/Error"},
+                            {"type": "object", "required": ["received", "rejected"]},
+                        ]
+                    }
+                }
+            },
+        },
     },
 )
 async def post_readings(request: Request, db_session: DbSession, who: Ingester) -> JSONResponse:
@@ -96,11 +116,11 @@ def _ingest_and_commit(
     return report
 
 
-@router.get("/readings/latest")
+@router.get("/readings/latest", response_class=GeoJSONResponse, responses=GEOJSON_FEATURES)
 def latest_readings(
     db_session: DbSession,
     sensor: Annotated[str | None, Query(description="Sensor external id or id")] = None,
-    asset: Annotated[int | None, Query(gt=0, description="Asset id")] = None,
+    asset: Annotated[int | None, Query(gt=0, lt=2**63, description="Asset id")] = None,
     kind: Annotated[str | None, Query(description="Indicator, e.g. ch4_pct_lel")] = None,
     bbox: BBoxQuery = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
@@ -113,15 +133,15 @@ def latest_readings(
     )
 
 
-@router.get("/sensors")
+@router.get("/sensors", response_class=GeoJSONResponse, responses=GEOJSON_FEATURES)
 def list_sensors(
     db_session: DbSession,
     kind: Annotated[str | None, Query()] = None,
-    asset: Annotated[int | None, Query(gt=0)] = None,
+    asset: Annotated[int | None, Query(gt=0, lt=2**63)] = None,
     bbox: BBoxQuery = None,
     unbound: Annotated[bool, Query(description="Only sensors bound to no asset")] = False,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     """Sensors as GeoJSON, with their binding (asset, rule, distance)."""
     return geojson_response(
@@ -137,7 +157,7 @@ def list_sensors(
     )
 
 
-@router.get("/sensors/{sensor_id}")
+@router.get("/sensors/{sensor_id}", response_class=GeoJSONResponse, responses=GEOJSON_FEATURE)
 def get_sensor(db_session: DbSession, sensor_id: SensorId) -> Response:
     """One sensor with its binding and latest reading."""
     return geojson_response(service.get_sensor(db_session=db_session, sensor_id=sensor_id))
@@ -168,7 +188,25 @@ def sensor_readings(
     )
 
 
-@router.post("/sensors/import")
+@router.post(
+    "/sensors/import",
+    responses={
+        422: {
+            "description": "Rows rejected, nothing written (the report), or the file is "
+            "unusable (an Error)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/Error"},
+                            {"type": "object", "required": ["rows_read"]},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
 def import_sensor_file(
     db_session: DbSession,
     who: SensorImporter,

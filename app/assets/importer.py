@@ -112,6 +112,10 @@ def import_file(
     read = read_layer(path, layer=options.layer)
     frame = _rename(read.frame, options.field_map)
     spec, crs_note = _crs(options.crs, read.file_crs, path.name)
+    if frame.empty:
+        # Refused here, not in the reader: an empty file still gets its CRS checked first.
+        where = f" (layer {read.layer!r})" if read.layer else ""
+        raise InvalidInput(f"{path.name}{where} holds no features: there is nothing to import")
     report = ImportReport(
         file=path.name, layer=read.layer, kind=kind.id, plate=plate, crs=_crs_label(spec, options)
     )

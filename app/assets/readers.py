@@ -18,6 +18,7 @@ import pandas as pd
 import pyogrio
 import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
+from shapely.errors import GEOSException
 
 from app.errors import InvalidInput
 
@@ -54,6 +55,13 @@ def read_layer(path: Path, *, layer: str | None = None) -> ReadResult:
         info = pyogrio.read_info(target, layer=layer)
     except (DataSourceError, DataLayerError) as exc:
         raise InvalidInput(f"cannot read {path.name}: {exc}. Supported: {FORMATS}") from None
+    except GEOSException as exc:
+        # GDAL hands GEOS a ring as written; GEOS refuses the whole layer (an unclosed ring:
+        # "Points of LinearRing do not form a closed linestring") rather than one row.
+        raise InvalidInput(
+            f"cannot read {path.name}: a geometry is malformed ({exc}); expected valid "
+            "geometries, each polygon ring closed (its last position equal to its first)"
+        ) from None
     crs = frame.crs.to_string() if frame.crs is not None else None
     return ReadResult(frame=frame, file_crs=crs, layer=layer, driver=str(info.get("driver")))
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from app.impact.params import SCENARIOS
+from app.params import Text
 
 MAX_NOTE = 2000
 
@@ -62,7 +63,7 @@ class IncidentIn(BaseModel):
     asset_id: int | None = Field(None, gt=0, lt=2**63)
     point: list[float] | None = Field(None, min_length=2, max_length=2)
     at: datetime | None = None
-    title: str | None = Field(None, max_length=200)
+    title: Text | None = Field(None, max_length=200)
 
     def calls(self) -> list[ScenarioIn]:
         if self.scenarios is not None:

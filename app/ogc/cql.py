@@ -865,10 +865,32 @@ def _ends_with_escape(pattern: str) -> bool:
     return trailing % 2 == 1
 
 
+def _check_rings_closed(geo: Any) -> None:
+    """Refuse a polygon ring whose last position is not its first (RFC 7946 §3.1.6, Simple
+    Features): shapely would close it silently, answering a query the client did not write."""
+    kind = geo.get("type") if isinstance(geo, dict) else None
+    if kind == "GeometryCollection":
+        for part in geo.get("geometries") or ():
+            _check_rings_closed(part)
+        return
+    polygons = {"Polygon": [geo.get("coordinates")], "MultiPolygon": geo.get("coordinates")}
+    for rings in polygons.get(kind or "") or ():
+        for ring in rings or ():
+            points = [tuple(p) for p in ring]
+            if len(points) < 4 or points[0] != points[-1]:
+                raise _bad(
+                    f"invalid geometry: a {kind} ring has {len(points)} position(s) from "
+                    f"{points[0] if points else None} to {points[-1] if points else None}; "
+                    "expected a closed ring of at least 4 positions, the last equal to the first"
+                )
+
+
 def _geometry_literal(node: Any) -> ColumnElement[Any]:
     """A bound, validated CRS84 geometry: WKB in a parameter, never text spliced into SQL."""
     try:
-        geom = shapely.geometry.shape(node.__geo_interface__)
+        interface = node.__geo_interface__
+        _check_rings_closed(interface)
+        geom = shapely.geometry.shape(interface)
     except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as exc:
         raise _bad(f"invalid geometry: {exc}") from None
     geom = shapely.force_2d(geom)

@@ -235,7 +235,8 @@ def parse_filter(
 
 def parse_feature_id(raw: str) -> int | None:
     """The asset id in ``raw``, or None when it cannot be one (the caller answers 404)."""
-    if not raw.isdigit() or len(raw) > 19:
+    # isdigit() alone admits '²' and other Unicode digits, which int() then refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         return None
     value = int(raw)
     return value if 1 <= value < 2**63 else None

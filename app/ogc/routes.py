@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from functools import lru_cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -23,7 +24,14 @@ from app import __version__
 from app.assets.catalog import Collection
 from app.auth.dependencies import Computer
 from app.db import DbSession
-from app.errors import BadRequest, CityriskError, InvalidInput, NotFound
+from app.errors import (
+    BadRequest,
+    CityriskError,
+    InvalidInput,
+    NotFound,
+    database_unavailable,
+    error_headers,
+)
 from app.impact import service as impact_service
 from app.impact.params import Scenario
 from app.ogc import documents, openapi, params, processes, service, svg
@@ -34,7 +42,8 @@ templates.env.filters["svg"] = svg.preview
 
 
 class OGCRoute(APIRoute):
-    """Answers domain errors with OGC's exception body ``{"code", "description"}``.
+    """Answers domain errors, and the database's outages, with OGC's exception body
+    ``{"code", "description"}``.
 
     The app-wide handler in :mod:`app.errors` says ``detail``; OGC API clients read
     ``description`` (``/req/core/...`` exception schema), so errors raised under ``/ogc`` are
@@ -48,6 +57,7 @@ class OGCRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        processes_route = "OGC API Processes" in self.tags
 
         async def handle(request: Request) -> Response:
             try:
@@ -55,11 +65,26 @@ class OGCRoute(APIRoute):
             except processes.ProcessError as exc:
                 # Processes routes answer with that standard's exception (RFC 7807 members).
                 return JSONResponse(status_code=exc.status_code, content=exc.body())
-            except CityriskError as exc:
-                code = self._CODES.get(type(exc), type(exc).__name__)
+            except Exception as raised:
+                error = (
+                    raised if isinstance(raised, CityriskError) else database_unavailable(raised)
+                )
+                if error is None:
+                    raise
+                code = self._CODES.get(type(error), type(error).__name__)
+                content: dict[str, Any] = {"code": code, "description": error.message}
+                if processes_route:  # e.g. a NUL in a parameter, the database away
+                    status = HTTPStatus(error.status_code)
+                    content = processes.ProcessError(
+                        error.message,
+                        status=status,
+                        type_=code,
+                        title=status.phrase.lower(),
+                    ).body()
                 return JSONResponse(
-                    status_code=exc.status_code,
-                    content={"code": code, "description": exc.message},
+                    status_code=error.status_code,
+                    content=content,
+                    headers=error_headers(request, error),
                 )
 
         return handle

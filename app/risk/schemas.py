@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.params import DbId
 from app.risk.refresh import DEFAULT_H3_RES
 
 
@@ -95,8 +96,8 @@ class RefreshIn(BaseModel):
     methods: dict[str, Literal["matrix", "lec"]] = Field(
         default_factory=dict, description="Method per plate, overriding the defaults"
     )
-    asset_ids: list[int] | None = Field(None, description="Incremental: these assets only")
-    alarm_ids: list[int] | None = Field(None, description="Incremental: these alarms' assets")
+    asset_ids: list[DbId] | None = Field(None, description="Incremental: these assets only")
+    alarm_ids: list[DbId] | None = Field(None, description="Incremental: these alarms' assets")
     recontext: bool = Field(False, description="Incremental: redo geometry-derived context")
 
 

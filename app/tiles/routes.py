@@ -171,6 +171,7 @@ router.add_api_route(
         304: {"description": "Not modified: the client's ETag is the current one"},
         404: {"description": "Unknown layer, or no such tile in WebMercatorQuad"},
         422: {"description": "z, x or y is not a non-negative integer"},
+        503: {"description": "The database is unavailable"},
     },
     route_class_override=StringParamsRoute,
 )
@@ -211,7 +212,11 @@ def _bounds(engine: Engine, layers: tuple[Layer, ...]) -> list[float]:
     return [float(v) for v in row]
 
 
-@router.get("/tiles/{layers}.json", name="get_tilejson")
+@router.get(
+    "/tiles/{layers}.json",
+    name="get_tilejson",
+    responses={404: {"description": "Unknown layer"}, 503: {"description": "No database"}},
+)
 def get_tilejson(request: Request, layers: str) -> JSONResponse:
     """TileJSON 3.0.0 of one layer or several (comma-separated ids)."""
     service = tile_service(request)
