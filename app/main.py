@@ -21,6 +21,7 @@ from app.api.mqtt import start_background_consumer
 from app.api.watch import OfflineWatch
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
+from app.limits import BodyLimitMiddleware, BodyTooLarge, handle_body_too_large
 from app.maps import pages
 from app.maps import routes as map_routes
 from app.ogc import routes as ogc_routes
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_exception_handler(BodyTooLarge, handle_body_too_large)
     app.include_router(health.router)
     # Routes match in order, each a regex test: the hottest paths (tiles) go first.
     app.include_router(tiles_routes.router)
@@ -99,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rules_routes.router)
     app.include_router(risk_routes.router)
     app.include_router(impact_routes.router)
+    # Bodies are counted as they stream in and refused at their route's limit (app/limits.py).
+    app.add_middleware(BodyLimitMiddleware, limits=settings.limits)
     if settings.cors_origins:
         # Opt-in only: every middleware layer costs the tile hot path throughput.
         app.add_middleware(
