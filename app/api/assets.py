@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
@@ -51,6 +51,7 @@ def list_kinds() -> TaxonomyRead:
     responses={422: {"description": "Rows rejected (nothing written) or the file is unusable"}},
 )
 def import_assets(
+    request: Request,
     db_session: DbSession,
     file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or CSV")],
     kind: Annotated[str, Form(description="Asset kind, see GET /assets/kinds")],
@@ -84,7 +85,9 @@ def import_assets(
         path = Path(tmp) / name
         with path.open("wb") as out:
             shutil.copyfileobj(file.file, out, length=1 << 20)
-        report = asset_flows.import_assets(db_session, path, options, dry_run=dry_run)
+        report = asset_flows.import_assets(
+            db_session, path, options, dry_run=dry_run, limits=request.app.state.settings.limits
+        )
     if dry_run or not report.written:
         db_session.rollback()
     else:
