@@ -110,6 +110,19 @@ def too_large_response(exc: BodyTooLarge) -> JSONResponse:
     )
 
 
+def listed_rejections(report: dict[str, Any], limits: LimitSettings) -> dict[str, Any]:
+    """``report`` with only its first ``CITYRISK_MAX_REJECTED_LISTED`` rejections listed, and
+    ``rejected_count`` / ``rejected_unlisted`` saying how many there are and are left out."""
+    rejected = report.get("rejected") or []
+    listed = rejected[: limits.rejected_listed]
+    return {
+        **report,
+        "rejected": listed,
+        "rejected_count": len(rejected),
+        "rejected_unlisted": len(rejected) - len(listed),
+    }
+
+
 def handle_body_too_large(request: Request, exc: Exception) -> JSONResponse:
     """Exception handler for :class:`BodyTooLarge` raised while a route reads its body."""
     assert isinstance(exc, BodyTooLarge)

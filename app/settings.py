@@ -122,8 +122,8 @@ class LimitSettings(BaseSettings):
         default=500_000,
         ge=1,
         le=100_000_000,
-        description="Features per import: 500,000 points import in ~1.3 GB peak RSS "
-        "(measured), so two imports at once stay within a 4 GB server.",
+        description="Features per import: 500,000 points import in 21 s at +400 MB peak RSS "
+        "(measured, a GeoPackage), so a few imports at once fit a 4 GB server.",
     )
     vertices: int = Field(
         default=100_000,

@@ -17,6 +17,7 @@ from app.assets.schemas import AssetRead, ImportReportRead, KindRead, TaxonomyRe
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
 from app.flows import assets as asset_flows
+from app.limits import listed_rejections
 from app.taxonomy.assets import KINDS, PLATE_TITLES, TAXONOMY_VERSION
 
 router = APIRouter(prefix="/assets", tags=["assets"])
@@ -93,7 +94,8 @@ def import_assets(
     else:
         db_session.commit()  # acknowledged means committed: commit before answering
         report.committed = True
-    body = ImportReportRead(**report.to_dict()).model_dump()
+    listed = listed_rejections(report.to_dict(), request.app.state.settings.limits)
+    body = ImportReportRead(**listed).model_dump()
     status = 200 if report.committed or (dry_run and report.written) else 422
     return JSONResponse(status_code=status, content=body)
 

@@ -19,6 +19,7 @@ from app.db import DbSession
 from app.flows.readings import ReadingsReport, ingest_payload
 from app.params import BBoxQuery, geojson_response
 from app.sensors import service
+from app.limits import listed_rejections
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
 
 router = APIRouter(tags=["sensors"])
@@ -64,10 +65,16 @@ async def post_readings(request: Request, db_session: DbSession) -> JSONResponse
     """
     body = await request.body()  # bounded while it streams in (app/limits.py: 413)
     content_type = request.headers.get("content-type", "application/json")
+    limits = request.app.state.settings.limits
     # The ingest is synchronous work: run it off the event loop so batches overlap.
-    report = await run_in_threadpool(_ingest_and_commit, db_session, body, content_type)
+    report = await run_in_threadpool(
+        _ingest_and_commit, db_session, body, content_type, limits.readings
+    )
     stored = report.accepted + report.duplicates + report.mobile_accepted
     status = 422 if report.received and not stored else 200
+    # The first rejections and a count of the rest: listing 100,000 made a 239 MB answer,
+    # rendered on the event loop (12 s during which no other client was served).
+    listed = report.rejected[: limits.rejected_listed]
     content = {
         "received": report.received,
         "accepted": report.accepted,
@@ -75,15 +82,17 @@ async def post_readings(request: Request, db_session: DbSession) -> JSONResponse
         "mobile_accepted": report.mobile_accepted,
         "mobile_joined": report.mobile_joined,
         "alarms": asdict(report.alarms),
-        "rejected": [
-            {"index": r.index, "sensor": r.sensor, "reason": r.reason} for r in report.rejected
-        ],
+        "rejected": [{"index": r.index, "sensor": r.sensor, "reason": r.reason} for r in listed],
+        "rejected_count": len(report.rejected),
+        "rejected_unlisted": len(report.rejected) - len(listed),
     }
     return JSONResponse(status_code=status, content=content)
 
 
-def _ingest_and_commit(session: Session, body: bytes, content_type: str) -> ReadingsReport:
-    report = ingest_payload(session, body, content_type)
+def _ingest_and_commit(
+    session: Session, body: bytes, content_type: str, max_readings: int
+) -> ReadingsReport:
+    report = ingest_payload(session, body, content_type, max_readings=max_readings)
     session.commit()  # acknowledged means committed
     return report
 
@@ -162,6 +171,7 @@ def sensor_readings(
 
 @router.post("/sensors/import")
 def import_sensor_file(
+    request: Request,
     db_session: DbSession,
     file: Annotated[UploadFile, File(description="Sensors: any format assets take")],
     layer: Annotated[str | None, Form()] = None,
@@ -182,10 +192,12 @@ def import_sensor_file(
             crs=crs or None,
             partial=partial,
             tolerance_m=tolerance_m,
+            limits=request.app.state.settings.limits,
         )
     if report.written:
         db_session.commit()
         report.committed = True
     else:
         db_session.rollback()
-    return JSONResponse(status_code=200 if report.committed else 422, content=report.to_dict())
+    content = listed_rejections(report.to_dict(), request.app.state.settings.limits)
+    return JSONResponse(status_code=200 if report.committed else 422, content=content)

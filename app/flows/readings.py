@@ -27,14 +27,21 @@ class ReadingsReport(IngestReport):
 
 
 def ingest_payload(
-    session: Session, body: bytes, content_type: str, *, now: datetime | None = None
+    session: Session,
+    body: bytes,
+    content_type: str,
+    *,
+    now: datetime | None = None,
+    max_readings: int | None = None,
 ) -> ReadingsReport:
     """Parse ``body`` (JSON array / NDJSON / CSV by ``content_type``), store, warn, rescore.
 
-    Raises :class:`~app.errors.InvalidInput` when the payload as a whole cannot be parsed;
-    per-row problems are in the report and the good rows are stored. Flushes only.
+    Raises :class:`~app.errors.InvalidInput` when the payload as a whole cannot be parsed or
+    holds more than ``max_readings`` readings; per-row problems are in the report and the good
+    rows are stored. Flushes only.
     """
-    return ingest_batch(session, ingest.parse_payload(body, content_type), now=now)
+    batch = ingest.parse_payload(body, content_type, max_readings=max_readings)
+    return ingest_batch(session, batch, now=now)
 
 
 def ingest_batch(session: Session, batch: Batch, *, now: datetime | None = None) -> ReadingsReport:
