@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db import DbSession
 from app.flows.readings import ReadingsReport, ingest_payload
+from app.limits import listed_rejections
 from app.params import BBoxQuery, geojson_response
 from app.sensors import service
-from app.limits import listed_rejections
 from app.sensors.registry import DEFAULT_TOLERANCE_M, import_sensors
 
 router = APIRouter(tags=["sensors"])
