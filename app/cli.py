@@ -559,8 +559,11 @@ def rules_load(
     from app.alarms import rules
 
     specs = rules.parse_yaml(path.read_bytes()) if path else rules.default_pack()
-    with transaction(settings_or_exit()) as session:
-        stored = rules.load(session, specs, actor="cli")
+    settings = settings_or_exit()
+    with transaction(settings) as session:
+        stored = rules.load(
+            session, specs, actor="cli", max_area_vertices=settings.limits.rule_area_vertices
+        )
     for rule in stored:
         typer.echo(f"{rule.spec.code:<28} v{rule.version}  {rule.spec.title}")
 

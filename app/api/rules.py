@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi import Path as PathParam
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.alarms import rules
 from app.alarms.rules import RuleSpec, StoredRule
@@ -42,22 +44,24 @@ def get_rule(db_session: DbSession, code: Code) -> dict[str, Any]:
 
 @router.post("", status_code=201)
 def create_rule(
-    db_session: DbSession, spec: RuleSpec, actor: Actor = "anonymous"
+    request: Request, db_session: DbSession, spec: RuleSpec, actor: Actor = "anonymous"
 ) -> dict[str, Any]:
     """Create a rule (409 if its code exists: use PUT for a new version)."""
-    stored = rules.save(db_session, spec, actor=actor, create_only=True)
+    stored = rules.save(
+        db_session, spec, actor=actor, create_only=True, max_area_vertices=_area_limit(request)
+    )
     db_session.commit()
     return _read(stored)
 
 
 @router.put("/{code}")
 def update_rule(
-    db_session: DbSession, code: Code, spec: RuleSpec, actor: Actor = "anonymous"
+    request: Request, db_session: DbSession, code: Code, spec: RuleSpec, actor: Actor = "anonymous"
 ) -> dict[str, Any]:
     """Store a new version of a rule (unchanged content keeps the current version)."""
     if spec.code != code:
         raise InvalidInput(f"the body's code {spec.code!r} differs from the path's {code!r}")
-    stored = rules.save(db_session, spec, actor=actor)
+    stored = rules.save(db_session, spec, actor=actor, max_area_vertices=_area_limit(request))
     db_session.commit()
     return _read(stored)
 
@@ -77,7 +81,21 @@ async def import_rules(
     ] = False,
 ) -> list[dict[str, Any]]:
     """Import rules from a YAML body (a list, or `{rules: [...]}`); all or none."""
-    specs = rules.default_pack() if default_pack else rules.parse_yaml(await request.body())
-    stored = rules.load(db_session, specs, actor=actor)
-    db_session.commit()
+    body = b"" if default_pack else await request.body()  # bounded: CITYRISK_MAX_BODY_BYTES
+    # Parsing and the database work run off the event loop: other clients are served meanwhile.
+    return await run_in_threadpool(
+        _import_and_commit, db_session, body, default_pack, actor, _area_limit(request)
+    )
+
+
+def _import_and_commit(
+    session: Session, body: bytes, default_pack: bool, actor: str, max_area_vertices: int
+) -> list[dict[str, Any]]:
+    specs = rules.default_pack() if default_pack else rules.parse_yaml(body)
+    stored = rules.load(session, specs, actor=actor, max_area_vertices=max_area_vertices)
+    session.commit()
     return [_read(r) for r in stored]
+
+
+def _area_limit(request: Request) -> int:
+    return int(request.app.state.settings.limits.rule_area_vertices)
