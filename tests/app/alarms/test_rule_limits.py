@@ -66,8 +66,6 @@ def test_the_api_answers_422_for_a_big_area_or_no_polygon(client: TestClient) ->
     imported = client.post(
         "/rules/import", content=yaml_body.encode(), headers={"Content-Type": "application/yaml"}
     )
-        "/rules/import", content=yaml_body.encode(), headers={"Content-Type": "application/yaml"}
-    )
     assert imported.status_code == 422, imported.text
     assert "CITYRISK_MAX_RULE_AREA_VERTICES" in imported.json()["detail"]
 
