@@ -6,6 +6,7 @@ tested against the sensors of every batch the rule judges.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -74,7 +75,7 @@ def test_a_rules_yaml_with_aliases_is_refused() -> None:
     # Nine levels of nine aliases: 9**9 = 387 million leaves from 300 bytes.
     letters = "abcdefghi"
     laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n"
-    for prev, name in zip(letters, letters[1:], strict=False):
+    for prev, name in itertools.pairwise(letters):
         laughs += f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]\n"
     laughs += "rules: *i\n"
     with pytest.raises(InvalidInput, match="aliases"):
