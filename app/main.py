@@ -53,8 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The layer registry is validated here, once: a broken layer stops the start-up.
         app.state.tiles = tiles_routes.build_service(settings.tiles)
         try:
+            # Every query a request can start (the risk refresh too) is bounded by the server.
             engine = create_db_engine(
-                database_url(settings), connect_timeout_s=settings.db_connect_timeout_s
+                database_url(settings),
+                connect_timeout_s=settings.db_connect_timeout_s,
+                statement_timeout_s=settings.limits.statement_s,
             )
         except DatabaseUnavailable as exc:
             app.state.db_error = exc.message
