@@ -32,7 +32,8 @@ def zigzag(n: int) -> tuple[str, np.ndarray]:
     kx, ky = KX, KY
     x = np.arange(n, dtype=float)
     y = np.where(np.arange(n) % 2, 25.0, -25.0)
-    wkt = "LINESTRING(" + ",".join(f"{LON + a / kx:.9f} {LAT + b / ky:.9f}" for a, b in zip(x, y, strict=True)) + ")"  # fmt: skip
+    coords = ",".join(f"{LON + a / kx:.9f} {LAT + b / ky:.9f}" for a, b in zip(x, y, strict=True))
+    wkt = f"LINESTRING({coords})"
     return wkt, np.column_stack([x, y])
 
 
