@@ -156,9 +156,10 @@ class LimitSettings(BaseSettings):
     cql_depth: int = Field(
         default=100,
         ge=1,
-        le=500,
-        description="Nesting depth of a CQL2 filter (and/or/not, functions): Python's "
-        "recursion limit is 1,000 frames and the translation uses several per level.",
+        le=250,
+        description="Nesting depth of a CQL2 filter (not, functions, brackets; a chain of "
+        "and/or is one level): Python's recursion limit is 1,000 frames and the translation "
+        "takes one to three per level.",
     )
     statement_s: float = Field(
         default=60,
