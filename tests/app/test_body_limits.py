@@ -8,14 +8,9 @@ it). Peak RSS, not wall time, is the measure, with a generous margin.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -24,65 +19,9 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import LimitSettings, Settings
+from tests.servers import peak_rss_mb, served
 
-REPO = Path(__file__).resolve().parents[2]
 MB = 1 << 20
-
-
-@contextmanager
-def served(
-    database_url: str,
-    data_dir: Path,
-    *,
-    env: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Iterator[tuple[httpx.Client, int]]:
-    """The app under ``uvicorn`` in its own process; yields a client (sending ``headers``) and
-    the server's PID. The one place this module starts a server."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=REPO,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "DATABASE_URL": database_url,
-            "CITYRISK_DATA_DIR": str(data_dir),
-            "CITYRISK_OFFLINE_CHECK_S": "0",
-            "CITYRISK_MQTT_CONSUMER": "false",
-            **(env or {}),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=60, headers=headers or {}) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, "uvicorn exited"
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.1)
-            yield client, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set so far (``VmHWM``), MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def chunks(total: int, size: int = MB) -> Iterator[bytes]:
