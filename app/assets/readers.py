@@ -131,8 +131,9 @@ def _check_archive(
     name: str, archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limits: LimitSettings
 ) -> None:
     """Refuse a zip bomb from the directory alone: wide (many members, or members that inflate
-    past the limit) or deep (an archive inside). A member that inflates beyond what the
-    directory declares fails GDAL's and zipfile's size and CRC checks instead."""
+    past the limit) or deep (an archive inside). The sizes are the ones the directory declares;
+    a member that lies about its size is still bounded by the feature limit (the layer's count,
+    and reading stops one feature past it)."""
     if len(members) > limits.zip_members:
         raise InvalidInput(
             f"{name} has {len(members):,} members; the limit is {limits.zip_members:,} "
