@@ -4,7 +4,9 @@ says which limit it hit."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -12,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from app.alarms import stream
 from app.main import create_app
 from app.settings import LimitSettings, Settings
 
@@ -47,3 +50,19 @@ def test_a_refresh_over_the_timeout_is_a_503_naming_the_setting(settings: Settin
     assert answer.status_code == 503, answer.text
     assert answer.json()["code"] == "StatementTimeout"
     assert "CITYRISK_MAX_STATEMENT_S" in answer.json()["detail"]
+
+
+def test_the_alarm_stream_s_own_connection_has_it_too(settings: Settings) -> None:
+    limited = settings.model_copy(update={"limits": LimitSettings(statement_s=0.25)})
+
+    async def shown(app: object) -> str:
+        conn = await stream.open_listener(SimpleNamespace(app=app))  # type: ignore[arg-type]
+        try:
+            row = await (await conn.execute("SHOW statement_timeout")).fetchone()
+        finally:
+            await conn.close()
+        assert row is not None
+        return str(next(iter(row.values())))
+
+    with app_client(limited) as client:
+        assert asyncio.run(shown(client.app)) == "250ms"
