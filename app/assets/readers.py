@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +151,15 @@ def _check_archive(
             continue
         nested = member.filename.lower().endswith(ARCHIVE_SUFFIXES)
         if not nested and member.file_size >= 4:
-            with archive.open(member) as stream:  # a few bytes inflated, never the member
-                nested = stream.read(8).startswith(ARCHIVE_MAGIC)
+            try:
+                with archive.open(member) as stream:  # a few bytes inflated, never the member
+                    nested = stream.read(8).startswith(ARCHIVE_MAGIC)
+            except (RuntimeError, NotImplementedError, OSError, EOFError, zlib.error) as exc:
+                # Encrypted (RuntimeError), an unsupported method such as Deflate64, or damaged.
+                raise InvalidInput(
+                    f"{name}: cannot read its member {member.filename!r} ({exc}); zip the "
+                    "Shapefile's files without encryption, with Deflate or no compression"
+                ) from None
         if nested:
             raise InvalidInput(
                 f"{name} holds a nested archive {member.filename!r}; zip the Shapefile's "

@@ -127,6 +127,20 @@ def test_a_zip_bomb_is_refused_from_its_directory(session: Session, tmp_path: Pa
             run(session, deep, LimitSettings(), kind="valve")
 
 
+def test_an_unreadable_member_is_a_422_not_a_500(session: Session, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a.shp", b"\x00\x00\x27\x0a" + bytes(96))
+    raw = bytearray(buffer.getvalue())
+    # Method 9 (Deflate64), which zipfile cannot inflate, in both headers.
+    raw[raw.find(b"PK\x03\x04") + 8] = 9
+    raw[raw.find(b"PK\x01\x02") + 10] = 9
+    path = tmp_path / "deflate64.zip"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InvalidInput, match=r"cannot read its member 'a\.shp'"):
+        run(session, path, LimitSettings(), kind="valve")
+
+
 def test_a_file_over_the_byte_limits_is_refused(session: Session, tmp_path: Path) -> None:
     path = tmp_path / "big.geojson"
     path.write_bytes(b" " * 40_000)
