@@ -78,4 +78,4 @@ def test_healthz_stays_fast_while_a_big_import_runs(database_url: str, tmp_path:
     # Generous: a stalled loop answers after the heavy work (seconds), a free one within a few
     # GIL switch intervals (5 ms each) of work in the import's thread.
     assert busy_p50 < max(10 * idle_p50, 0.05), (busy_p50, idle_p50)
-    assert busy_max < 1.0, busy_max
+    assert busy_max < 2.0, busy_max  # the import alone takes ~9 s
