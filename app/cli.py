@@ -380,7 +380,14 @@ def import_assets(
             bar.update(task, description=stage, completed=done, total=total)
 
         with transaction(settings) as session:
-            report = import_assets(session, path, options, dry_run=dry_run, progress=progress)
+            report = import_assets(
+                session,
+                path,
+                options,
+                dry_run=dry_run,
+                progress=progress,
+                limits=settings.limits,
+            )
             if dry_run:
                 session.rollback()
             report.committed = report.written and not dry_run
@@ -640,9 +647,16 @@ def import_sensor_file(
     """Import sensors (upsert by external_id) and bind each to the asset it watches."""
     from app.sensors.registry import import_sensors
 
-    with transaction(settings_or_exit()) as session:
+    settings = settings_or_exit()
+    with transaction(settings) as session:
         report = import_sensors(
-            session, path, layer=layer, crs=crs, partial=partial, tolerance_m=tolerance_m
+            session,
+            path,
+            layer=layer,
+            crs=crs,
+            partial=partial,
+            tolerance_m=tolerance_m,
+            limits=settings.limits,
         )
         report.committed = report.written
     if as_json:
@@ -719,8 +733,11 @@ def rules_load(
     from app.alarms import rules
 
     specs = rules.parse_yaml(path.read_bytes()) if path else rules.default_pack()
-    with transaction(settings_or_exit()) as session:
-        stored = rules.load(session, specs, actor="cli")
+    settings = settings_or_exit()
+    with transaction(settings) as session:
+        stored = rules.load(
+            session, specs, actor="cli", max_area_vertices=settings.limits.rule_area_vertices
+        )
     for rule in stored:
         typer.echo(f"{rule.spec.code:<28} v{rule.version}  {rule.spec.title}")
 

@@ -10,6 +10,7 @@ import itertools
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from app.errors import DatabaseUnavailable
+from app.errors import CityriskError, DatabaseUnavailable
 from app.local.cluster import ClusterError, LocalCluster
 from app.settings import Settings
 
@@ -84,14 +85,32 @@ def with_database(url: str, dbname: str) -> str:
     return make_url(url).set(database=dbname).render_as_string(hide_password=False)
 
 
-def create_db_engine(url: str, *, connect_timeout_s: int = 5, pool_size: int = 10) -> Engine:
-    """An engine for ``url`` that fails fast when the server is away."""
+def create_db_engine(
+    url: str,
+    *,
+    connect_timeout_s: int = 5,
+    pool_size: int = 10,
+    statement_timeout_s: float | None = None,
+) -> Engine:
+    """An engine for ``url`` that fails fast when the server is away.
+
+    ``statement_timeout_s``: the server cancels any statement of its connections that runs
+    longer (set at connection start, so it holds for every transaction, committed or not).
+    """
+    connect_args: dict[str, Any] = {
+        "connect_timeout": connect_timeout_s,
+        "application_name": "cityrisk",
+    }
+    if statement_timeout_s is not None:
+        connect_args["options"] = (
+            f"-c statement_timeout={max(1, round(statement_timeout_s * 1000))}"
+        )
     return create_engine(
         url,
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args={"connect_timeout": connect_timeout_s, "application_name": "cityrisk"},
+        connect_args=connect_args,
     )
 
 
@@ -184,8 +203,17 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+class StatementTimeout(CityriskError):
+    """The server cancelled a statement of the request at ``CITYRISK_MAX_STATEMENT_S`` (503)."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; commits when the handler returns, rolls back when it raises."""
+    """One session per request; commits when the handler returns, rolls back when it raises.
+
+    A statement cancelled by the connection's ``statement_timeout`` becomes a 503 that says so.
+    """
     factory: sessionmaker[Session] | None = request.app.state.sessionmaker
     if factory is None:
         raise DatabaseUnavailable(request.app.state.db_error or "no database configured")
@@ -193,6 +221,16 @@ def get_session(request: Request) -> Iterator[Session]:
         try:
             yield session
             session.commit()
+        except DBAPIError as exc:
+            session.rollback()
+            if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+                limit = request.app.state.settings.limits.statement_s
+                raise StatementTimeout(
+                    f"a database statement of {request.method} {request.url.path} ran longer "
+                    f"than {limit:g} s (CITYRISK_MAX_STATEMENT_S) and was cancelled; nothing "
+                    "was written"
+                ) from exc
+            raise
         except Exception:
             session.rollback()
             raise

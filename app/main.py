@@ -24,6 +24,7 @@ from app.api.watch import OfflineWatch
 from app.auth.dependencies import read_gate
 from app.db import create_db_engine, database_url, make_sessionmaker
 from app.errors import DatabaseUnavailable, install_error_handlers
+from app.limits import BodyLimitMiddleware, BodyTooLarge, handle_body_too_large
 from app.maps import pages
 from app.maps import routes as map_routes
 from app.ogc import routes as ogc_routes
@@ -56,8 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The layer registry is validated here, once: a broken layer stops the start-up.
         app.state.tiles = tiles_routes.build_service(settings.tiles)
         try:
+            # Every query a request can start (the risk refresh too) is bounded by the server.
             engine = create_db_engine(
-                database_url(settings), connect_timeout_s=settings.db_connect_timeout_s
+                database_url(settings),
+                connect_timeout_s=settings.db_connect_timeout_s,
+                statement_timeout_s=settings.limits.statement_s,
             )
         except DatabaseUnavailable as exc:
             app.state.db_error = exc.message
@@ -95,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
+    app.add_exception_handler(BodyTooLarge, handle_body_too_large)
     app.include_router(health.router)
     # Routes match in order, each a regex test: the hottest paths (tiles) go first.
     app.include_router(tiles_routes.router)
@@ -109,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(risk_routes.router)
     app.include_router(impact_routes.router)
     app.include_router(auth_routes.router)
+    # Bodies are counted as they stream in and refused at their route's limit (app/limits.py).
+    app.add_middleware(BodyLimitMiddleware, limits=settings.limits)
     if settings.cors_origins:
         # Opt-in only: every middleware layer costs the tile hot path throughput.
         app.add_middleware(

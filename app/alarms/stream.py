@@ -146,6 +146,9 @@ async def open_listener(request: Request) -> AsyncConn:
             row_factory=dict_row,
             connect_timeout=settings.db_connect_timeout_s,
             application_name="cityrisk-alarm-stream",
+            # Its replay and event reads are requests' queries too (waiting for a NOTIFY is not
+            # a statement, so a quiet stream is not cut).
+            options=f"-c statement_timeout={max(1, round(settings.limits.statement_s * 1000))}",
         )
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
@@ -19,6 +19,7 @@ from app.auth.service import audit_as
 from app.db import DbSession
 from app.errors import InvalidInput, NotFound
 from app.flows import assets as asset_flows
+from app.limits import listed_rejections
 from app.taxonomy.assets import KINDS, PLATE_TITLES, TAXONOMY_VERSION
 
 router = APIRouter(prefix="/assets", tags=["assets"])
@@ -68,6 +69,7 @@ def list_kinds() -> TaxonomyRead:
     },
 )
 def import_assets(
+    request: Request,
     db_session: DbSession,
     who: AssetImporter,
     file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or CSV")],
@@ -102,7 +104,9 @@ def import_assets(
         path = Path(tmp) / name
         with path.open("wb") as out:
             shutil.copyfileobj(file.file, out, length=1 << 20)
-        report = asset_flows.import_assets(db_session, path, options, dry_run=dry_run)
+        report = asset_flows.import_assets(
+            db_session, path, options, dry_run=dry_run, limits=request.app.state.settings.limits
+        )
     if dry_run or not report.written:
         db_session.rollback()
     else:
@@ -110,7 +114,8 @@ def import_assets(
         audit_as(db_session, who, "assets.import", name, {**counts, "kind": kind})
         db_session.commit()  # acknowledged means committed: commit before answering
         report.committed = True
-    body = ImportReportRead(**report.to_dict()).model_dump()
+    listed = listed_rejections(report.to_dict(), request.app.state.settings.limits)
+    body = ImportReportRead(**listed).model_dump()
     status = 200 if report.committed or (dry_run and report.written) else 422
     return JSONResponse(status_code=status, content=body)
 

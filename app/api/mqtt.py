@@ -173,7 +173,8 @@ class ReadingConsumer:
     settings
         Where the broker (``MQTT_URL`` or the local one) and the database are, and the client id.
     ingest
-        Stores one payload and flushes; the default is :func:`app.flows.readings.ingest_payload`.
+        Stores one payload and flushes; the default is :func:`app.flows.readings.ingest_payload`
+        with the readings-per-batch limit (``CITYRISK_MAX_READINGS``).
     backoff
         Delays between attempts after a database or broker failure.
     """
@@ -190,7 +191,7 @@ class ReadingConsumer:
         self.address: BrokerAddress = parse_mqtt_url(self.url)
         self.client_id = settings.mqtt_client_id
         self.stats = ConsumerStats()
-        self._ingest: Ingest = ingest or ingest_payload
+        self._ingest: Ingest = ingest or self._ingest_bounded
         self._backoff = backoff or Backoff()
         self._inbox: queue.Queue[_Delivery] = queue.Queue(maxsize=INBOX_SIZE)
         self._closing = threading.Event()  # tells a network thread waiting on a full inbox to quit
@@ -286,6 +287,14 @@ class ReadingConsumer:
             with contextlib.suppress(queue.Empty):
                 while True:
                     self._inbox.get_nowait()
+
+    def _ingest_bounded(
+        self, session: Session, payload: bytes, content_type: str
+    ) -> ReadingsReport:
+        """:func:`ingest_payload` with the readings-per-batch limit of the settings."""
+        return ingest_payload(
+            session, payload, content_type, max_readings=self.settings.limits.readings
+        )
 
     # -- one message ------------------------------------------------------------------------
     def _handle(

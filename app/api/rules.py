@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.alarms import rules
 from app.alarms.rules import RuleSpec, StoredRule
@@ -44,21 +46,25 @@ def get_rule(db_session: DbSession, code: Code) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, responses={409: {"description": "The code exists: PUT"}})
-def create_rule(db_session: DbSession, spec: RuleSpec, who: RuleWriter) -> dict[str, Any]:
+def create_rule(
+    request: Request, db_session: DbSession, spec: RuleSpec, who: RuleWriter
+) -> dict[str, Any]:
     """Create a rule (409 if its code exists: use PUT for a new version)."""
-    stored = rules.save(db_session, spec, actor=who.actor, create_only=True)
+    stored = rules.save(
+        db_session, spec, actor=who.actor, create_only=True, max_area_vertices=_area_limit(request)
+    )
     db_session.commit()
     return _read(stored)
 
 
 @router.put("/{code}")
 def update_rule(
-    db_session: DbSession, code: Code, spec: RuleSpec, who: RuleWriter
+    request: Request, db_session: DbSession, code: Code, spec: RuleSpec, who: RuleWriter
 ) -> dict[str, Any]:
     """Store a new version of a rule (unchanged content keeps the current version)."""
     if spec.code != code:
         raise InvalidInput(f"the body's code {spec.code!r} differs from the path's {code!r}")
-    stored = rules.save(db_session, spec, actor=who.actor)
+    stored = rules.save(db_session, spec, actor=who.actor, max_area_vertices=_area_limit(request))
     db_session.commit()
     return _read(stored)
 
@@ -78,12 +84,33 @@ async def import_rules(
     ] = False,
 ) -> list[dict[str, Any]]:
     """Import rules from a YAML body (a list, or `{rules: [...]}`); all or none."""
+    body = b"" if default_pack else await request.body()  # bounded: CITYRISK_MAX_BODY_BYTES
     max_depth = request.app.state.settings.reliability.yaml_max_depth
-    specs = (
-        rules.default_pack()
-        if default_pack
-        else rules.parse_yaml(await request.body(), max_depth=max_depth)
+    # Parsing and the database work run off the event loop: other clients are served meanwhile.
+    return await run_in_threadpool(
+        _import_and_commit,
+        db_session,
+        body,
+        default_pack,
+        who.actor,
+        _area_limit(request),
+        max_depth,
     )
-    stored = rules.load(db_session, specs, actor=who.actor)
-    db_session.commit()
+
+
+def _import_and_commit(
+    session: Session,
+    body: bytes,
+    default_pack: bool,
+    actor: str,
+    max_area_vertices: int,
+    max_depth: int,
+) -> list[dict[str, Any]]:
+    specs = rules.default_pack() if default_pack else rules.parse_yaml(body, max_depth=max_depth)
+    stored = rules.load(session, specs, actor=actor, max_area_vertices=max_area_vertices)
+    session.commit()
     return [_read(r) for r in stored]
+
+
+def _area_limit(request: Request) -> int:
+    return int(request.app.state.settings.limits.rule_area_vertices)

@@ -49,7 +49,11 @@ class ImportReportRead(BaseModel):
     inserted: int
     updated: int
     unchanged: int
-    rejected: list[RejectionRead]
+    rejected: list[RejectionRead] = Field(
+        description="The first rejected rows (CITYRISK_MAX_REJECTED_LISTED of them at most)"
+    )
+    rejected_count: int = Field(description="How many rows were rejected in all")
+    rejected_unlisted: int = Field(description="Rejected rows not listed in `rejected`")
     notes: list[str]
     committed: bool
 

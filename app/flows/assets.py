@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.assets.importer import ImportOptions, ImportReport, Progress, import_file
 from app.risk import refresh
 from app.risk.refresh import RefreshReport
+from app.settings import LimitSettings
 
 
 def import_assets(
@@ -25,12 +26,13 @@ def import_assets(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    limits: LimitSettings | None = None,
 ) -> ImportReport:
     """:func:`app.assets.importer.import_file`, then rescore if it changed any asset.
 
     ``dry_run``: check and count only (the caller rolls back); nothing is rescored. Flushes.
     """
-    report = import_file(session, path, options, progress=progress)
+    report = import_file(session, path, options, progress=progress, limits=limits)
     if report.written and not dry_run and (report.inserted or report.updated):
         report.notes.append(rescore_note(refresh.refresh_all(session)))
     return report

@@ -34,16 +34,18 @@ def ingest_payload(
     content_type: str,
     *,
     now: datetime | None = None,
+    max_readings: int | None = None,
     principal: Principal | None = None,
 ) -> ReadingsReport:
     """Parse ``body`` (JSON array / NDJSON / CSV by ``content_type``), store, warn, rescore.
 
-    Raises :class:`~app.errors.InvalidInput` when the payload as a whole cannot be parsed;
-    per-row problems are in the report and the good rows are stored. A ``principal`` limited to
-    some sensors (a device token) may post only theirs: :class:`~app.errors.Forbidden` for the
-    whole batch otherwise, nothing stored. Flushes only.
+    Raises :class:`~app.errors.InvalidInput` when the payload as a whole cannot be parsed or
+    holds more than ``max_readings`` readings; per-row problems are in the report and the good
+    rows are stored. A ``principal`` limited to some sensors (a device token) may post only
+    theirs: :class:`~app.errors.Forbidden` for the whole batch otherwise, nothing stored.
+    Flushes only.
     """
-    batch = ingest.parse_payload(body, content_type)
+    batch = ingest.parse_payload(body, content_type, max_readings=max_readings)
     if principal is not None and principal.sensors is not None:
         check_scope(batch, principal)
     return ingest_batch(session, batch, now=now)

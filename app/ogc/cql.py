@@ -74,9 +74,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.assets.catalog import GEOMETRY, Collection, JsonType
 from app.errors import BadRequest
+from app.settings import LimitSettings
 
-#: Deepest nesting accepted in a filter; deeper is refused before it can exhaust the stack.
-MAX_DEPTH = 100
+#: Deepest nesting accepted in a filter unless told (the default of CITYRISK_MAX_CQL_DEPTH, read
+#: from the class: no environment at import); deeper is refused before it exhausts the stack.
+MAX_DEPTH: int = LimitSettings.model_fields["cql_depth"].default
 
 
 def _bad(message: str) -> BadRequest:
@@ -428,7 +430,7 @@ def _describe_parse_error(text: str, exc: UnexpectedInput) -> str:
 # -- cql2-json --------------------------------------------------------------------------------
 
 
-def parse_cql2_json(text: str) -> Any:
+def parse_cql2_json(text: str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse a cql2-json filter (a JSON text) into a pygeofilter AST; 400 if it is not one."""
     try:
         document = orjson.loads(text)
@@ -437,15 +439,18 @@ def parse_cql2_json(text: str) -> Any:
             f"not JSON ({exc}); cql2-json looks like "
             '{"op": "=", "args": [{"property": "name"}, "Main St"]}'
         ) from None
-    return _JsonReader().predicate(document, 0)
+    return _JsonReader(max_depth).predicate(document, 0)
 
 
 class _JsonReader:
     """A walk over a cql2-json document (CQL2 1.0 §8 encoding) producing pygeofilter nodes."""
 
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+
     def predicate(self, node: object, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise _bad(f"nested deeper than {MAX_DEPTH} levels")
+        if depth > self.max_depth:
+            raise _too_deep(self.max_depth)
         if isinstance(node, bool):
             return ast.Include(not node)
         op, args = self._op(node)
@@ -501,8 +506,8 @@ class _JsonReader:
         return ast.Function(op, [self.scalar(a, depth + 1) for a in args])
 
     def scalar(self, node: object, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise _bad(f"nested deeper than {MAX_DEPTH} levels")
+        if depth > self.max_depth:
+            raise _too_deep(self.max_depth)
         if node is None:
             raise _bad("null is not a CQL2 literal; use isNull")
         if isinstance(node, str | bool) or _is_number(node):
@@ -575,9 +580,19 @@ class _JsonReader:
             raise _bad(f'"{op}" takes {count} argument(s), got {len(args)}')
 
 
-def parse(text: str, lang: Literal["cql2-text", "cql2-json"]) -> Any:
-    """Parse ``text`` in ``lang`` into a pygeofilter AST."""
-    return parse_cql2_text(text) if lang == "cql2-text" else parse_cql2_json(text)
+def parse(text: str, lang: Literal["cql2-text", "cql2-json"], *, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse ``text`` in ``lang`` into a pygeofilter AST (cql2-json: at most ``max_depth``
+    levels deep; a cql2-text AST is measured by :func:`to_where`)."""
+    if lang == "cql2-text":
+        return parse_cql2_text(text)
+    return parse_cql2_json(text, max_depth=max_depth)
+
+
+def _too_deep(max_depth: int) -> BadRequest:
+    return _bad(
+        f"the filter is nested deeper than {max_depth} levels (CITYRISK_MAX_CQL_DEPTH); "
+        "flatten it, e.g. a IN (1, 2) instead of a = 1 OR (a = 2 OR …)"
+    )
 
 
 # -- translation to SQL -----------------------------------------------------------------------
@@ -638,7 +653,9 @@ _TEMPORAL_INVERSE: dict[type[Any], type[Any]] = {
 _TEMPORAL_NAMES = {cls: name.upper() for name, cls in TEMPORAL_OPS.items()}
 
 
-def to_where(node: Any, collection: Collection) -> ColumnElement[bool]:
+def to_where(
+    node: Any, collection: Collection, *, max_depth: int = MAX_DEPTH
+) -> ColumnElement[bool]:
     """The SQL condition for filter ``node`` on ``collection``; 400 for anything it cannot mean.
 
     Parameters
@@ -647,6 +664,8 @@ def to_where(node: Any, collection: Collection) -> ColumnElement[bool]:
         As returned by :func:`parse`.
     collection : Collection
         Decides which properties exist, their types and the temporal property.
+    max_depth : int, default MAX_DEPTH
+        Deepest nesting accepted (``CITYRISK_MAX_CQL_DEPTH``).
 
     Raises
     ------
@@ -654,18 +673,19 @@ def to_where(node: Any, collection: Collection) -> ColumnElement[bool]:
         Unknown property or function, operands of mismatched types, an invalid geometry, or a
         construct this server does not implement (arithmetic, ACCENTI, arrays).
     """
-    return _Translator(collection).predicate(node, 0)
+    return _Translator(collection, max_depth).predicate(node, 0)
 
 
 class _Translator:
-    def __init__(self, collection: Collection) -> None:
+    def __init__(self, collection: Collection, max_depth: int) -> None:
         self.collection = collection
+        self.max_depth = max_depth
 
     # predicates ------------------------------------------------------------------------------
 
     def predicate(self, node: Any, depth: int) -> ColumnElement[bool]:
-        if depth > MAX_DEPTH:
-            raise _bad(f"nested deeper than {MAX_DEPTH} levels")
+        if depth > self.max_depth:
+            raise _too_deep(self.max_depth)
         if isinstance(node, ast.And | ast.Or):
             # Flatten chains iteratively: "a OR b OR … " a thousand times deep is still one level.
             kind = type(node)
@@ -802,8 +822,8 @@ class _Translator:
     # operands --------------------------------------------------------------------------------
 
     def operand(self, node: Any, depth: int) -> _Operand:
-        if depth > MAX_DEPTH:
-            raise _bad(f"nested deeper than {MAX_DEPTH} levels")
+        if depth > self.max_depth:
+            raise _too_deep(self.max_depth)
         if isinstance(node, ast.Attribute):
             return self.property_operand(node.name)
         if isinstance(node, ast.Function):

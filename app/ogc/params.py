@@ -98,8 +98,11 @@ def _check_unknown(params: QueryParams, allowed: Iterable[str]) -> None:
         )
 
 
-def parse_items_query(params: QueryParams, collection: Collection) -> ItemsQuery:
-    """Check and parse the query parameters of ``/collections/{id}/items``."""
+def parse_items_query(
+    params: QueryParams, collection: Collection, *, max_depth: int = cql.MAX_DEPTH
+) -> ItemsQuery:
+    """Check and parse the query parameters of ``/collections/{id}/items`` (a filter at most
+    ``max_depth`` levels deep)."""
     _check_unknown(params, ITEMS_PARAMS)
     _check_crs(params, "bbox-crs")
     _check_crs(params, "filter-crs")
@@ -110,7 +113,9 @@ def parse_items_query(params: QueryParams, collection: Collection) -> ItemsQuery
         years=parse_datetime(_single(params, "datetime"), collection),
         properties=parse_properties(_single(params, "properties"), collection),
         sortby=parse_sortby(_single(params, "sortby"), collection),
-        where=parse_filter(_single(params, "filter"), _single(params, "filter-lang"), collection),
+        where=parse_filter(
+            _single(params, "filter"), _single(params, "filter-lang"), collection, max_depth
+        ),
     )
 
 
@@ -223,14 +228,14 @@ def parse_sortby(raw: str | None, collection: Collection) -> tuple[SortKey, ...]
 
 
 def parse_filter(
-    raw: str | None, lang: str | None, collection: Collection
+    raw: str | None, lang: str | None, collection: Collection, max_depth: int = cql.MAX_DEPTH
 ) -> ColumnElement[bool] | None:
     if lang is not None and lang not in FILTER_LANGS:
         raise BadRequest(f"filter-lang was {lang!r}; allowed: {', '.join(FILTER_LANGS)}")
     if raw is None:
         return None
-    node = cql.parse(raw, "cql2-json" if lang == "cql2-json" else "cql2-text")
-    return cql.to_where(node, collection)
+    node = cql.parse(raw, "cql2-json" if lang == "cql2-json" else "cql2-text", max_depth=max_depth)
+    return cql.to_where(node, collection, max_depth=max_depth)
 
 
 def parse_feature_id(raw: str) -> int | None:

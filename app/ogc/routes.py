@@ -192,7 +192,9 @@ def list_items(request: Request, db: DbSession, collection_id: str) -> Response:
     coll = get_collection(collection_id)
     fmt_formats = ("json", "geojson", "html")
     params.negotiate(request, formats=fmt_formats)  # a bad f is a 400 before any query
-    query = params.parse_items_query(request.query_params, coll)
+    query = params.parse_items_query(
+        request.query_params, coll, max_depth=request.app.state.settings.limits.cql_depth
+    )
     page = service.list_features(session=db, collection=coll, query=query)
     doc = documents.feature_collection(page, coll, query, request.url, _base(request))
     return _render(

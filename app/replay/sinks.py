@@ -21,7 +21,9 @@ from app.replay.readings import Readings
 TARGETS = ("http", "mqtt")
 TOPIC_PREFIX = "cityrisk/readings"
 NDJSON = "application/x-ndjson"
-HTTP_LINES = 20_000  # readings per POST (~1.5 MB): well under the route's 64 MiB limit
+HTTP_LINES = (
+    20_000  # readings per POST (~1.5 MB): well under CITYRISK_MAX_READINGS_BODY_BYTES (16 MiB)
+)
 MQTT_LINES = 5_000  # readings per MQTT message (~400 kB)
 
 

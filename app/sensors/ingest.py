@@ -101,13 +101,16 @@ FIELDS = ("sensor", "ts", "value", "unit", "quality", "kind", "lon", "lat", "dev
 
 
 # -- parse ------------------------------------------------------------------------------------
-def parse_payload(body: bytes, content_type: str) -> Batch:
-    """Split ``body`` into columns by media type; InvalidInput if unreadable as a whole."""
+def parse_payload(body: bytes, content_type: str, *, max_readings: int | None = None) -> Batch:
+    """Split ``body`` into columns by media type; InvalidInput if unreadable as a whole, or
+    when it holds more than ``max_readings`` readings (CITYRISK_MAX_READINGS)."""
     media = (content_type or "application/json").split(";")[0].strip().lower()
-    if media in CSV_TYPES:
-        return _parse_csv(body)
-    if media in NDJSON_TYPES:
-        return _parse_ndjson(body)
+    if media in CSV_TYPES or media in NDJSON_TYPES:
+        # Counted before parsing, by one C-level scan (~3 ms for 10 MB): a line per reading
+        # (CSV: one more for the header; a quoted newline only makes the count high).
+        lines = body.count(b"\n") + (not body.endswith(b"\n")) - (media in CSV_TYPES)
+        _check_count(lines, max_readings, exact=False)
+        return _parse_csv(body) if media in CSV_TYPES else _parse_ndjson(body)
     if media in JSON_TYPES or media.endswith("+json"):
         try:
             doc = orjson.loads(body)
@@ -117,11 +120,21 @@ def parse_payload(body: bytes, content_type: str) -> Batch:
             doc = [doc]
         if not isinstance(doc, list):
             raise InvalidInput("a JSON body must be an array of readings (or one reading object)")
+        _check_count(len(doc), max_readings, exact=True)
         return _from_records(doc)
     raise InvalidInput(
         f"content type {media!r} is not accepted; use application/json (array), "
         "application/x-ndjson or text/csv"
     )
+
+
+def _check_count(count: int, most: int | None, *, exact: bool) -> None:
+    if most is not None and count > most:
+        given = f"{count:,} readings" if exact else f"{count:,} lines"
+        raise InvalidInput(
+            f"the batch has {given}; the limit is {most:,} readings per batch "
+            "(CITYRISK_MAX_READINGS): send it in smaller batches"
+        )
 
 
 def _parse_ndjson(body: bytes) -> Batch:

@@ -31,6 +31,7 @@ from app.assets.readers import read_layer
 from app.db import copy_into, frame_rows, stage_table
 from app.errors import InvalidInput
 from app.sensors.models import SENSOR_STATUSES
+from app.settings import LimitSettings
 from app.taxonomy.indicators import INDICATORS
 from gis.crs import resolve_crs, to_wgs84
 from gis.hygiene import clean_geometries, finite_and_present
@@ -73,9 +74,12 @@ def import_sensors(
     partial: bool = False,
     tolerance_m: float = DEFAULT_TOLERANCE_M,
     ambiguity_m: float = DEFAULT_AMBIGUITY_M,
+    limits: LimitSettings | None = None,
 ) -> SensorImportReport:
-    """Upsert the sensors of ``path`` by external id, then bind them; flushes, never commits."""
-    read = read_layer(path, layer=layer)
+    """Upsert the sensors of ``path`` by external id, then bind them; flushes, never commits.
+
+    ``limits`` bound the file as for assets (:func:`app.assets.readers.read_layer`)."""
+    read = read_layer(path, layer=layer, limits=limits)
     frame = read.frame
     report = SensorImportReport(file=path.name, rows_read=len(frame))
     missing = [c for c in ("external_id", "kind", "unit") if c not in frame.columns]
