@@ -820,7 +820,8 @@ def cusum(
     Notes
     -----
     The recursion is a loop over time steps, each a handful of numpy operations over all
-    sensors: the loop's cost is per step, not per reading (10,000 sensors × 288 steps: ~15 ms).
+    sensors: the loop's cost is per step, not per reading (10,000 sensors × 288 steps of
+    5 min, a day: 0.1 s on the development machine, the same fed one step at a time).
     The same loop runs whatever the batch size, so one reading at a time and a day at a time
     give bit-identical statistics and alarms.
 
@@ -861,15 +862,23 @@ def cusum(
     out_up, out_lo = np.empty((n_t, n)), np.empty((n_t, n))
     alarm = np.zeros((n_t, n), dtype=np.int8)
     onset = np.full((n_t, n), np.nan)
+    # Increments of C⁺ and C⁻; a missing reading adds exactly 0, so it leaves both as they
+    # were (and cannot start a run: 0 + 0 stays 0).
+    missing = np.isnan(z2)
+    d_up = np.where(missing, 0.0, z2 - k)
+    d_lo = np.where(missing, 0.0, -z2 - k)
     for i in range(n_t):
-        zi, ti = z2[i], ts[i]
-        ok = ~np.isnan(zi)
-        new_up = np.where(ok, np.maximum(0.0, up + zi - k), up)
-        new_lo = np.where(ok, np.maximum(0.0, lo - zi - k), lo)
+        ti = ts[i]
+        up_was0, lo_was0 = up == 0, lo == 0
+        up += d_up[i]
+        np.maximum(up, 0.0, out=up)
+        lo += d_lo[i]
+        np.maximum(lo, 0.0, out=lo)
         # Onset: the first reading of the current non-zero run (set when leaving zero).
-        up_on = np.where(new_up == 0, np.nan, np.where(ok & (up == 0), ti, up_on))
-        lo_on = np.where(new_lo == 0, np.nan, np.where(ok & (lo == 0), ti, lo_on))
-        up, lo = new_up, new_lo
+        up_on[up_was0 & (up > 0)] = ti
+        up_on[up == 0] = np.nan
+        lo_on[lo_was0 & (lo > 0)] = ti
+        lo_on[lo == 0] = np.nan
         out_up[i], out_lo[i] = up, lo
         hi_up, hi_lo = up > h, lo > h
         cross_up, cross_lo = hi_up & ~up_abv, hi_lo & ~lo_abv
@@ -877,12 +886,10 @@ def cusum(
             sign = np.where(cross_up & (~cross_lo | (up >= lo)), 1, np.where(cross_lo, -1, 0))
             alarm[i] = sign
             onset[i] = np.where(sign > 0, up_on, np.where(sign < 0, lo_on, np.nan))
-        if reset:
-            up = np.where(hi_up, 0.0, up)
-            lo = np.where(hi_lo, 0.0, lo)
-            up_on = np.where(hi_up, np.nan, up_on)
-            lo_on = np.where(hi_lo, np.nan, lo_on)
-        else:
+            if reset:
+                up[hi_up], up_on[hi_up] = 0.0, np.nan
+                lo[hi_lo], lo_on[hi_lo] = 0.0, np.nan
+        if not reset:
             up_abv, lo_abv = hi_up, hi_lo
     if n_t:
         # The call's times are spent for every sensor, read or not: the next call must start
