@@ -47,16 +47,21 @@ __all__ = [
     "CUSUM_K",
     "DAY_MODES",
     "MAD_TO_SIGMA",
+    "MIN_SPREAD",
+    "MIN_SPREAD_REL",
     "PROFILE_VERSION",
     "CusumResult",
     "CusumState",
     "Persistence",
     "Profile",
     "Scores",
+    "ZoneRegression",
     "cusum",
     "epoch_s",
+    "fit_zone_regression",
     "learn_profile",
     "persistence",
+    "regression_residual",
     "robust_z",
     "to_grid",
     "zone_residual",
@@ -973,3 +978,156 @@ def zone_residual(z: npt.ArrayLike, zone: npt.ArrayLike, *, min_others: int = 2)
         med = 0.5 * (_among_others(srt, rank, valid, lo_p) + _among_others(srt, rank, valid, hi_p))
         out[:, cols] = np.where(others >= min_others, zc - med, np.nan)
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class ZoneRegression:
+    """Each sensor's z as a linear function of the other sensors of its zone (calibration fit).
+
+    Attributes
+    ----------
+    zone : ndarray of int64, shape (n,)
+        Zone label of each sensor (column).
+    weights : ndarray of float64, shape (n, n)
+        ``weights[i, j]``: coefficient of sensor j in sensor i's prediction; 0 on the diagonal
+        and across zones.
+    intercept : ndarray of float64, shape (n,)
+        Intercept of each sensor's prediction.
+    spread : ndarray of float64, shape (n,)
+        MAD × 1.4826 of each sensor's calibration residual (NaN: not fitted).
+    rows : ndarray of int64, shape (n,)
+        Calibration steps each fit used (all zone members present).
+    """
+
+    zone: IntArray
+    weights: FloatArray
+    intercept: FloatArray
+    spread: FloatArray
+    rows: IntArray
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """Plain lists (NaN as ``None``), to store with the profile."""
+        return {k: _plain(a) for k, a in vars(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, list[Any]]) -> ZoneRegression:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            zone=np.asarray(d["zone"], dtype=np.int64),
+            weights=np.asarray(d["weights"], dtype=np.float64),
+            intercept=np.asarray(d["intercept"], dtype=np.float64),
+            spread=np.asarray(d["spread"], dtype=np.float64),
+            rows=np.asarray(d["rows"], dtype=np.int64),
+        )
+
+
+def fit_zone_regression(
+    z: npt.ArrayLike, zone: npt.ArrayLike, *, ridge: float = 1e-3, min_rows: int = 50
+) -> ZoneRegression:
+    """Fit, per sensor, a least-squares regression of its z on the other sensors of its zone.
+
+    The alternative to :func:`zone_residual` when sensors of a zone move together but not
+    alike (one sits near the inlet and swings twice as much as one at the far end): learned
+    on calibration z-scores, the prediction follows a shared swing in proportion, and
+    :func:`regression_residual` standardises what it cannot explain.
+
+    Parameters
+    ----------
+    z : array_like of float, shape (T, n)
+        Calibration z-scores (time along axis 0); steps where a zone member is NaN are left
+        out of that zone's fits.
+    zone : array_like of int, shape (n,)
+        Zone label of each sensor.
+    ridge : float, default 1e-3
+        Ridge penalty, as a fraction of the mean diagonal of XᵀX (keeps near-collinear
+        neighbours, common in one DMA, from giving wild weights).
+    min_rows : int, default 50
+        Fewest complete calibration steps for a fit; fewer leaves the sensor unfitted
+        (NaN spread: its residual is NaN).
+
+    Returns
+    -------
+    ZoneRegression
+
+    Notes
+    -----
+    A loop over sensors (a calibration step, not a hot path): each fit is one ridge-regularised
+    normal-equation solve of the size of its zone.
+    """
+    zz = np.asarray(z, dtype=np.float64)
+    zl = np.asarray(zone, dtype=np.int64).ravel()
+    if zz.ndim != 2 or zz.shape[1] != zl.size:
+        raise ValueError(f"z has shape {zz.shape} and zone {zl.size} labels; expected (T, n), (n,)")
+    if not (math.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge was {ridge!r}; expected a number >= 0")
+    n = zl.size
+    weights = np.zeros((n, n))
+    intercept = np.zeros(n)
+    spread = np.full(n, np.nan)
+    rows = np.zeros(n, dtype=np.int64)
+    for label in np.unique(zl):
+        cols = np.flatnonzero(zl == label)
+        complete = np.isfinite(zz[:, cols]).all(axis=1)
+        zc = zz[complete][:, cols]
+        for a, i in enumerate(cols.tolist()):
+            others = np.delete(np.arange(cols.size), a)
+            rows[i] = zc.shape[0]
+            if not others.size or zc.shape[0] < min_rows:
+                continue
+            x = np.column_stack([np.ones(zc.shape[0]), zc[:, others]])
+            xtx = x.T @ x
+            pen = ridge * float(np.mean(np.diag(xtx)[1:])) * np.eye(xtx.shape[0])
+            pen[0, 0] = 0.0  # the intercept is not shrunk
+            beta = np.linalg.solve(xtx + pen, x.T @ zc[:, a])
+            intercept[i] = beta[0]
+            weights[i, cols[others]] = beta[1:]
+            res = zc[:, a] - x @ beta
+            spread[i] = MAD_TO_SIGMA * float(np.median(np.abs(res - np.median(res))))
+    return ZoneRegression(zl, weights, intercept, spread, rows)
+
+
+def regression_residual(
+    model: ZoneRegression, z: npt.ArrayLike, *, min_spread: float = 0.05
+) -> FloatArray:
+    """Standardised residual of each sensor against its zone regression, step by step.
+
+    Parameters
+    ----------
+    model : ZoneRegression
+        From :func:`fit_zone_regression`.
+    z : array_like of float, shape (T, n)
+        New z-scores, same columns as the fit.
+    min_spread : float, default 0.05
+        Floor on the residual spread (σ units of z), so a sensor its neighbours predict
+        perfectly does not give infinite residuals.
+
+    Returns
+    -------
+    ndarray of float64, shape (T, n)
+        ``(z − intercept − Σⱼ wᵢⱼ zⱼ) / spread``; NaN where a zone member used is NaN or the
+        sensor was not fitted. Feed it to :func:`cusum` like a z-score.
+
+    Examples
+    --------
+    Sensor 1 swings twice as much as sensor 0 and 2: the fit learns it, a shared swing cancels.
+
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(size=500)
+    >>> z = np.column_stack([f, 2 * f, f]) + rng.normal(scale=0.1, size=(500, 3))
+    >>> m = fit_zone_regression(z, [0, 0, 0])
+    >>> r = regression_residual(m, np.array([[3.0, 6.0, 3.0], [3.0, 2.0, 3.0]]))
+    >>> bool(abs(r[0, 1]) < 1), bool(r[1, 1] < -10)
+    (True, True)
+    """
+    zz = np.asarray(z, dtype=np.float64)
+    if zz.ndim != 2 or zz.shape[1] != model.zone.size:
+        raise ValueError(f"z has shape {zz.shape}; expected (T, {model.zone.size}) as fitted")
+    if not (math.isfinite(min_spread) and min_spread > 0):
+        raise ValueError(f"min_spread was {min_spread!r}; expected a number > 0")
+    used = model.weights != 0
+    filled = np.where(np.isnan(zz), 0.0, zz)
+    pred = model.intercept[None, :] + filled @ model.weights.T
+    # NaN where any predictor the sensor uses is missing.
+    missing = (np.isnan(zz).astype(np.float64) @ used.T.astype(np.float64)) > 0
+    res = (zz - pred) / np.maximum(model.spread, min_spread)[None, :]
+    return np.asarray(np.where(missing, np.nan, res), dtype=np.float64)

@@ -13,9 +13,12 @@ import pytest
 from gis.baseline import (
     CusumState,
     Profile,
+    ZoneRegression,
     cusum,
+    fit_zone_regression,
     learn_profile,
     persistence,
+    regression_residual,
     robust_z,
     to_grid,
     zone_residual,
@@ -299,6 +302,29 @@ def test_zone_residual_is_the_leave_one_out_median() -> None:
         with np.errstate(all="ignore"):
             want[ok, i] = z[ok, i] - np.nanmedian(o[ok], axis=1)
     np.testing.assert_allclose(got, want, equal_nan=True)
+
+
+def test_a_zone_regression_follows_a_swing_that_sensors_share_unequally() -> None:
+    # 6 sensors of one zone driven by a common factor with loadings 0.5 … 2 (inlet vs far
+    # end), plus N(0, 0.3²). In the test period the factor swings +3 (a hot afternoon) and
+    # sensor 2 drops a further 1.5 from step 150.
+    rng = np.random.default_rng(9)
+    load = np.array([0.5, 0.8, 1.0, 1.2, 1.5, 2.0])
+    cal = rng.normal(size=(1000, 1)) * load + rng.normal(scale=0.3, size=(1000, 6))
+    model = fit_zone_regression(cal, np.zeros(6, int))
+    np.testing.assert_allclose(model.spread, 0.3 * np.sqrt(1 + 1 / 5), rtol=0.35)
+    model = ZoneRegression.from_dict(json.loads(json.dumps(model.to_dict())))
+    f = rng.normal(size=(300, 1)) + np.where(np.arange(300) >= 100, 3.0, 0.0)[:, None]
+    z = f * load + rng.normal(scale=0.3, size=(300, 6))
+    z[150:, 2] -= 1.5
+    t = np.arange(300.0)
+    # The median of unequal swings does not cancel them: sensors 0 and 5 alarm on the swing.
+    med = cusum(zone_residual(z, np.zeros(6, int)), t)
+    assert (med.alarm[100:150] != 0).any(axis=0)[[0, 5]].all()
+    reg = cusum(regression_residual(model, z), t)
+    # 900 sensor-steps at ARL₀ ≈ 465: about 2 chance alarms, swing or not.
+    assert (reg.alarm[:150] != 0).sum() <= 5
+    assert np.flatnonzero((reg.alarm[150:] < 0).sum(axis=0) >= 5).tolist() == [2]
 
 
 # --- real data: seven weeks of hourly inflows of five Italian DMAs (tests/data/bwdf) -------
