@@ -22,7 +22,9 @@ vectorised steps, each over many sensors at once:
   state between calls, with the onset estimate of each alarm.
 * **Cross-sensor residuals** (:func:`zone_residual`): a sensor's z minus the median z of the
   other sensors of its zone at the same step, so a city-wide swing (a hot day, a holiday)
-  cancels while a local drop stands out.
+  cancels while a local drop stands out; or (:func:`fit_zone_regression`,
+  :func:`regression_residual`) its z minus a least-squares prediction from the zone's other
+  sensors learned in calibration, for swings the sensors share unequally.
 
 Times are UTC: epoch seconds (float or int) or ``numpy.datetime64``. The daily cycle is that
 of local time, ``t + utc_offset_s``; one fixed offset per call (split a calibration window at
@@ -672,7 +674,7 @@ def persistence(
         raise ValueError(f"k was {k!r}; expected an integer >= 1")
     if not (math.isfinite(hold_s) and hold_s >= 0):
         raise ValueError(f"hold_s was {hold_s!r}; expected seconds >= 0")
-    m2 = m.reshape(m.shape[0], -1)
+    m2 = m[:, None] if m.ndim == 1 else m
     n_t = m2.shape[0]
     pos = np.arange(n_t, dtype=np.int64)[:, None]
     start = np.maximum.accumulate(np.where(~m2, pos, -1), axis=0) + 1
@@ -683,7 +685,10 @@ def persistence(
         if t is None:
             raise ValueError("hold_s > 0 needs the reading times t")
         ts = epoch_s(t)
-        ts = np.broadcast_to(ts.reshape(n_t, -1) if ts.ndim else ts, m2.shape)
+        ts = ts[:, None] if ts.ndim == 1 else ts
+        if ts.shape[0] != n_t:
+            raise ValueError(f"t has shape {ts.shape}; expected ({n_t},) or {m.shape}")
+        ts = np.broadcast_to(ts, m2.shape)
         if ts.shape != m2.shape:
             raise ValueError(f"t has shape {ts.shape}; expected ({n_t},) or {m.shape}")
         cols = np.arange(m2.shape[1])[None, :]
@@ -840,9 +845,9 @@ def cusum(
     """
     zz = np.asarray(z, dtype=np.float64)
     one_d = zz.ndim == 1
-    z2 = zz.reshape(zz.shape[0], -1) if zz.ndim in (1, 2) else None
-    if z2 is None:
+    if zz.ndim not in (1, 2):
         raise ValueError(f"z has shape {zz.shape}; expected (T,) or (T, sensors)")
+    z2 = zz[:, None] if one_d else zz
     n_t, n = z2.shape
     ts = epoch_s(t).ravel()
     if ts.size != n_t:

@@ -138,6 +138,19 @@ def test_the_spread_floor_keeps_z_finite_for_a_sensor_that_never_varied() -> Non
     assert z.tolist() == [0.0, 4.0]
 
 
+def test_empty_inputs_are_a_case_not_a_crash() -> None:
+    empty_i, empty_f = np.zeros(0, int), np.zeros(0)
+    p = learn_profile(empty_i, empty_f, empty_f)
+    assert p.centre.shape == (0, 7, 96)
+    assert Profile.from_dict(json.loads(json.dumps(p.to_dict()))).centre.shape == (0, 7, 96)
+    assert robust_z(p, empty_i, empty_f, empty_f).z.shape == (0,)
+    r = cusum(np.zeros((0, 3)), empty_f)
+    assert r.alarm.shape == (0, 3)
+    assert r.state.upper.tolist() == [0.0, 0.0, 0.0]
+    assert persistence(np.zeros((0, 2), bool), k=2, t=empty_f, hold_s=5).in_run.shape == (0, 2)
+    assert zone_residual(np.zeros((0, 3)), [0, 0, 0]).shape == (0, 3)
+
+
 def test_to_grid_places_readings_on_steps() -> None:
     g = to_grid(
         [3, 3, 4, 9],
