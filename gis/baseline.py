@@ -773,7 +773,8 @@ class CusumResult:
         where both crossed gets the larger statistic's sign.
     onset_t : ndarray of float64, shape (T, n)
         At an alarm, the onset estimate: the time of the first reading after the statistic
-        was last zero (Montgomery §9.1.2); NaN elsewhere.
+        was last zero, i.e. Montgomery's (§9.1.2) "the shift occurred after the last period
+        at which C was zero"; NaN elsewhere.
     state : CusumState
         State after the last step: pass it to the next call.
     """
