@@ -57,12 +57,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python bench/soak.py` from anywhere
 
 from app.alarms import rules  # noqa: E402
-from app.db import create_db_engine, database_url, make_sessionmaker  # noqa: E402
+from app.db import create_db_engine, make_sessionmaker  # noqa: E402
 from app.flows import demo  # noqa: E402
 from app.replay.fleet import Fleet, load_fleet  # noqa: E402
 from app.replay.readings import generate  # noqa: E402
 from app.replay.scenarios import Plan, plan_scenario  # noqa: E402
-from app.scratch import scratch_database, scratch_token  # noqa: E402
+from app.scratch import scratch_for, scratch_token  # noqa: E402
 from app.sensors import partitions  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
@@ -422,7 +422,7 @@ def main() -> int:
     parser.add_argument("--tile-rate", type=float, default=100, help="tile requests per second")
     parser.add_argument("--feature-rate", type=float, default=10, help="feature pages per second")
     args = parser.parse_args()
-    with scratch_database(database_url(Settings()), prefix="cityrisk_soak", migrate=True) as url:
+    with scratch_for(Settings(), prefix="cityrisk_soak", migrate=True) as url:
         engine = create_db_engine(url, pool_size=2)
         try:
             factory = make_sessionmaker(engine)
