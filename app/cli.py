@@ -330,6 +330,11 @@ def transaction(settings: Settings) -> Iterator[Session]:
         engine.dispose()
 
 
+ENCODING_HELP = (
+    "Text encoding of a CSV or a Shapefile's attributes when not UTF-8 (gb18030 for GBK exports)."
+)
+
+
 @cli.command("import")
 @friendly_errors
 def import_assets(
@@ -353,6 +358,7 @@ def import_assets(
     partial: Annotated[
         bool, typer.Option("--partial", help="Commit the good rows even if some are rejected.")
     ] = False,
+    encoding: Annotated[str | None, typer.Option(help=ENCODING_HELP)] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check and count, write nothing.")
     ] = False,
@@ -372,6 +378,7 @@ def import_assets(
         field_map=parse_field_map(field_map or []),
         source=source,
         partial=partial,
+        encoding=encoding,
     )
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("reading", total=None)
@@ -639,6 +646,7 @@ def import_sensor_file(
         str | None, typer.Option(help="CRS of the coordinates (overrides the file).")
     ] = None,
     partial: Annotated[bool, typer.Option("--partial", help="Keep the good rows.")] = False,
+    encoding: Annotated[str | None, typer.Option(help=ENCODING_HELP)] = None,
     tolerance_m: Annotated[
         float, typer.Option(help="Spatial binding: nearest compatible asset within this (m).")
     ] = 25.0,
@@ -657,6 +665,7 @@ def import_sensor_file(
             partial=partial,
             tolerance_m=tolerance_m,
             limits=settings.limits,
+            encoding=encoding,
         )
         report.committed = report.written
     if as_json:

@@ -81,6 +81,9 @@ def import_assets(
     map: Annotated[list[str] | None, Form(description="FILE_FIELD=ASSET_FIELD")] = None,
     source: Annotated[str | None, Form()] = None,
     partial: Annotated[bool, Form()] = False,
+    encoding: Annotated[
+        str | None, Form(max_length=40, description="CSV/Shapefile text encoding (gb18030, …)")
+    ] = None,
     dry_run: Annotated[bool, Form()] = False,
 ) -> JSONResponse:
     """Import a GIS file as assets of one kind: all rows or none (``partial`` keeps the good)."""
@@ -99,6 +102,7 @@ def import_assets(
         field_map=parse_field_map([m for m in map or [] if m]),
         source=source or None,
         partial=partial,
+        encoding=encoding or None,
     )
     with tempfile.TemporaryDirectory(prefix="cityrisk-import-") as tmp:
         path = Path(tmp) / name

@@ -218,6 +218,9 @@ def import_sensor_file(
     layer: Annotated[str | None, Form()] = None,
     crs: Annotated[str | None, Form()] = None,
     partial: Annotated[bool, Form()] = False,
+    encoding: Annotated[
+        str | None, Form(max_length=40, description="CSV/Shapefile text encoding (gb18030, …)")
+    ] = None,
     tolerance_m: Annotated[float, Form(gt=0, le=10_000)] = DEFAULT_TOLERANCE_M,
 ) -> JSONResponse:
     """Import sensors (upsert by external_id) and bind them to assets (explicit or nearest)."""
@@ -232,6 +235,7 @@ def import_sensor_file(
             layer=layer or None,
             crs=crs or None,
             partial=partial,
+            encoding=encoding or None,
             tolerance_m=tolerance_m,
             limits=request.app.state.settings.limits,
         )

@@ -50,6 +50,7 @@ class ImportOptions:
     field_map: dict[str, str] = field(default_factory=dict)
     source: str | None = None
     partial: bool = False
+    encoding: str | None = None  # of a CSV or a Shapefile's attributes, when not UTF-8
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def import_file(
     plate = options.plate or kind.plate
     if plate not in PLATES:
         raise InvalidInput(f"unknown plate {plate!r}; plates: {', '.join(PLATES)}")
-    read = read_layer(path, layer=options.layer, limits=limits)
+    read = read_layer(path, layer=options.layer, limits=limits, encoding=options.encoding)
     frame = _rename(read.frame, options.field_map)
     spec, crs_note = _crs(options.crs, read.file_crs, path.name)
     if frame.empty:

@@ -14,6 +14,7 @@ GDAL reads the zip in place (``/vsizip/``): nothing is extracted.
 
 from __future__ import annotations
 
+import codecs
 import warnings
 import zipfile
 import zlib
@@ -50,21 +51,45 @@ class ReadResult:
     driver: str
 
 
+def check_encoding(encoding: str | None) -> str | None:
+    """``encoding`` as Python's codec name, None if not given; InvalidInput if unknown.
+
+    >>> check_encoding("GBK"), check_encoding(None)
+    ('gbk', None)
+    """
+    if encoding is None or not encoding.strip():
+        return None
+    try:
+        return codecs.lookup(encoding.strip()).name
+    except LookupError:
+        raise InvalidInput(
+            f"encoding {encoding[:40]!r} is unknown; expected a codec name such as utf-8, "
+            "gb18030 (a superset of GBK and GB2312), big5 or shift_jis"
+        ) from None
+
+
 def read_layer(
-    path: Path, *, layer: str | None = None, limits: LimitSettings | None = None
+    path: Path,
+    *,
+    layer: str | None = None,
+    limits: LimitSettings | None = None,
+    encoding: str | None = None,
 ) -> ReadResult:
     """Read one layer of ``path``; raise :class:`InvalidInput` saying what is wrong.
 
     ``limits`` (default: the defaults of :class:`~app.settings.LimitSettings`) bound the file's
-    bytes and features, checked before the features are read.
+    bytes and features, checked before the features are read. ``encoding`` names the text
+    encoding of a CSV or a Shapefile's attributes when it is not UTF-8 (Chinese GIS exports are
+    often GBK / GB18030; a Shapefile's ``.cpg`` is honoured without it).
     """
     limits = limits or LimitSettings()
+    encoding = check_encoding(encoding)
     if not path.exists():
         raise InvalidInput(f"no such file: {path}")
     _check_size(path, limits)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return _read_csv(path, limits)
+        return _read_csv(path, limits, encoding)
     target = _vsi_path(path, limits) if suffix == ".zip" else str(path)
     layer = _choose_layer(target, path.name, layer)
     most = limits.import_features
@@ -76,7 +101,7 @@ def read_layer(
             warnings.filterwarnings("ignore", "Could not parse column", UserWarning)
             # One past the limit, so a format without a count up front is still bounded.
             frame = pyogrio.read_dataframe(
-                target, layer=layer, use_arrow=False, max_features=most + 1
+                target, layer=layer, use_arrow=False, max_features=most + 1, encoding=encoding
             )
     except (DataSourceError, DataLayerError) as exc:
         raise InvalidInput(f"cannot read {path.name}: {exc}. Supported: {FORMATS}") from None
@@ -91,6 +116,20 @@ def read_layer(
         _check_features(path.name, len(frame), most, exact=False)
     crs = frame.crs.to_string() if frame.crs is not None else None
     return ReadResult(frame=frame, file_crs=crs, layer=layer, driver=str(info.get("driver")))
+
+
+def not_decodable(what: str, encoding: str | None, exc: UnicodeDecodeError) -> str:
+    """The 422 message for text that is not in ``encoding`` (default UTF-8)."""
+    given = encoding or "utf-8"
+    hint = (
+        "; if it came from a Chinese GIS or Excel export it is likely GBK: send encoding=gb18030"
+        if encoding is None
+        else ""
+    )
+    return (
+        f"{what} is not valid {given} text (byte 0x{exc.object[exc.start]:02x} at offset "
+        f"{exc.start:,}){hint}"
+    )
 
 
 def _check_size(path: Path, limits: LimitSettings) -> None:
@@ -191,11 +230,20 @@ def _choose_layer(target: str, name: str, layer: str | None) -> str | None:
     return layers[0] if layers else None
 
 
-def _read_csv(path: Path, limits: LimitSettings) -> ReadResult:
+def _read_csv(path: Path, limits: LimitSettings, encoding: str | None = None) -> ReadResult:
     most = limits.import_features
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=most + 1)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        table = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            nrows=most + 1,
+            encoding=encoding or "utf-8",
+        )
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(not_decodable(path.name, encoding, exc)) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InvalidInput(f"cannot read {path.name} as CSV: {exc}") from None
     if len(table) > most:
         _check_features(path.name, len(table), most, exact=False)

@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
+from app.assets.readers import check_encoding, not_decodable
 from app.db import binary_copy_payload, copy_into, raw_connection, stage_table
 from app.errors import InvalidInput
 from app.sensors import catalogue, partitions
@@ -110,7 +111,9 @@ def parse_payload(body: bytes, content_type: str, *, max_readings: int | None = 
         # (CSV: one more for the header; a quoted newline only makes the count high).
         lines = body.count(b"\n") + (not body.endswith(b"\n")) - (media in CSV_TYPES)
         _check_count(lines, max_readings, exact=False)
-        return _parse_csv(body) if media in CSV_TYPES else _parse_ndjson(body)
+        if media in CSV_TYPES:
+            return _parse_csv(body, check_encoding(_charset(content_type)))
+        return _parse_ndjson(body)
     if media in JSON_TYPES or media.endswith("+json"):
         try:
             doc = orjson.loads(body)
@@ -193,10 +196,33 @@ def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
     return out
 
 
-def _parse_csv(body: bytes) -> Batch:
+def _charset(content_type: str) -> str | None:
+    """The ``charset`` parameter of a media type (``text/csv; charset=gb18030``), if any."""
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
+def _parse_csv(body: bytes, encoding: str | None = None) -> Batch:
+    """A CSV body in ``encoding`` (the Content-Type's charset; default UTF-8): GBK/GB18030
+    exports from Chinese gateways and spreadsheets say so with ``charset=gb18030``."""
     try:
-        table = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        table = pd.read_csv(
+            io.BytesIO(body),
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding=encoding or "utf-8",
+        )
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            not_decodable("the CSV body", encoding, exc).replace(
+                "send encoding=gb18030", "send Content-Type: text/csv; charset=gb18030"
+            )
+        ) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InvalidInput(f"body is not readable as CSV: {exc}") from None
     unknown = sorted(set(table.columns) - set(FIELDS))
     if unknown:

@@ -75,11 +75,13 @@ def import_sensors(
     tolerance_m: float = DEFAULT_TOLERANCE_M,
     ambiguity_m: float = DEFAULT_AMBIGUITY_M,
     limits: LimitSettings | None = None,
+    encoding: str | None = None,
 ) -> SensorImportReport:
     """Upsert the sensors of ``path`` by external id, then bind them; flushes, never commits.
 
-    ``limits`` bound the file as for assets (:func:`app.assets.readers.read_layer`)."""
-    read = read_layer(path, layer=layer, limits=limits)
+    ``limits`` bound the file as for assets, ``encoding`` is its text encoding when not UTF-8
+    (:func:`app.assets.readers.read_layer`)."""
+    read = read_layer(path, layer=layer, limits=limits, encoding=encoding)
     frame = read.frame
     report = SensorImportReport(file=path.name, rows_read=len(frame))
     missing = [c for c in ("external_id", "kind", "unit") if c not in frame.columns]
