@@ -588,3 +588,69 @@ def test_cityrisk_ingest_mqtt_consumes_until_sigterm(
     # As the consumer's own login, its password not shown.
     assert "consuming cityrisk/readings/# from mqtt://cityrisk:***@127.0.0.1:" in err
     assert "stopped: 1 messages, 1 readings stored" in err
+
+
+def test_a_consumer_killed_mid_stream_loses_nothing_acknowledged_and_stores_nothing_partial(
+    broker: LocalBroker, publisher: Publisher, db: Db, database_url: str
+) -> None:
+    """SIGKILL (no chance to clean up) while messages of 50 readings each stream in (a message's
+    readings share its value, m / 4 %LEL, to tell messages apart): at the kill
+    every message is stored whole or not at all (a message is one transaction), and once a new
+    consumer has taken the session over every message is stored exactly once."""
+    db.add_sensor("mq-kill")
+    settings = consumer_settings(broker, database_url)
+    with consuming(settings):
+        pass  # the persistent session exists: messages published now wait for the command
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MQTT_URL"},
+        "DATABASE_URL": database_url,
+        "CITYRISK_DATA_DIR": str(broker.data_dir),
+        "CITYRISK_MQTT_PORT": str(broker.port),
+        "CITYRISK_MQTT_CLIENT_ID": settings.mqtt_client_id,
+    }
+    messages, per = 300, 50
+
+    def consumer() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app", "ingest-mqtt"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    first = consumer()
+    try:
+        mids = [
+            publisher.publish(
+                "\n".join(
+                    json.dumps(reading("mq-kill", (m * per + i) / 60, m / 4)) for i in range(per)
+                ).encode(),
+                content_type=NDJSON,
+            )
+            for m in range(messages)
+        ]
+        assert wait_until(lambda: db.count("mq-kill") >= 10 * per, timeout_s=60)
+        first.send_signal(signal.SIGKILL)
+        first.wait(TIMEOUT_S)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    at_kill = db.stored("mq-kill")
+    assert 0 < len(at_kill) < messages * per, "the kill came too late to test anything"
+    by_message: dict[float, int] = {}
+    for _, value in at_kill:
+        by_message[value] = by_message.get(value, 0) + 1
+    assert set(by_message.values()) == {per}, "a message was stored in part"
+    assert publisher.wait_acked(mids, timeout_s=60)  # the broker has every message
+    second = consumer()
+    try:
+        done = wait_until(lambda: db.count("mq-kill") == messages * per, timeout_s=90)
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=TIMEOUT_S)
+        assert done, (len(at_kill), db.count("mq-kill"), err[-2000:])
+    finally:
+        if second.poll() is None:
+            second.kill()
+    stored = db.stored("mq-kill")
+    assert len(stored) == messages * per == len({ts for ts, _ in stored})  # each exactly once
