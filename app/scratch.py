@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -134,3 +135,14 @@ def scratch_token(
     finally:
         engine.dispose()
     return key
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
+    """Stop a server process started by a test or a benchmark: SIGTERM, then SIGKILL after
+    ``timeout_s`` (uvicorn finishes its requests on SIGTERM; one that hangs is killed)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

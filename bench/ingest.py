@@ -66,7 +66,7 @@ from app.replay.fleet import load_fleet  # noqa: E402
 from app.replay.run import run as replay_run  # noqa: E402
 from app.replay.scenarios import Plan  # noqa: E402
 from app.replay.sinks import HttpSink  # noqa: E402
-from app.scratch import scratch_for, scratch_token  # noqa: E402
+from app.scratch import scratch_for, scratch_token, stop_process  # noqa: E402
 from app.sensors import partitions  # noqa: E402
 from app.sensors.ingest import binary_copy_rows  # noqa: E402
 from app.settings import Settings  # noqa: E402
@@ -377,12 +377,7 @@ def server(url: str, workers: int) -> Iterator[str]:
                 time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def profile(engine: Engine, body: bytes) -> str:

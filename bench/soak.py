@@ -62,7 +62,7 @@ from app.flows import demo  # noqa: E402
 from app.replay.fleet import Fleet, load_fleet  # noqa: E402
 from app.replay.readings import generate  # noqa: E402
 from app.replay.scenarios import Plan, plan_scenario  # noqa: E402
-from app.scratch import scratch_for, scratch_token  # noqa: E402
+from app.scratch import scratch_for, scratch_token, stop_process  # noqa: E402
 from app.sensors import partitions  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
@@ -328,12 +328,7 @@ def server(url: str) -> Iterator[tuple[str, int]]:
             time.sleep(0.2)
         yield base, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def rss_mb(pid: int) -> float:

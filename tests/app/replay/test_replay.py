@@ -45,7 +45,7 @@ from app.replay.run import prepare as replay_prepare
 from app.replay.run import run as replay_run
 from app.replay.scenarios import DEMO_WINDOWS, Plan, plan_scenario
 from app.replay.sinks import ReplayError, SendStats
-from app.scratch import free_port, scratch_database
+from app.scratch import free_port, scratch_database, stop_process
 from app.sensors.registry import import_sensors
 from app.settings import Settings
 from app.taxonomy.indicators import INDICATORS
@@ -190,12 +190,7 @@ def server(city: City) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def readings(city: City, since: datetime, until: datetime) -> dict[str, list[tuple[int, float]]]:
