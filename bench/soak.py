@@ -372,9 +372,13 @@ def run(
     for t in threads:
         t.daemon = True
         t.start()
-    time.sleep(args.seconds)
+    series = []  # RSS every tenth of the run: flat means the second half does not climb
+    for _ in range(10):
+        time.sleep(args.seconds / 10)
+        series.append(rss_mb(pid))
     stop.set()
     rss1 = rss_mb(pid)
+    print(f"  RSS every {args.seconds / 10:.0f} s: " + " ".join(f"{v:.0f}" for v in series) + " MB")
     for t in threads:
         t.join(timeout=130)
     return stats, rss0, rss1
