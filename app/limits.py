@@ -64,7 +64,9 @@ class BodyLimitMiddleware:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            # No route reads a GET's body (uvicorn only reads what the app asks for): the tile
+            # hot path passes straight through.
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
