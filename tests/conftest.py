@@ -25,9 +25,11 @@ from app import db
 from app.auth.roles import ROLES
 from app.auth.service import create_token
 from app.db import create_db_engine, libpq_url
+from app.local.cluster import LocalCluster
 from app.main import create_app
 from app.scratch import scratch_database
 from app.settings import Settings
+from tests import clusters
 from tests.factories import bearer
 
 # Tests that write and then fetch a tile at once need read-your-writes: the default (notify)
@@ -110,6 +112,15 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         mqtt_consumer=False,
         offline_check_s=0,
     )
+
+
+@pytest.fixture(scope="session")
+def two_roles() -> Iterator[LocalCluster]:
+    """A cluster of the suite's own with the two roles a least-privilege setup has (the
+    superuser, the service's ``cityrisk_app``), whatever server ``DATABASE_URL`` names: for the
+    tests of what the service role may not do and of what ``db up`` does to it."""
+    with clusters.own_cluster("roles", migrate=False) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

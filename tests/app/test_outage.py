@@ -7,8 +7,6 @@ the shared one the rest of the suite uses: this test stops and starts it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +20,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
-from app import migrations
 from app.db import create_db_engine
 from app.errors import database_unavailable
-from app.local.cluster import LocalCluster, find_bindir
+from app.local.cluster import LocalCluster
 from app.main import create_app
-from app.scratch import free_port, scratch_token
+from app.scratch import scratch_token
 from app.settings import Settings
-from tests import factories
+from tests import clusters, factories
 
 # Routes that never touch the database: they must keep answering 200 during the outage.
 DATABASE_FREE = {
@@ -66,27 +63,9 @@ def make_client(settings: Settings, key: str) -> TestClient:
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[tuple[LocalCluster, str]]:
-    """A PostGIS cluster of this module's own, migrated to head; removed whatever happens."""
-    if find_bindir() is None:
-        pytest.skip("no PostgreSQL with PostGIS installed to initdb a cluster of our own")
-    # Under /var/tmp, world-traversable: as root the server runs as `postgres`, which must reach
-    # the data directory (pytest's tmp_path is 0700 root).
-    data_dir = Path(tempfile.mkdtemp(prefix="cityrisk-outage-", dir="/var/tmp"))
-    data_dir.chmod(0o755)
-    cluster = LocalCluster(Settings(data_dir=data_dir, pg_port=free_port()))
-    try:
-        cluster.up(log=lambda _: None)
-        url = cluster.url()
-        migrations.upgrade(url)
-        yield cluster, url
-    finally:
-        try:
-            cluster.down(log=lambda _: None)
-        finally:
-            state = cluster.state()
-            if state is not None and state.pgdata.parent != data_dir:
-                shutil.rmtree(state.pgdata, ignore_errors=True)
-            shutil.rmtree(data_dir, ignore_errors=True)
+    """A PostGIS cluster of this module's own, migrated to head: this test stops it."""
+    with clusters.own_cluster("outage") as cluster:
+        yield cluster, cluster.url()
 
 
 def _readings(external_id: str, start: int, count: int) -> list[dict[str, Any]]:

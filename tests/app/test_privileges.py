@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from app import migrations
 from app.db import create_db_engine, libpq_url, make_sessionmaker, with_database
-from app.local.cluster import hand_over
+from app.local.cluster import LocalCluster, hand_over
 from app.scratch import scratch_database
 from app.sensors import partitions
 
@@ -126,14 +126,14 @@ def test_the_service_role_owns_its_tables_and_not_postgis_ones(
 
 
 def test_hand_over_gives_an_old_clusters_objects_to_the_service_role(
-    server_url: str, admin_url: str
+    two_roles: LocalCluster,
 ) -> None:
     """A database migrated when the superuser was the service (before this split) ends up
     owned by the service's role, which can then make its partitions again (`db up` does this
-    to the local cluster's database)."""
+    to the local cluster's database). On a cluster of the suite's own: it has both roles."""
+    server_url, admin_url = two_roles.url(), two_roles.admin_url()
     me, admin = role_of(server_url), role_of(admin_url)
-    if me == admin:
-        pytest.skip("one role for everything: nothing to hand over")
+    assert me != admin
     # As before the split: the superuser creates, owns and migrates the database.
     with scratch_database(admin_url, postgis=False) as old_url:
         migrations.upgrade(old_url)
@@ -161,17 +161,27 @@ def test_hand_over_gives_an_old_clusters_objects_to_the_service_role(
         assert owner == (me,)
 
 
-def test_db_up_narrows_a_widened_service_role_back(server_url: str, admin_url: str) -> None:
-    """Someone granted the local cluster's service role more by hand: `db up` takes it back."""
-    if os.environ.get("DATABASE_URL"):
-        pytest.skip("DATABASE_URL is set: cityrisk does not manage that server's roles")
+def test_db_up_narrows_a_widened_service_role_back(two_roles: LocalCluster) -> None:
+    """Someone granted the local cluster's service role more by hand: `db up` takes it back.
+    (`db up` manages the local cluster only: run on the suite's own, whatever DATABASE_URL.)"""
+    server_url, admin_url = two_roles.url(), two_roles.admin_url()
+    state = two_roles.state()
+    assert state is not None
     me = sql.Identifier(role_of(server_url))
     with psycopg.connect(libpq_url(admin_url), autocommit=True) as admin:
         admin.execute(sql.SQL("ALTER ROLE {} CREATEDB CREATEROLE").format(me))
         try:
             up = subprocess.run(
                 [sys.executable, "-m", "app", "db", "up"],
-                env={k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"},
+                env={
+                    **{
+                        k: v
+                        for k, v in os.environ.items()
+                        if k not in ("DATABASE_URL", "DATABASE_MIGRATE_URL")
+                    },
+                    "CITYRISK_DATA_DIR": str(two_roles.data_dir),
+                    "CITYRISK_PG_PORT": str(state.port),
+                },
                 capture_output=True,
                 text=True,
                 timeout=120,

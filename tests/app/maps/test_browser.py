@@ -190,7 +190,8 @@ def inspect_gas_main(page: Any, visit: Visit) -> None:
 
 @pytest.mark.slow
 def test_chromium_loads_the_map_without_errors(server: str, tmp_path: Path) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright
+
     if not Path(CHROMIUM).exists():
         pytest.fail("no chromium: `make test` installs it (apt-get install chromium)")
     visit = Visit()
@@ -225,7 +226,8 @@ def test_chromium_loads_the_map_without_errors(server: str, tmp_path: Path) -> N
 def test_the_standalone_file_works_from_disk(seeded: str, cors_server: str, tmp_path: Path) -> None:
     """`cityrisk map --out` against a server with CITYRISK_CORS_ORIGINS=["null"], opened from
     file://: scripts, tiles, alarm polls and the click lookup all come from the server."""
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright
+
     if not Path(CHROMIUM).exists():
         pytest.fail("no chromium: `make test` installs it (apt-get install chromium)")
     engine = create_db_engine(seeded, pool_size=1)  # what `cityrisk map --out` does

@@ -111,7 +111,8 @@ def pdf_pages(pdf: Path) -> int:
 def test_commander_impact_whatif_incident_and_report(
     server: str, city_db: tuple[str, impact_city.City], tmp_path: Path
 ) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright
+
     if not Path(CHROMIUM).exists():
         pytest.fail("no chromium: `make test` installs it (apt-get install chromium)")
     city = city_db[1]
