@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
+from app.api.openapi import report_or_error
 from app.assets import service
 from app.assets.importer import ImportOptions, parse_field_map
 from app.assets.schemas import AssetRead, ImportReportRead, KindRead, TaxonomyRead
@@ -51,22 +52,7 @@ def list_kinds() -> TaxonomyRead:
 @router.post(
     "/import",
     response_model=ImportReportRead,
-    responses={
-        422: {
-            "description": "Rows rejected, nothing written (the report), or the file is "
-            "unusable (an Error)",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "anyOf": [
-                            {"$ref": "#/components/schemas/Error"},
-                            {"$ref": "#/components/schemas/ImportReportRead"},
-                        ]
-                    }
-                }
-            },
-        }
-    },
+    responses=report_or_error({"$ref": "#/components/schemas/ImportReportRead"}),
 )
 def import_assets(
     request: Request,

@@ -89,6 +89,18 @@ _OGC_EXCEPTION: dict[str, Any] = {
 }
 
 
+def report_or_error(report: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of an import route: its 422 is the import report (rows rejected, nothing
+    written) or an Error (the file is unusable); ``report`` is the report's JSON Schema."""
+    return {
+        422: {
+            "description": "Rows rejected, nothing written (the report), or the file is "
+            "unusable (an Error)",
+            "content": {"application/json": {"schema": {"anyOf": [ERROR_REF, report]}}},
+        }
+    }
+
+
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
     for sub in dependant.dependencies:
         yield sub.call

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.api.openapi import report_or_error
 from app.auth.dependencies import Ingester, SensorImporter
 from app.auth.service import Principal, audit_as
 from app.db import DbSession
@@ -193,22 +194,7 @@ def sensor_readings(
 
 @router.post(
     "/sensors/import",
-    responses={
-        422: {
-            "description": "Rows rejected, nothing written (the report), or the file is "
-            "unusable (an Error)",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "anyOf": [
-                            {"$ref": "#/components/schemas/Error"},
-                            {"type": "object", "required": ["rows_read"]},
-                        ]
-                    }
-                }
-            },
-        }
-    },
+    responses=report_or_error({"type": "object", "required": ["rows_read"]}),
 )
 def import_sensor_file(
     request: Request,
