@@ -65,11 +65,20 @@ def _origin_of(request: Request) -> str:
     return f"{request.url.scheme}://{host}"
 
 
+def _same_site(origin: str, request: Request) -> bool:
+    """``origin`` names this service: its host[:port] is the request's ``Host`` (or, behind a
+    reverse proxy, ``X-Forwarded-Host``). The scheme is not compared: a proxy that ends TLS
+    talks plain HTTP to us while the browser's Origin says https."""
+    netloc = origin.split("://", 1)[-1]
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    return netloc in hosts - {""}
+
+
 def check_cross_site(request: Request, settings: Settings, *, uploads: bool) -> None:
     """Refuse a write a page on another site could make: an ``Origin`` that is neither this
     service nor an allowed one, or a content type that skips the CORS preflight."""
     origin = request.headers.get("origin")
-    if origin is not None and origin != _origin_of(request):
+    if origin is not None and not _same_site(origin, request):
         allowed = settings.cors_origins
         if "*" not in allowed and origin not in allowed:
             raise Forbidden(

@@ -163,6 +163,13 @@ def test_cross_site_writes_are_refused(client: TestClient) -> None:
         "/risk/refresh", json={"h3_res": 99}, headers={"Origin": "http://testserver"}
     )
     assert same.status_code == 422, same.text
+    # Behind a proxy that ends TLS: the browser says https, the proxy forwards plain HTTP.
+    proxied = client.post(
+        "/risk/refresh",
+        json={"h3_res": 99},
+        headers={"Origin": "https://risk.city.example", "X-Forwarded-Host": "risk.city.example"},
+    )
+    assert proxied.status_code == 422, proxied.text
 
 
 def test_closed_reads_need_a_viewer_token(settings: Settings, tokens: dict[str, str]) -> None:
