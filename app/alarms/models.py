@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -68,6 +68,7 @@ class Alarm(Base):
             "state IN (" + ", ".join(f"'{s}'" for s in ALARM_STATES) + ")", name="state"
         ),
         Index("ix_alarm_state", "state"),
+        Index("ix_alarm_opened_ts", "opened_ts"),
         Index("ix_alarm_geom", "geom", postgresql_using="gist"),
         # One open alarm per (rule, subject): a persisting condition updates it, never duplicates.
         # The subject is the sensor, or (asset-level alarms) minus the asset id.
@@ -86,14 +87,20 @@ class Alarm(Base):
     sensor_id: Mapped[int | None] = mapped_column(ForeignKey("sensor.id", ondelete="SET NULL"))
     asset_id: Mapped[int | None] = mapped_column(ForeignKey("asset.id", ondelete="SET NULL"))
     level: Mapped[int] = mapped_column(SmallInteger)
+    # The most severe level it ever reached (1 = I); a recurrence after a clear keeps it.
+    peak_level: Mapped[int | None] = mapped_column(SmallInteger)
     state: Mapped[str] = mapped_column(Text, server_default="raised")
+    # Wall-clock time the alarm was recorded (SLA timers start here) ...
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # ... and the data time of the reading that raised it (a backfill raises in the past).
+    opened_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_seen_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
     # Set when readings return to normal (auto-clear); the alarm stays visible until closed.
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cleared_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # data time
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -112,6 +119,43 @@ class Alarm(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
 
+class SensorProfile(Base):
+    """A sensor's learned normal behaviour (``cityrisk rules calibrate``), versioned.
+
+    Arrays are :class:`gis.baseline.Profile`'s row for this sensor, bin-major: ``centre[b]``
+    and ``spread[b]`` in the indicator's unit for time-of-day × day-type bin ``b``.
+    """
+
+    __tablename__ = "sensor_profile"
+    __table_args__ = (
+        UniqueConstraint("sensor_id", "version"),
+        Index(
+            "uq_sensor_profile_current",
+            "sensor_id",
+            unique=True,
+            postgresql_where=text("is_current"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensor.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    is_current: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    learned_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    learned_to: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    n_readings: Mapped[int] = mapped_column(Integer)
+    bin_s: Mapped[int] = mapped_column(Integer)
+    day_mode: Mapped[str] = mapped_column(Text)
+    utc_offset_s: Mapped[int] = mapped_column(Integer)
+    centre: Mapped[list[float]] = mapped_column(ARRAY(Float))
+    spread: Mapped[list[float]] = mapped_column(ARRAY(Float))
+    count: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    level: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
+    learned: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by: Mapped[str] = mapped_column(Text)
+
+
 class AlarmEvent(Base):
     """One audit row per alarm change: who, when, from which state/level to which."""
 
@@ -121,6 +165,8 @@ class AlarmEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     alarm_id: Mapped[int] = mapped_column(ForeignKey("alarm.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Data time of the reading behind an engine event (``at`` is when it was recorded).
+    ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     actor: Mapped[str] = mapped_column(Text)
     from_state: Mapped[str | None] = mapped_column(Text)
     to_state: Mapped[str] = mapped_column(Text)
