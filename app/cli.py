@@ -765,6 +765,73 @@ def rules_list() -> None:
         typer.echo(f"{rule.spec.code:<28} v{rule.version}  {kind} {rule.spec.title}{state}")
 
 
+@rules_cli.command("calibrate")
+@friendly_errors
+def rules_calibrate(
+    start: Annotated[
+        str, typer.Option("--from", help="Start of the calibration window (ISO 8601, data time)")
+    ],
+    end: Annotated[str, typer.Option("--to", help="End of the window (exclusive)")],
+    sensor: Annotated[
+        list[str] | None,
+        typer.Option("--sensor", help="External id or pattern (dma-*), repeatable [all]"),
+    ] = None,
+    indicator: Annotated[
+        list[str] | None, typer.Option("--indicator", help="Only this indicator, repeatable")
+    ] = None,
+    bin_s: Annotated[int, typer.Option(help="Time-of-day bin [s]")] = 900,
+    days: Annotated[str, typer.Option(help="Day types: week, weekend or day")] = "week",
+    utc_offset: Annotated[
+        str, typer.Option(help="Local time's UTC offset for the daily cycle, e.g. +08:00")
+    ] = "+00:00",
+) -> None:
+    """Learn each sensor's normal day (median and robust spread per time-of-day bin) from a
+    window of normal data; residual and CUSUM rules judge readings against it."""
+    from app.alarms import calibrate
+
+    settings = settings_or_exit()
+    with transaction(settings) as session:
+        report = calibrate.calibrate(
+            session,
+            start=_iso(start),
+            end=_iso(end),
+            actor="cli",
+            sensors=sensor,
+            indicators=indicator,
+            bin_s=bin_s,
+            day_mode=days,  # type: ignore[arg-type]  # checked by calibrate
+            utc_offset_s=_offset_s(utc_offset),
+        )
+    say(
+        f"calibrated {report.sensors} sensors on {report.readings:,} readings "
+        f"({start} → {end}); skipped {len(report.skipped)} with too few readings"
+    )
+    for code, n in sorted(report.rules.items()):
+        say(f"  {code}: learned on {n} sensors")
+
+
+def _iso(value: str) -> Any:
+    from datetime import datetime
+
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{value!r} is not an ISO 8601 time like 2026-10-01T00:00Z") from None
+    if stamp.tzinfo is None:
+        raise ConfigError(f"{value!r} has no UTC offset; write e.g. 2026-10-01T00:00+08:00")
+    return stamp
+
+
+def _offset_s(value: str) -> int:
+    import re
+
+    match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", value.strip())
+    if not match:
+        raise ConfigError(f"UTC offset {value!r} is not like +08:00 or -05:00")
+    sign = 1 if match.group(1) == "+" else -1
+    return sign * (int(match.group(2)) * 3600 + int(match.group(3)) * 60)
+
+
 @rules_cli.command("check-offline")
 @friendly_errors
 def rules_check_offline() -> None:

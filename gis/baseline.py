@@ -58,6 +58,7 @@ __all__ = [
     "Profile",
     "Scores",
     "ZoneRegression",
+    "bin_index",
     "cusum",
     "epoch_s",
     "fit_zone_regression",
@@ -170,6 +171,26 @@ def _local_clock(
     else:
         dtype_ = np.zeros_like(weekday)
     return dtype_, tod // bin_s, tod // max(bin_s, 3600)
+
+
+def bin_index(t: npt.ArrayLike, *, bin_s: int, day_mode: DayMode, utc_offset_s: float) -> IntArray:
+    """Flat index ``day_type × bins_per_day + bin`` of each time in a profile's bins.
+
+    The index into one sensor's ``Profile.centre[i].ravel()`` (shape ``(d, b)`` flattened):
+    what a store that keeps each sensor's bins as one array looks up.
+
+    Examples
+    --------
+    Monday 1970-01-05 00:20 UTC in 15-min bins by weekday: day type 0, bin 1.
+
+    >>> bin_index([4 * 86400 + 1200.0], bin_s=900, day_mode="week", utc_offset_s=0).tolist()
+    [1]
+    """
+    _check_bin(bin_s)
+    if day_mode not in DAY_MODES:
+        raise ValueError(f"day_mode was {day_mode!r}; expected one of {sorted(DAY_MODES)}")
+    day_type, b, _ = _local_clock(epoch_s(t).ravel(), utc_offset_s, bin_s, day_mode)
+    return np.asarray(day_type * (_DAY_S // bin_s) + b, dtype=np.int64)
 
 
 def _check_bin(bin_s: int) -> None:

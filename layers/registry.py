@@ -167,6 +167,11 @@ def _alarms_source() -> Select[Any]:
         func.to_char(
             func.timezone("UTC", ALARM.c.opened_at), literal('YYYY-MM-DD"T"HH24:MI:SS"Z"')
         ).label("opened_at"),
+        func.to_char(
+            func.timezone("UTC", ALARM.c.opened_ts), literal('YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        ).label("opened_ts"),
+        cast(func.coalesce(ALARM.c.peak_level, ALARM.c.level), BigInteger).label("peak_level"),
+        ALARM.c.cleared_at.is_not(None).label("cleared"),
         ALARM.c.geom,
     ).where(and_(ALARM.c.state.not_in(ENDED_STATES), ALARM.c.geom.is_not(None)))
 
@@ -187,7 +192,10 @@ def alarms_layer() -> Layer:
             Field("title", "String"),
             Field("asset_id", "Number"),
             Field("sensor_id", "Number"),
-            Field("opened_at", "String", "RFC 3339, UTC"),
+            Field("opened_at", "String", "recorded, RFC 3339, UTC"),
+            Field("opened_ts", "String", "data time of the reading that raised it, RFC 3339"),
+            Field("peak_level", "Number", "the most severe level it reached"),
+            Field("cleared", "Boolean", "readings back to normal; shown until closed"),
         ),
         style=Style(
             "point", PLATE_COLOURS[LIVE_PLATE], by="level", classes=warning_level_classes()
@@ -195,7 +203,8 @@ def alarms_layer() -> Layer:
         zoom=ZoomRules(minzoom=0, maxzoom=22, aggregate_below=11),
         tables=frozenset({"alarm"}),
         cache=LIVE,
-        description="Alarms not yet closed, at the sensor or asset that raised them.",
+        description="Alarms not yet closed, at the sensor or asset that raised them: an alarm "
+        "whose readings are back to normal (cleared) stays until an analyst closes it.",
         # The worst (lowest-numbered) level in a hexagon colours it.
         aggregates=(Aggregate("count", "count"), Aggregate("level", "min", "level")),
     )

@@ -8,7 +8,9 @@
   was recorded); NULL for a person's transition.
 - ``sensor_profile``: a learned time-of-day × day-type profile per sensor (median, robust
   spread, count and fallback level per bin), versioned like rules: one current row per sensor.
-- ``suspected_event`` is left to a later revision.
+- ``detector_state``: what a stateful detector (a CUSUM rule) carries from one batch to the
+  next, per rule version and sensor: its statistic after the reading at ``ts``, and the
+  profile it was computed against (a new profile restarts it).
 
 Existing rows get their recorded times as data times (what they were before).
 
@@ -61,6 +63,8 @@ def upgrade() -> None:
         sa.Column("spread", postgresql.ARRAY(sa.Float()), nullable=False),
         sa.Column("count", postgresql.ARRAY(sa.Integer()), nullable=False),
         sa.Column("level", postgresql.ARRAY(sa.SmallInteger()), nullable=False),
+        sa.Column("global_centre", sa.Float(), nullable=True),
+        sa.Column("global_spread", sa.Float(), nullable=True),
         # per-rule numbers learned in the same window (e.g. a CUSUM's in-control maximum)
         sa.Column(
             "learned",
@@ -83,8 +87,26 @@ def upgrade() -> None:
         postgresql_where=sa.text("is_current"),
     )
 
+    op.create_table(
+        "detector_state",
+        sa.Column(
+            "rule_id", sa.BigInteger(), sa.ForeignKey("rule.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column(
+            "sensor_id",
+            sa.BigInteger(),
+            sa.ForeignKey("sensor.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("profile_id", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("rule_id", "sensor_id"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("detector_state")
     op.drop_index("uq_sensor_profile_current", table_name="sensor_profile")
     op.drop_table("sensor_profile")
     op.drop_column("alarm_event", "ts")

@@ -285,7 +285,8 @@ def build_cap(session: Session, alarm_id: int, *, sender: str, web: str | None =
     sub(info, "certainty", kind["certainty"])
     if alarm["owner_unit"]:
         sub(info, "audience", f"{alarm['owner_unit']} and the monitoring centre")
-    sub(info, "onset", _cap_time(alarm["opened_at"]))
+    # onset: when the condition began, in the data's time (a backfill's alarm began then)
+    sub(info, "onset", _cap_time(alarm.get("opened_ts") or alarm["opened_at"]))
     sub(info, "senderName", SENDER_NAME)
     headline = f"Level {level_name} ({alarm['color']}) warning: {alarm['rule_title']} — {subject}"
     sub(info, "headline", headline[:160])
@@ -326,7 +327,8 @@ def build_cap(session: Session, alarm_id: int, *, sender: str, web: str | None =
 def _description(alarm: dict[str, Any]) -> str:
     lines = [
         f"Rule {alarm['rule_code']} (version {alarm['rule_version']}) on {alarm['indicator']}.",
-        f"Raised {_cap_time(alarm['opened_at'])}; state {alarm['state']}.",
+        f"Raised {_cap_time(alarm.get('opened_ts') or alarm['opened_at'])}; "
+        f"state {alarm['state']}.",
     ]
     if alarm["sensor"]:
         lines.append(f"Sensor {alarm['sensor']}.")
@@ -340,7 +342,8 @@ def _description(alarm: dict[str, Any]) -> str:
     if values:
         lines.append("Values: " + ", ".join(values) + ".")
     if alarm["cleared_at"] is not None:
-        lines.append(f"Readings back to normal since {_cap_time(alarm['cleared_at'])}.")
+        back = alarm.get("cleared_ts") or alarm["cleared_at"]
+        lines.append(f"Readings back to normal since {_cap_time(back)}.")
     if alarm["title"]:
         lines.append(alarm["title"])
     return " ".join(lines)

@@ -1,49 +1,66 @@
-"""The rules engine: readings → graded alarms, evaluated on every ingested batch.
+"""The rules engine: every reading a batch stored is judged, in time order, in data time.
 
-Per batch and per applicable rule, one SQL statement computes what the rule needs for every
-affected sensor at once (the last N readings, the value a window or a week ago, the design limit
-of the asset, whether a gas main is near…) straight from ``reading`` — so the engine keeps no
-state of its own and a restart loses nothing. The few subjects that are abnormal or already have
-an open alarm come back to Python, where each is compared with its open alarm: raise, update
-(peak, last seen), escalate / de-escalate, auto-clear (with hysteresis), or re-raise. Every
-change writes an ``alarm_event`` row (actor ``engine``). One open alarm per (rule, subject) is
-guaranteed by a partial unique index: open alarms are locked (``FOR UPDATE``) before they
-change, and a new one is inserted ``ON CONFLICT DO NOTHING``.
+A batch arrives as columns sorted by (sensor, time) (:class:`app.sensors.ingest.Readings`). The
+engine fetches, in one query, the context each sensor's rules need from ``reading`` (the last
+few readings before the batch, and those within the longest time window), then judges every
+new reading against every rule that applies with vectorised numpy (:mod:`gis.series`): the
+metric (value, change over a window, drop against last week, robust z against the learned
+profile, CUSUM), persistence and hold (the last *n* readings and *w* seconds must agree), the
+level it reaches and the level it still holds with hysteresis. Only subjects that are abnormal
+at some reading, or already have an open alarm, go on to the per-subject walk in Python, which
+replays the alarm's life through the batch's readings in time order: raise, escalate,
+de-escalate, clear, recur. Each alarm is then written once per batch, with one event row per
+change carrying the data time of the reading behind it (``alarm_event.ts``), and the alarm the
+data time it was raised and cleared at (``opened_ts``, ``cleared_ts``) besides the wall-clock
+time it was recorded (``opened_at``, ``cleared_at``; SLA timers start there).
+
+So a day posted at once and the same day posted one reading per request give the same alarms
+(tests/app/alarms/test_data_time.py): each reading is judged with the readings before it as
+context, whichever batch brought them. A reading older than one already judged (a late
+arrival) is judged on the readings before it too; readings after it, already judged, are not
+judged again. CUSUM is the one stateful detector: its statistic after the last reading is kept
+per rule version and sensor (``detector_state``); a late reading does not move it
+(:attr:`EvaluationReport.late`).
+
+One open alarm per (rule, subject) is guaranteed by a partial unique index: open alarms are
+locked (``FOR UPDATE``) before they change, and new ones are inserted ``ON CONFLICT DO
+NOTHING`` (a concurrent batch that raised it first writes its events).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+import numpy as np
+import numpy.typing as npt
+import shapely
+from sqlalchemy import text
 from sqlalchemy.orm import Session
-from sqlalchemy.types import BigInteger, Text
 
-from app.alarms.rules import ANY_INDICATOR, RuleSpec, StoredRule, current_rules
+from app.alarms.rules import (
+    ANY_INDICATOR,
+    PROFILE_KINDS,
+    RuleSpec,
+    StoredRule,
+    current_rules,
+)
+from app.db import raw_connection
+from app.sensors.ingest import Readings
+from gis import baseline, series
 
 ACTOR = "engine"
-# Readings older than this do not count as "the last N readings" of a live sensor.
+# Readings older than this (before the batch's first reading) are not context of a live sensor.
 LOOKBACK = timedelta(days=2)
+_US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-
-@dataclass(frozen=True)
-class Observation:
-    """What one rule sees for one subject now."""
-
-    rule: StoredRule
-    sensor_id: int | None
-    asset_id: int | None
-    ts: datetime
-    raw_value: float  # the latest reading, in the indicator's unit
-    raise_level: int | None  # level the condition reaches (persistence applied)
-    keep_level: int | None  # level it still holds with hysteresis (for open alarms)
-    cause: str | None
-    lon: float | None
-    lat: float | None
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+LevelArray = npt.NDArray[np.int8]  # 0 = no level, else 1 (I) .. 4 (IV)
 
 
 @dataclass
@@ -54,6 +71,9 @@ class EvaluationReport:
     deescalated: int = 0
     cleared: int = 0
     recurred: int = 0
+    judged: int = 0  # readings judged (of active sensors)
+    late: int = 0  # readings older than a CUSUM's state: judged by other rules only
+    uncalibrated: int = 0  # readings a residual/CUSUM rule targets whose sensor has no profile
     # Alarms whose level or open/cleared status changed (not mere updates): what the risk
     # scores depend on, so the caller can rescore their assets in the same transaction.
     alarm_ids: list[int] = field(default_factory=list)
@@ -67,20 +87,30 @@ def graded(value: float | None, spec: RuleSpec, *, relax: float = 0.0) -> int | 
     >>> graded(30, spec), graded(10, spec), graded(2, spec), graded(2, spec, relax=1.5)
     (2, 4, None, 4)
     """
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    # rate / baseline / spike metrics are signed so that larger is worse, whatever direction
-    rising = spec.direction == "above" or spec.kind in ("rate", "baseline", "spike")
-    for level in sorted(spec.thresholds):
+    level = int(grade(np.array([value], dtype=np.float64), spec, relax=relax)[0])
+    return level or None
+
+
+def _rising(spec: RuleSpec) -> bool:
+    """Larger is worse: every kind but a threshold ``below`` (its metrics are signed so)."""
+    return spec.direction == "above" or spec.kind != "threshold"
+
+
+def grade(values: FloatArray, spec: RuleSpec, *, relax: float = 0.0) -> LevelArray:
+    """:func:`graded` for an array: 0 where no threshold is met (or the value is NaN)."""
+    out = np.zeros(values.size, dtype=np.int8)
+    rising = _rising(spec)
+    # least severe first, so a more severe level overwrites it
+    for level in sorted(spec.thresholds, reverse=True):
         threshold = spec.thresholds[level]
-        if rising and value >= threshold - relax:
-            return level
-        if not rising and value <= threshold + relax:
-            return level
-    return None
+        met = values >= threshold - relax if rising else values <= threshold + relax
+        out[met] = level
+    return out
 
 
-# -- rule caching -----------------------------------------------------------------------------
+# -- cached lookups ---------------------------------------------------------------------------
 _cache: dict[str, tuple[tuple[Any, ...], list[StoredRule]]] = {}
 
 
@@ -102,77 +132,951 @@ def enabled_rules(session: Session) -> list[StoredRule]:
     return cached[1]
 
 
-# -- evaluation -------------------------------------------------------------------------------
-def evaluate(
-    session: Session,
-    sensor_ids: Iterable[int],
-    indicators: set[str],
-    *,
-    now: datetime | None = None,
-    oldest: datetime | None = None,
-) -> EvaluationReport:
-    """Evaluate every enabled rule for the sensors of a batch; flushes, never commits.
+@dataclass(frozen=True, eq=False)
+class _Profile:
+    """One sensor's current profile (``sensor_profile``), bins flattened day-type-major."""
 
-    ``oldest`` is the batch's oldest reading time: lookups reach back from it (a backfill of
-    old readings is judged on its own history).
-    """
-    ids = sorted({int(i) for i in sensor_ids})
+    id: int
+    bin_s: int
+    day_mode: baseline.DayMode
+    utc_offset_s: float
+    centre: FloatArray
+    spread: FloatArray
+    floor: float  # the spread floor: max(MIN_SPREAD, MIN_SPREAD_REL × |global median|)
+    learned: dict[str, Any]
+
+
+# Profiles are immutable per id (a new calibration is a new row), so a cache by id is exact;
+# the stamp (count, max id of current rows) says when the set of current ones changed.
+_profiles: dict[str, tuple[tuple[Any, ...], dict[int, _Profile]]] = {}
+
+
+def current_profiles(session: Session) -> dict[int, _Profile]:
+    """Current profile per sensor id, re-read when ``sensor_profile`` changed."""
+    stamp = tuple(
+        session.execute(
+            text("SELECT count(*), coalesce(max(id), 0) FROM sensor_profile WHERE is_current")
+        ).one()
+    )
+    key = str(session.connection().engine.url)
+    cached = _profiles.get(key)
+    if cached is None or cached[0] != stamp:
+        old = cached[1] if cached else {}
+        known = {p.id: p for p in old.values()}
+        rows = session.execute(
+            text(
+                "SELECT id, sensor_id, bin_s, day_mode, utc_offset_s, global_centre, learned, "
+                "CASE WHEN NOT (id = ANY(:known)) THEN centre END AS centre, "
+                "CASE WHEN NOT (id = ANY(:known)) THEN spread END AS spread "
+                "FROM sensor_profile WHERE is_current"
+            ),
+            {"known": list(known)},
+        ).all()
+        profiles: dict[int, _Profile] = {}
+        for r in rows:
+            if r.centre is None:
+                profiles[int(r.sensor_id)] = known[int(r.id)]
+                continue
+            profiles[int(r.sensor_id)] = _Profile(
+                id=int(r.id),
+                bin_s=int(r.bin_s),
+                day_mode=r.day_mode,
+                utc_offset_s=float(r.utc_offset_s),
+                centre=np.asarray(r.centre, dtype=np.float64),
+                spread=np.asarray(r.spread, dtype=np.float64),
+                floor=max(
+                    baseline.MIN_SPREAD,
+                    baseline.MIN_SPREAD_REL * abs(float(r.global_centre or 0.0)),
+                ),
+                learned=dict(r.learned or {}),
+            )
+        cached = (stamp, profiles)
+        _profiles[key] = cached
+    return cached[1]
+
+
+# -- the batch's sensors and series -----------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class _Sensors:
+    """The sensors a batch touches, as columns sorted by id."""
+
+    id: IntArray
+    kind: npt.NDArray[np.object_]
+    asset_id: IntArray  # -1: unbound
+    asset_kind: npt.NDArray[np.object_]
+    lon: FloatArray
+    lat: FloatArray
+    interval_s: FloatArray  # NaN: unknown
+    active: npt.NDArray[np.bool_]
+    attrs: dict[str, FloatArray]  # asset attribute (design limits) per relative_to key
+
+    def pos(self, ids: npt.ArrayLike) -> IntArray:
+        return np.searchsorted(self.id, np.asarray(ids, dtype=np.int64)).astype(np.int64)
+
+
+def _load_sensors(session: Session, ids: Sequence[int], keys: list[str]) -> _Sensors:
+    cur = raw_connection(session).cursor()
+    cur.execute(
+        """
+        SELECT s.id, s.kind, coalesce(s.asset_id, -1), a.kind, ST_X(s.geom), ST_Y(s.geom),
+               s.interval_s, s.status = 'active',
+               (SELECT jsonb_object_agg(key, value) FROM jsonb_each(a.attributes)
+                WHERE key = ANY(%(keys)s::text[]))
+        FROM sensor s LEFT JOIN asset a ON a.id = s.asset_id
+        WHERE s.id = ANY(%(ids)s::int8[]) ORDER BY s.id
+        """,
+        {"ids": list(ids), "keys": keys},
+    )
+    rows = cur.fetchall()
+    n = len(rows)
+
+    def col(i: int, dtype: Any, missing: Any = None) -> Any:
+        return np.array([missing if r[i] is None else r[i] for r in rows], dtype=dtype)
+
+    attrs: dict[str, FloatArray] = {}
+    for key in keys:
+        attrs[key] = np.array([_number((r[8] or {}).get(key)) for r in rows], dtype=np.float64)
+    return _Sensors(
+        id=col(0, np.int64),
+        kind=col(1, object),
+        asset_id=col(2, np.int64),
+        asset_kind=col(3, object),
+        lon=col(4, np.float64, np.nan),
+        lat=col(5, np.float64, np.nan),
+        interval_s=col(6, np.float64, np.nan),
+        active=col(7, bool, False) if n else np.zeros(0, dtype=bool),
+        attrs=attrs,
+    )
+
+
+def _number(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+@dataclass(frozen=True, eq=False)
+class _Series:
+    """New readings and their context, sorted by (sensor, time)."""
+
+    sid: IntArray
+    t_us: IntArray  # data time, integer µs since the epoch (exact searches)
+    value: FloatArray
+    new: npt.NDArray[np.bool_]
+    spos: IntArray  # the row's sensor's position in _Sensors
+    starts: IntArray  # first row of the row's sensor
+    # First row of its sensor within LOOKBACK before the row: what judging it may look back
+    # at. A reading alone in its request sees exactly these as context, so every lookup is
+    # bounded by them, and a day-sized batch judges each reading on the same rows.
+    floors: IntArray
+
+    def take(self, rows: npt.NDArray[np.bool_]) -> _Series:
+        sid, t = self.sid[rows], self.t_us[rows]
+        starts = series.group_starts(sid)
+        return _Series(
+            sid, t, self.value[rows], self.new[rows], self.spos[rows], starts,
+            _floors(sid, t, starts),
+        )  # fmt: skip
+
+    @staticmethod
+    def build(
+        sensors: _Sensors,
+        parts: Iterable[tuple[IntArray, IntArray, FloatArray, bool]],
+    ) -> _Series:
+        sid_l, t_l, v_l, new_l = [], [], [], []
+        for sid, t, v, is_new in parts:
+            sid_l.append(sid)
+            t_l.append(t)
+            v_l.append(v)
+            new_l.append(np.full(sid.size, is_new))
+        sid = np.concatenate(sid_l) if sid_l else np.zeros(0, np.int64)
+        t = np.concatenate(t_l) if t_l else np.zeros(0, np.int64)
+        v = np.concatenate(v_l) if v_l else np.zeros(0)
+        new = np.concatenate(new_l) if new_l else np.zeros(0, bool)
+        # sort by (sensor, time, new first) and drop context rows that repeat a new reading
+        order = np.lexsort((~new, t, sid))
+        sid, t, v, new = sid[order], t[order], v[order], new[order]
+        keep = np.ones(sid.size, dtype=bool)
+        keep[1:] = (sid[1:] != sid[:-1]) | (t[1:] != t[:-1])
+        sid, t, v, new = sid[keep], t[keep], v[keep], new[keep]
+        starts = series.group_starts(sid)
+        return _Series(sid, t, v, new, sensors.pos(sid), starts, _floors(sid, t, starts))
+
+
+def _floors(sid: IntArray, t_us: IntArray, starts: IntArray) -> IntArray:
+    """Index of each row's first same-sensor row no older than LOOKBACK before it."""
+    lookback_us = int(LOOKBACK.total_seconds()) * _US
+    j = series.at_or_before(sid, t_us, t_us - lookback_us - 1, sid)
+    return np.maximum(starts, j + 1)
+
+
+_CONTEXT_SQL = """
+WITH b AS (
+    SELECT sid, k, 'epoch'::timestamptz + t0 * interval '1 microsecond' AS t0,
+           'epoch'::timestamptz + t1 * interval '1 microsecond' AS t1,
+           reach * interval '1 microsecond' AS reach
+    FROM unnest(%(sid)s::int8[], %(t0)s::int8[], %(t1)s::int8[], %(k)s::int4[],
+                %(reach)s::int8[]) AS b(sid, t0, t1, k, reach)
+), last_k AS (
+    SELECT b.sid, r.ts, r.value FROM b
+    CROSS JOIN LATERAL (
+        SELECT ts, value FROM reading
+        WHERE sensor_id = b.sid AND ts < b.t0 AND ts >= b.t0 - %(lookback)s::interval
+          AND ts >= %(lo)s AND ts <= %(hi)s
+        ORDER BY ts DESC LIMIT b.k
+    ) r
+    WHERE b.k > 0
+), span AS (
+    -- the time window reaches back from the earliest of those rows: a rate over 5 min at
+    -- each of the last n readings needs the readings 5 min before each
+    SELECT b.sid, b.t0, b.t1, b.reach, least(b.t0, min(l.ts)) AS start
+    FROM b LEFT JOIN last_k l ON l.sid = b.sid
+    GROUP BY b.sid, b.t0, b.t1, b.reach
+)
+SELECT sid, (extract(epoch FROM ts) * 1000000)::int8, value FROM last_k
+UNION ALL
+SELECT span.sid, (extract(epoch FROM r.ts) * 1000000)::int8, r.value FROM span
+CROSS JOIN LATERAL (
+    SELECT ts, value FROM reading
+    WHERE sensor_id = span.sid AND ts >= span.start - span.reach AND ts <= span.t1
+      AND ts >= span.t0 - %(lookback)s::interval AND ts >= %(lo)s AND ts <= %(hi)s
+) r
+WHERE span.reach > interval '0' OR span.t1 > span.start
+UNION ALL
+-- and the last reading before that window: "the reading at or before t − 5 min" may be older
+SELECT span.sid, (extract(epoch FROM r.ts) * 1000000)::int8, r.value FROM span
+CROSS JOIN LATERAL (
+    SELECT ts, value FROM reading
+    WHERE sensor_id = span.sid AND ts < span.start - span.reach
+      AND ts >= span.t0 - %(lookback)s::interval AND ts >= %(lo)s AND ts <= %(hi)s
+    ORDER BY ts DESC LIMIT 1
+) r
+WHERE span.reach > interval '0'
+"""
+
+
+def _fetch_context(
+    session: Session,
+    sid: IntArray,
+    t0: IntArray,
+    t1: IntArray,
+    k: IntArray,
+    reach_us: IntArray,
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Readings before each sensor's first new one (the last ``k``, and those within
+    ``reach_us``) and the stored ones between its first and last new reading."""
+    if not sid.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    lookback_us = int(LOOKBACK.total_seconds()) * _US
+    lo = int((t0 - lookback_us).min())
+    cur = raw_connection(session).cursor()
+    cur.execute(
+        _CONTEXT_SQL,
+        {
+            "sid": sid.tolist(),
+            "t0": t0.tolist(),
+            "t1": t1.tolist(),
+            "k": k.tolist(),
+            "reach": reach_us.tolist(),
+            "lookback": LOOKBACK,
+            "lo": _EPOCH + timedelta(microseconds=lo),
+            "hi": _EPOCH + timedelta(microseconds=int(t1.max())),
+        },
+    )
+    rows = cur.fetchall()
+    n = len(rows)
+    return (
+        np.fromiter((r[0] for r in rows), np.int64, n),
+        np.fromiter((r[1] for r in rows), np.int64, n),
+        np.fromiter((r[2] for r in rows), np.float64, n),
+    )
+
+
+# -- evaluation -------------------------------------------------------------------------------
+@dataclass
+class _Obs:
+    """What one rule saw at the new readings of its subjects: one entry per reading."""
+
+    rule: StoredRule
+    sensor_id: IntArray  # -1 for asset-level (k-of-n) subjects
+    asset_id: IntArray
+    t_us: IntArray
+    value: FloatArray
+    raise_level: LevelArray
+    keep_level: LevelArray
+    cause: npt.NDArray[np.object_]
+    lon: FloatArray
+    lat: FloatArray
+    new: npt.NDArray[np.bool_] | None = None  # k-of-n input: which rows are new (else all)
+
+
+def _targets(spec: RuleSpec, sensors: _Sensors) -> npt.NDArray[np.bool_]:
+    """Which of the batch's sensors a rule applies to (indicator, target, active)."""
+    mask = sensors.active.copy()
+    if spec.indicator != ANY_INDICATOR:
+        mask &= sensors.kind == spec.indicator
+    target = spec.target
+    if target.exclude_indicators:
+        mask &= ~np.isin(sensors.kind, target.exclude_indicators)
+    if target.asset_kinds:
+        mask &= np.isin(sensors.asset_kind, target.asset_kinds)
+    if target.asset_ids:
+        mask &= np.isin(sensors.asset_id, target.asset_ids)
+    if target.area_wkt:
+        area = _area(target.area_wkt)
+        mask &= np.asarray(shapely.intersects_xy(area, sensors.lon, sensors.lat), dtype=bool)
+    return mask
+
+
+_areas: dict[str, Any] = {}
+
+
+def _area(wkt: str) -> Any:
+    area = _areas.get(wkt)
+    if area is None:
+        area = shapely.from_wkt(wkt)
+        shapely.prepare(area)
+        if len(_areas) > 256:
+            _areas.clear()
+        _areas[wkt] = area
+    return area
+
+
+def _needs(spec: RuleSpec) -> tuple[int, int]:
+    """Context a rule needs before a sensor's first new reading: rows, and seconds."""
+    rows = spec.persistence_n - 1
+    if spec.kind == "spike":
+        rows = max(rows, 1)
+    if spec.kind == "flatline":
+        rows = max(rows, (spec.n or 2) - 1)
+    seconds = spec.hold_s
+    if spec.kind == "rate":
+        seconds += spec.window_s or 0
+    if spec.kind == "offline":
+        rows = max(rows, 1)
+    if spec.confirm is not None:
+        seconds += spec.confirm.window_s
+    return rows, seconds
+
+
+def evaluate(
+    session: Session, readings: Readings | None, *, now: datetime | None = None
+) -> EvaluationReport:
+    """Judge every reading of ``readings`` (a batch just stored) by every enabled rule, in
+    time order; raise, move and clear alarms; flushes, never commits."""
     report = EvaluationReport()
-    if not ids:
+    if readings is None or not len(readings):
         return report
     now = now or datetime.now(UTC)
-    since_anchor = min(now, oldest) if oldest is not None else now
-    observations: list[Observation] = []
-    for rule in enabled_rules(session):
-        spec = rule.spec
-        if spec.kind == "offline":
-            # Reporting sensors are not offline: only open offline alarms can change (clear).
-            observations += _observe_reporting(session, rule, ids)
+    rules = enabled_rules(session)
+    if not rules:
+        return report
+    new_sid = readings.sensor_id.astype(np.int64)
+    new_t = readings.ts.astype("datetime64[us]").astype(np.int64)
+    new_v = readings.value.astype(np.float64)
+    ids = np.unique(new_sid)
+    keys = sorted({r.spec.relative_to for r in rules if r.spec.relative_to})
+    # k-of-n rules judge every sensor of the assets the batch touched
+    extra = _asset_siblings(session, ids, rules)
+    sensors = _load_sensors(session, np.union1d(ids, extra).tolist(), keys)
+    applicable = [(rule, _targets(rule.spec, sensors)) for rule in rules]
+    applicable = [(rule, mask) for rule, mask in applicable if mask.any()]
+    if not applicable:
+        return report
+
+    # Context per sensor: the most rows and seconds any of its rules needs.
+    k = np.zeros(sensors.id.size, dtype=np.int64)
+    reach_s = np.zeros(sensors.id.size, dtype=np.int64)
+    for rule, mask in applicable:
+        n_rows, seconds = _needs(rule.spec)
+        if rule.spec.kind == "flatline":
+            n_rows = min(n_rows, 2)  # a first look: longer runs are fetched for the few needing it
+        k[mask] = np.maximum(k[mask], n_rows)
+        reach_s[mask] = np.maximum(reach_s[mask], seconds)
+    first = np.ones(new_sid.size, dtype=bool)
+    first[1:] = new_sid[1:] != new_sid[:-1]
+    last = np.ones(new_sid.size, dtype=bool)
+    last[:-1] = new_sid[1:] != new_sid[:-1]
+    t0 = np.full(sensors.id.size, np.iinfo(np.int64).max, dtype=np.int64)
+    t1 = np.full(sensors.id.size, np.iinfo(np.int64).min, dtype=np.int64)
+    t0[sensors.pos(new_sid[first])] = new_t[first]
+    t1[sensors.pos(new_sid[last])] = new_t[last]
+    siblings = t0 == np.iinfo(np.int64).max  # sensors without new readings (k-of-n siblings)
+    if siblings.any():
+        t0[siblings], t1[siblings] = new_t.min(), new_t.max()
+    ctx = _fetch_context(session, sensors.id, t0, t1, k, reach_s * _US)
+    data = _Series.build(sensors, [(*ctx, False), (new_sid, new_t, new_v, True)])
+    profiles = (
+        current_profiles(session)
+        if any(r.spec.kind in (*PROFILE_KINDS, "flatline") for r, _ in applicable)
+        else {}
+    )
+    data = _longer_runs(session, sensors, data, applicable, profiles, t0)
+    report.judged = int((data.new & sensors.active[data.spos]).sum())
+    observations: list[_Obs] = []
+    for rule, mask in applicable:
+        rows = mask[data.spos]
+        if not (rows & data.new).any():
             continue
-        if spec.indicator != ANY_INDICATOR and spec.indicator not in indicators:
-            continue
-        observations += _observe(session, rule, ids, since_anchor)
+        sub = data.take(rows)
+        kind = rule.spec.kind
+        if kind == "offline":
+            observations.append(_offline_in_data(rule, sensors, sub))
+        elif kind == "flatline":
+            observations.append(_flatline(rule, sensors, sub, profiles))
+        else:
+            if rule.spec.confirm:
+                every = _graded(session, rule, sensors, sub, profiles, report, every_row=True)
+                observations.append(_confirm(every))
+            else:
+                observations.append(_graded(session, rule, sensors, sub, profiles, report))
     _apply(session, observations, now, report)
     return report
 
 
+def _asset_siblings(session: Session, ids: IntArray, rules: list[StoredRule]) -> list[int]:
+    if not any(r.spec.confirm for r in rules):
+        return []
+    rows = session.execute(
+        text(
+            "SELECT s2.id FROM sensor s JOIN sensor s2 ON s2.asset_id = s.asset_id "
+            "WHERE s.id = ANY(CAST(:ids AS int8[])) AND s2.status = 'active'"
+        ),
+        {"ids": ids.tolist()},
+    )
+    return [int(r[0]) for r in rows]
+
+
+def _longer_runs(
+    session: Session,
+    sensors: _Sensors,
+    data: _Series,
+    applicable: list[tuple[StoredRule, npt.NDArray[np.bool_]]],
+    profiles: dict[int, _Profile],
+    t0: IntArray,
+) -> _Series:
+    """Flatline needs up to ``n`` identical readings before the batch; the first look fetched
+    two. Sensors whose context so far is one unbroken run get the rest (rare: most sensors'
+    readings change every time)."""
+    need = np.zeros(sensors.id.size, dtype=np.int64)
+    for rule, mask in applicable:
+        if rule.spec.kind != "flatline":
+            continue
+        for at in np.flatnonzero(mask):
+            n = _flatline_need(rule.spec, profiles.get(int(sensors.id[at])))
+            if n != _NEVER:
+                need[at] = max(need[at], n - 1)
+    if not need.any():
+        return data
+    run = series.run_length(data.value, data.starts)
+    pos = np.arange(data.sid.size)
+    first_new = np.flatnonzero(data.new & ((pos == data.starts) | ~np.roll(data.new, 1)))
+    spos = data.spos[first_new]
+    ctx_rows = first_new - data.starts[first_new]  # context rows before the first new one
+    # every context row and the first new reading are one run: more of it may lie before
+    more = np.zeros(sensors.id.size, dtype=bool)
+    more[spos] = (ctx_rows > 0) & (run[first_new] == ctx_rows + 1) & (need[spos] > ctx_rows)
+    if not more.any():
+        return data
+    extra = _fetch_context(
+        session,
+        sensors.id[more],
+        t0[more],
+        t0[more],
+        need[more],
+        np.zeros(int(more.sum()), dtype=np.int64),
+    )
+    return _Series.build(
+        sensors,
+        [
+            (data.sid[~data.new], data.t_us[~data.new], data.value[~data.new], False),
+            (*extra, False),
+            (data.sid[data.new], data.t_us[data.new], data.value[data.new], True),
+        ],
+    )
+
+
+def _divisor(rule: StoredRule, sensors: _Sensors, sub: _Series) -> FloatArray:
+    key = rule.spec.relative_to
+    if not key:
+        return np.ones(sub.sid.size)
+    div = sensors.attrs[key][sub.spos]
+    return np.where(div == 0, np.nan, div)
+
+
+def _metric(
+    session: Session,
+    rule: StoredRule,
+    sensors: _Sensors,
+    sub: _Series,
+    profiles: dict[int, _Profile],
+    report: EvaluationReport,
+) -> FloatArray:
+    """What the thresholds compare, per row (NaN: not judged), signed so larger is worse
+    (except a threshold ``below``, compared as is)."""
+    spec = rule.spec
+    v = sub.value / _divisor(rule, sensors, sub)
+    kind = spec.kind
+    if kind == "threshold":
+        return v
+    if kind == "spike":
+        return np.abs(v - series.shifted(v, sub.floors, 1))
+    if kind == "rate":
+        j = series.at_or_before(sub.sid, sub.t_us, sub.t_us - (spec.window_s or 0) * _US, sub.sid)
+        before = np.where(j >= sub.floors, v[np.maximum(j, 0)], np.nan)
+        change = v - before
+        return change if spec.direction == "above" else -change
+    if kind == "baseline":
+        return _baseline(session, rule, sub, v)
+    z = _z(sub, profiles, report)
+    if np.isnan(z).all():
+        return z  # no sensor here has a profile yet: nothing to judge, no state to read
+    if spec.direction == "below":
+        z = -z
+    if kind == "residual":
+        return z / _scale(rule, sub, profiles)
+    # cusum
+    return _cusum(session, rule, sub, z, profiles, report) / _scale(rule, sub, profiles)
+
+
+def _runs(sid: IntArray) -> list[tuple[int, slice]]:
+    """Each sensor's rows in a (sensor, time)-sorted array: (sensor id, slice)."""
+    if not sid.size:
+        return []
+    ids, first, count = np.unique(sid, return_index=True, return_counts=True)
+    return [(int(i), slice(int(a), int(a + c))) for i, a, c in zip(ids, first, count, strict=True)]
+
+
+def _baseline(session: Session, rule: StoredRule, sub: _Series, v: FloatArray) -> FloatArray:
+    """Relative change against the mean of the window ``lag_s`` earlier (SQL: one lateral
+    average per new reading, summed in index order, so any batching gives the same mean)."""
+    spec = rule.spec
+    out = np.full(sub.sid.size, np.nan)
+    # every row: persistence looks at the context rows' metric too
+    rows = np.arange(sub.sid.size)
+    lag, half = spec.lag_s or 0, (spec.window_s or 0) / 2
+    cur = raw_connection(session).cursor()
+    cur.execute(
+        """
+        SELECT x.i, b.base FROM unnest(%(sid)s::int8[], %(t)s::int8[]) WITH ORDINALITY
+            AS x(sid, t, i)
+        CROSS JOIN LATERAL (
+            SELECT avg(value) AS base FROM reading
+            WHERE sensor_id = x.sid
+              AND ts >= 'epoch'::timestamptz + (x.t - %(before)s) * interval '1 microsecond'
+              AND ts < 'epoch'::timestamptz + (x.t - %(after)s) * interval '1 microsecond'
+              AND ts >= %(lo)s AND ts < %(hi)s
+        ) b
+        """,
+        {
+            "sid": sub.sid[rows].tolist(),
+            "t": sub.t_us[rows].tolist(),
+            "before": int((lag + half) * _US),
+            "after": int((lag - half) * _US),
+            "lo": _EPOCH + timedelta(microseconds=int(sub.t_us[rows].min() - (lag + half) * _US)),
+            "hi": _EPOCH + timedelta(microseconds=int(sub.t_us[rows].max() - (lag - half) * _US)),
+        },
+    )
+    base = np.full(rows.size, np.nan)
+    for i, b in cur.fetchall():
+        base[int(i) - 1] = np.nan if b is None else float(b)
+    latest = v[rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = (base - latest) / base if spec.direction == "below" else (latest - base) / base
+    out[rows] = np.where(base > 0, change, np.nan)
+    return out
+
+
+def _z(sub: _Series, profiles: dict[int, _Profile], report: EvaluationReport) -> FloatArray:
+    """Robust z-score of each row against its sensor's profile (NaN: no profile)."""
+    z = np.full(sub.sid.size, np.nan)
+    for sid, rows in _runs(sub.sid):
+        p = profiles.get(sid)
+        if p is None:
+            report.uncalibrated += int(sub.new[rows].sum())
+            continue
+        b = baseline.bin_index(
+            sub.t_us[rows] / _US, bin_s=p.bin_s, day_mode=p.day_mode, utc_offset_s=p.utc_offset_s
+        )
+        spread = np.maximum(p.spread[b], p.floor)
+        z[rows] = (sub.value[rows] - p.centre[b]) / spread
+    return z
+
+
+def _scale(rule: StoredRule, sub: _Series, profiles: dict[int, _Profile]) -> FloatArray:
+    """Per-row divisor learned by ``calibrate``: max(1, margin × in-control max ÷ lowest
+    threshold), so the calibration window would not have raised the lowest level."""
+    lowest = min(rule.spec.thresholds.values())
+    scale = np.ones(sub.sid.size)
+    for sid, rows in _runs(sub.sid):
+        p = profiles.get(sid)
+        learned = (p.learned.get("rules", {}).get(rule.spec.code) or {}) if p else {}
+        peak = learned.get("max")
+        if peak is not None and lowest > 0:
+            scale[rows] = max(1.0, rule.spec.margin * float(peak) / lowest)
+    return scale
+
+
+def _cusum(
+    session: Session,
+    rule: StoredRule,
+    sub: _Series,
+    z: FloatArray,
+    profiles: dict[int, _Profile],
+    report: EvaluationReport,
+) -> FloatArray:
+    """One-sided CUSUM on the new rows, continued from ``detector_state``; stores the state."""
+    k = rule.spec.k if rule.spec.k is not None else baseline.CUSUM_K
+    ids = np.unique(sub.sid)
+    rows = session.execute(
+        text(
+            "SELECT sensor_id, (extract(epoch FROM ts) * 1000000)::int8, value, profile_id "
+            "FROM detector_state WHERE rule_id = :r AND sensor_id = ANY(CAST(:ids AS int8[]))"
+        ),
+        {"r": rule.id, "ids": ids.tolist()},
+    ).all()
+    state = {int(r[0]): (int(r[1]), float(r[2]), r[3]) for r in rows}
+    state_t = np.full(sub.sid.size, np.iinfo(np.int64).min, dtype=np.int64)
+    initial = np.zeros(sub.sid.size)
+    for sid, rows_ in _runs(sub.sid):
+        if sid not in state:
+            continue
+        t_us, value, profile_id = state[sid]
+        p = profiles.get(sid)
+        if p is None or p.id != profile_id:
+            continue  # a new calibration restarts the statistic
+        state_t[rows_], initial[rows_] = t_us, value
+    feed = sub.new & (sub.t_us > state_t) & ~np.isnan(z)
+    late = sub.new & (sub.t_us <= state_t)
+    report.late += int(late.sum())
+    x = np.where(feed, z - k, np.nan)
+    w = series.lindley(x, sub.starts, initial)
+    # the state after each sensor's last fed reading
+    fed = np.flatnonzero(feed)
+    if fed.size:
+        last = np.ones(fed.size, dtype=bool)
+        last[:-1] = sub.sid[fed][1:] != sub.sid[fed][:-1]
+        at = fed[last]
+        session.execute(
+            text(
+                """
+                INSERT INTO detector_state AS d (rule_id, sensor_id, ts, value, profile_id)
+                SELECT :r, u.sid, 'epoch'::timestamptz + u.t * interval '1 microsecond', u.w, u.p
+                FROM unnest(CAST(:sid AS int8[]), CAST(:t AS int8[]), CAST(:w AS float8[]),
+                            CAST(:p AS int8[])) AS u(sid, t, w, p)
+                ON CONFLICT (rule_id, sensor_id) DO UPDATE
+                SET ts = EXCLUDED.ts, value = EXCLUDED.value, profile_id = EXCLUDED.profile_id
+                """
+            ),
+            {
+                "r": rule.id,
+                "sid": sub.sid[at].tolist(),
+                "t": sub.t_us[at].tolist(),
+                "w": w[at].tolist(),
+                "p": [profiles[int(s)].id for s in sub.sid[at]],
+            },
+        )
+    return np.where(sub.new & ~late & ~np.isnan(z), w, np.nan)
+
+
+def _graded(
+    session: Session,
+    rule: StoredRule,
+    sensors: _Sensors,
+    sub: _Series,
+    profiles: dict[int, _Profile],
+    report: EvaluationReport,
+    *,
+    every_row: bool = False,
+) -> _Obs:
+    """Metric, persistence, hold and levels of a graded rule at the new rows (``every_row``:
+    at the context rows too, which k-of-n needs for the sensors without new readings)."""
+    spec = rule.spec
+    m = _metric(session, rule, sensors, sub, profiles, report)
+    worst: series.Reduce = "min" if _rising(spec) else "max"
+    held = m
+    if spec.persistence_n > 1:
+        held, count = series.rolling(m, sub.floors, spec.persistence_n, worst)
+        held = np.where(count >= spec.persistence_n, held, np.nan)
+    if spec.hold_s:
+        j = series.at_or_before(sub.sid, sub.t_us, sub.t_us - spec.hold_s * _US, sub.sid)
+        lo = np.where(j >= sub.floors, j, -1)
+        over = series.range_reduce(m, lo, np.arange(m.size), worst)
+        pick = np.fmin if worst == "min" else np.fmax
+        held = np.where(np.isnan(over) | np.isnan(held), np.nan, pick(held, over))
+    raise_level = grade(held, spec)
+    keep_level = grade(m, spec, relax=spec.hysteresis)
+    cause = np.full(sub.sid.size, None, dtype=object)
+    if spec.kind == "spike":
+        cause[:] = "impossible step between readings"
+    if spec.context is not None:
+        raise_level, keep_level, cause = _context(
+            session, spec, sensors, sub, raise_level, keep_level, cause
+        )
+    if spec.kind == "spike":
+        keep_level = raise_level
+    new = np.ones(sub.sid.size, dtype=bool) if every_row else sub.new
+    return _Obs(
+        rule,
+        sub.sid[new],
+        sensors.asset_id[sub.spos[new]],
+        sub.t_us[new],
+        sub.value[new],
+        raise_level[new],
+        keep_level[new],
+        cause[new],
+        sensors.lon[sub.spos[new]],
+        sensors.lat[sub.spos[new]],
+        sub.new[new],
+    )
+
+
+def _context(
+    session: Session,
+    spec: RuleSpec,
+    sensors: _Sensors,
+    sub: _Series,
+    raise_level: LevelArray,
+    keep_level: LevelArray,
+    cause: npt.NDArray[np.object_],
+) -> tuple[LevelArray, LevelArray, npt.NDArray[np.object_]]:
+    """Cause and level shift from what is near: asked only for sensors with a level."""
+    context = spec.context
+    assert context is not None
+    hit = sub.new & ((raise_level > 0) | (keep_level > 0))
+    ids = np.unique(sub.sid[hit])
+    if not ids.size:
+        return raise_level, keep_level, cause
+    near_ids = {
+        int(r[0])
+        for r in session.execute(
+            text(
+                """
+                SELECT s.id FROM sensor s WHERE s.id = ANY(CAST(:ids AS int8[])) AND EXISTS (
+                    SELECT 1 FROM asset g WHERE g.kind = ANY(CAST(:kinds AS text[]))
+                    AND ST_DWithin(g.geom::geography, s.geom::geography, :m))
+                """
+            ),
+            {"ids": ids.tolist(), "kinds": context.near_kinds, "m": context.within_m},
+        )
+    }
+    near = np.isin(sub.sid, list(near_ids))
+    shift = np.where(near, 0, context.levels_lower_otherwise).astype(np.int8)
+
+    def lower(levels: LevelArray) -> LevelArray:
+        return np.where(levels > 0, np.minimum(4, levels + shift), 0).astype(np.int8)
+
+    cause = np.where(hit & near, context.cause_if_near, cause)
+    cause = np.where(hit & ~near, context.cause_otherwise, cause).astype(object)
+    return lower(raise_level), lower(keep_level), cause
+
+
+def _flatline(
+    rule: StoredRule, sensors: _Sensors, sub: _Series, profiles: dict[int, _Profile]
+) -> _Obs:
+    """``n`` identical readings in a row; for a calibrated sensor, ``n`` is raised until such a
+    run is improbable for it: ``p_repeat ** (n − 1) < flatline_alpha`` with ``p_repeat`` the
+    share of identical consecutive readings in its calibration window (a sensor of coarse
+    resolution repeats itself often), and beyond its longest calibration run."""
+    spec = rule.spec
+    n_eff = np.full(sub.sid.size, spec.n or 2, dtype=np.int64)
+    for sid, rows in _runs(sub.sid):
+        n_eff[rows] = _flatline_need(spec, profiles.get(sid))
+    run = np.minimum(
+        series.run_length(sub.value, sub.starts), np.arange(sub.sid.size) - sub.floors + 1
+    )
+    level = np.where(run >= n_eff, spec.level, 0).astype(np.int8)
+    new = sub.new
+    cause = np.full(int(new.sum()), "sensor stuck (flatline)", dtype=object)
+    return _Obs(
+        rule,
+        sub.sid[new],
+        sensors.asset_id[sub.spos[new]],
+        sub.t_us[new],
+        sub.value[new],
+        level[new],
+        level[new],
+        cause,
+        sensors.lon[sub.spos[new]],
+        sensors.lat[sub.spos[new]],
+    )
+
+
+#: A calibrated sensor needing more than this many times the rule's ``n`` identical readings
+#: repeats itself too often (a dry ponding gauge, a CH₄ sensor reading 0) for a flatline check
+#: to say anything: it is not judged (and its long runs are not fetched on every batch).
+FLATLINE_MAX_FACTOR = 10
+_NEVER = np.iinfo(np.int64).max
+
+
+def _flatline_need(spec: RuleSpec, profile: _Profile | None) -> int:
+    n = spec.n or 2
+    stats = profile.learned.get("repeats") if profile else None
+    if not stats:
+        return n
+    need = flatline_n(
+        n, stats.get("p_repeat", 0.0), stats.get("longest_run", 0), spec.flatline_alpha
+    )
+    return need if need <= FLATLINE_MAX_FACTOR * n else int(_NEVER)
+
+
+def flatline_n(n: int, p_repeat: float, longest_run: int, alpha: float) -> int:
+    """Identical readings a flatline needs for a sensor that repeats itself with probability
+    ``p_repeat`` and ran ``longest_run`` identical readings in calibration.
+
+    >>> flatline_n(30, 0.0, 3, 1e-4), flatline_n(30, 0.9, 40, 1e-4), flatline_n(5, 1.0, 9, 1e-4)
+    (30, 89, 10)
+    """
+    need = max(n, longest_run + 1)
+    if 0 < p_repeat < 1:
+        need = max(need, 1 + math.ceil(math.log(alpha) / math.log(p_repeat)))
+    return int(need)
+
+
+def _offline_in_data(rule: StoredRule, sensors: _Sensors, sub: _Series) -> _Obs:
+    """Gaps in the data clock: a reading that comes more than interval × factor after the
+    previous one closes an offline episode that began at previous + interval × factor (in
+    data time); a reading with no such gap clears an open offline alarm."""
+    spec = rule.spec
+    allowed = sensors.interval_s[sub.spos] * (spec.factor or 1)
+    has_prev = np.arange(sub.sid.size) > sub.floors
+    prev_t = np.where(has_prev, np.roll(sub.t_us, 1), np.iinfo(np.int64).min)
+    gap = sub.new & has_prev & np.isfinite(allowed) & (sub.t_us - prev_t > allowed * _US)
+    new = np.flatnonzero(sub.new)
+    silent = np.flatnonzero(gap)
+    # the start of each gap's episode, then the reading that ends it (which clears it)
+    sid = np.concatenate([sub.sid[silent], sub.sid[new]])
+    t = np.concatenate([prev_t[silent] + (allowed[silent] * _US).astype(np.int64), sub.t_us[new]])
+    value = np.concatenate([sub.value[np.maximum(silent - 1, 0)], sub.value[new]])
+    level = np.concatenate([np.full(silent.size, spec.level, np.int8), np.zeros(new.size, np.int8)])
+    order = np.lexsort((t, sid))
+    spos = sensors.pos(sid[order])
+    cause = np.full(order.size, None, dtype=object)
+    cause[level[order] > 0] = "sensor silent (offline)"
+    return _Obs(
+        rule,
+        sid[order],
+        sensors.asset_id[spos],
+        t[order],
+        value[order],
+        level[order],
+        level[order],
+        cause,
+        sensors.lon[spos],
+        sensors.lat[spos],
+    )
+
+
+def _confirm(obs: _Obs) -> _Obs:
+    """k-of-n: at each new reading of an asset's sensors, the level at least ``k`` of its
+    sensors reach with their latest readings within ``window_s``: an asset-level subject.
+
+    A loop per asset and reading time (bridges have a handful of sensors)."""
+    rule = obs.rule
+    confirm = rule.spec.confirm
+    assert confirm is not None
+    assert obs.new is not None
+    window = confirm.window_s * _US
+    out: dict[str, list[Any]] = {
+        k: [] for k in ("asset", "t", "value", "raise", "keep", "cause", "lon", "lat")
+    }
+    for asset in np.unique(obs.asset_id[obs.asset_id >= 0]):
+        rows = np.flatnonzero(obs.asset_id == asset)
+        rows = rows[np.argsort(obs.t_us[rows], kind="stable")]
+        n_sensors = len(np.unique(obs.sensor_id[rows]))
+        for i, r in enumerate(rows):
+            if not obs.new[r]:
+                continue
+            t = obs.t_us[r]
+            seen = rows[: i + 1]
+            seen = seen[obs.t_us[seen] > t - window]
+            latest: dict[int, int] = {}
+            for s in seen:  # the latest reading of each sensor within the window
+                latest[int(obs.sensor_id[s])] = s
+            raised = sorted(int(obs.raise_level[s]) for s in latest.values() if obs.raise_level[s])
+            kept = sorted(int(obs.keep_level[s]) for s in latest.values() if obs.keep_level[s])
+            out["asset"].append(asset)
+            out["t"].append(t)
+            out["value"].append(obs.value[r])
+            out["raise"].append(raised[confirm.k - 1] if len(raised) >= confirm.k else 0)
+            out["keep"].append(kept[confirm.k - 1] if len(kept) >= confirm.k else 0)
+            out["cause"].append(
+                f"{len(raised)} of {n_sensors} sensors agree" if len(raised) >= confirm.k else None
+            )
+            out["lon"].append(obs.lon[r])
+            out["lat"].append(obs.lat[r])
+    n = len(out["t"])
+    return _Obs(
+        rule,
+        np.full(n, -1, dtype=np.int64),
+        np.array(out["asset"], dtype=np.int64),
+        np.array(out["t"], dtype=np.int64),
+        np.array(out["value"], dtype=np.float64),
+        np.array(out["raise"], dtype=np.int8),
+        np.array(out["keep"], dtype=np.int8),
+        np.array(out["cause"], dtype=object),
+        np.array(out["lon"], dtype=np.float64),
+        np.array(out["lat"], dtype=np.float64),
+    )
+
+
 def check_offline(session: Session, *, now: datetime | None = None) -> EvaluationReport:
-    """Raise offline alarms for sensors silent longer than interval × factor (run periodically)."""
+    """Raise offline alarms for sensors from which nothing has been *received* for longer than
+    interval × factor (run periodically, on the wall clock).
+
+    Received, not data time: a sensor being backfilled is not silent, however old its data
+    (issue 13: a backfill made every sensor "offline" between two posts). The alarm's data
+    time is the sensor's last reading + interval × factor: when, on its own clock, it went
+    silent — what a backfill of the same gap would give (:func:`_offline_in_data`).
+    """
     now = now or datetime.now(UTC)
     report = EvaluationReport()
-    observations: list[Observation] = []
+    observations: list[_Obs] = []
     for rule in enabled_rules(session):
-        if rule.spec.kind != "offline":
+        spec = rule.spec
+        if spec.kind != "offline":
             continue
         rows = session.execute(
             text(
                 f"""
-                SELECT s.id AS sensor_id, s.asset_id, l.ts, l.value,
-                       ST_X(s.geom) lon, ST_Y(s.geom) lat
+                SELECT s.id, coalesce(s.asset_id, -1),
+                       (extract(epoch FROM l.ts) * 1000000)::int8
+                         + (s.interval_s * :factor * 1000000)::int8,
+                       l.value, ST_X(s.geom), ST_Y(s.geom)
                 FROM sensor s JOIN latest_reading l ON l.sensor_id = s.id
                 WHERE s.status = 'active' AND s.interval_s IS NOT NULL
-                  AND l.ts < CAST(:now AS timestamptz)
-                             - make_interval(secs => s.interval_s * :factor)
-                  {_target_sql(rule.spec)}
+                  AND l.received_at < CAST(:now AS timestamptz)
+                                      - make_interval(secs => s.interval_s * :factor)
+                  {_target_sql(spec)}
+                ORDER BY s.id
                 """
             ),
-            {"now": now, "factor": rule.spec.factor, **_target_params(rule.spec)},
-        )
-        for r in rows:
-            observations.append(
-                Observation(
-                    rule,
-                    r.sensor_id,
-                    r.asset_id,
-                    r.ts,
-                    r.value,
-                    rule.spec.level,
-                    rule.spec.level,
-                    "sensor silent (offline)",
-                    r.lon,
-                    r.lat,
-                )
+            {"now": now, "factor": spec.factor, **_target_params(spec)},
+        ).all()
+        if not rows:
+            continue
+        n = len(rows)
+
+        def col(i: int, dtype: Any, rows: Sequence[Any] = rows) -> Any:
+            return np.array([np.nan if r[i] is None else r[i] for r in rows], dtype=dtype)
+
+        level = np.full(n, spec.level, dtype=np.int8)
+        observations.append(
+            _Obs(
+                rule,
+                col(0, np.int64),
+                col(1, np.int64),
+                col(2, np.int64),
+                col(3, np.float64),
+                level,
+                level.copy(),
+                np.full(n, "sensor silent (offline)", dtype=object),
+                col(4, np.float64),
+                col(5, np.float64),
             )
+        )
     _apply(session, observations, now, report)
     return report
 
@@ -182,11 +1086,13 @@ def _target_sql(spec: RuleSpec) -> str:
     if spec.indicator != ANY_INDICATOR:
         parts.append("s.kind = :indicator")
     if spec.target.exclude_indicators:
-        parts.append("NOT (s.kind = ANY(:exclude_indicators))")
+        parts.append("NOT (s.kind = ANY(CAST(:exclude_indicators AS text[])))")
     if spec.target.asset_kinds:
-        parts.append("s.asset_id IN (SELECT id FROM asset WHERE kind = ANY(:asset_kinds))")
+        parts.append(
+            "s.asset_id IN (SELECT id FROM asset WHERE kind = ANY(CAST(:asset_kinds AS text[])))"
+        )
     if spec.target.asset_ids:
-        parts.append("s.asset_id = ANY(:asset_ids)")
+        parts.append("s.asset_id = ANY(CAST(:asset_ids AS int8[]))")
     if spec.target.area_wkt:
         parts.append("ST_Intersects(s.geom, ST_GeomFromText(:area_wkt, 4326))")
     return "".join(f" AND {p}" for p in parts)
@@ -202,414 +1108,303 @@ def _target_params(spec: RuleSpec) -> dict[str, Any]:
     }
 
 
-_ARRAYS: dict[str, Any] = {
-    "ids": ARRAY(BigInteger),
-    "exclude_indicators": ARRAY(Text),
-    "asset_kinds": ARRAY(Text),
-    "asset_ids": ARRAY(BigInteger),
-    "near_kinds": ARRAY(Text),
-}
-
-
-def _typed(sql: str) -> Any:
-    statement = text(sql)
-    names = [name for name in _ARRAYS if f":{name}" in sql]
-    return statement.bindparams(*(bindparam(n, type_=_ARRAYS[n]) for n in names))
-
-
-def _observe_reporting(session: Session, rule: StoredRule, ids: list[int]) -> list[Observation]:
-    rows = session.execute(
-        _typed(
-            """
-            SELECT a.sensor_id, a.asset_id, l.ts, l.value, NULL::float lon, NULL::float lat
-            FROM alarm a JOIN latest_reading l ON l.sensor_id = a.sensor_id
-            WHERE a.rule_code = :code AND a.state <> 'closed' AND a.cleared_at IS NULL
-              AND a.sensor_id = ANY(:ids)
-            """
-        ),
-        {"code": rule.spec.code, "ids": ids},
-    )
-    return [
-        Observation(rule, r.sensor_id, r.asset_id, r.ts, r.value, None, None, None, None, None)
-        for r in rows
-    ]
-
-
-def _lookback(spec: RuleSpec) -> timedelta:
-    """How far back a rule may look: bounds every ``reading`` lookup, so the planner prunes
-    the daily partitions it does not need (there may be hundreds)."""
-    reach = (spec.lag_s or 0) + (spec.window_s or 0) + spec.hold_s
-    return max(LOOKBACK, timedelta(seconds=reach) + timedelta(days=1))
-
-
-def _observe(
-    session: Session, rule: StoredRule, ids: list[int], anchor: datetime
-) -> list[Observation]:
-    spec = rule.spec
-    extreme = "min" if spec.direction == "above" else "max"
-    divisor = (
-        "NULLIF((a.attributes->>:relative_to)::float, 0)" if spec.relative_to else "1.0::float"
-    )
-    scope = (
-        # k-of-n: every sensor of the assets this batch touched, not only those in the batch
-        "s.asset_id IN (SELECT asset_id FROM sensor WHERE id = ANY(:ids))"
-        if spec.confirm
-        else "s.id = ANY(:ids)"
-    )
-    n_needed = max(spec.persistence_n, spec.n or 1, 2)
-    metric = _metric_sql(spec, extreme)
-    near = (
-        """EXISTS (SELECT 1 FROM asset g WHERE g.kind = ANY(:near_kinds)
-                   AND ST_DWithin(g.geom::geography, s.geom::geography, :within_m))"""
-        if spec.context
-        else "NULL::boolean"
-    )
-    sql = f"""
-        WITH s AS (
-            SELECT s.id, s.asset_id, s.geom, {divisor} AS div
-            FROM sensor s LEFT JOIN asset a ON a.id = s.asset_id
-            WHERE {scope} AND s.status = 'active' {_target_sql(spec)}
-        )
-        SELECT s.id AS sensor_id, s.asset_id, ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat,
-               w.ts, w.latest AS raw_value, w.held, w.n_held, w.n, s.div, m.*,
-               {near} AS near
-        FROM s
-        CROSS JOIN LATERAL (
-            SELECT max(ts) AS ts, (array_agg(value ORDER BY ts DESC))[1] AS latest,
-                   {extreme}(value) FILTER (WHERE rn <= :persistence_n) AS held,
-                   count(*) FILTER (WHERE rn <= :persistence_n) AS n_held,
-                   min(value) AS lowest, max(value) AS highest, count(*) AS n,
-                   (array_agg(value ORDER BY ts DESC))[2] AS previous
-            FROM (SELECT ts, value, row_number() OVER (ORDER BY ts DESC) AS rn
-                  FROM (SELECT ts, value FROM reading WHERE sensor_id = s.id AND ts >= :since
-                        ORDER BY ts DESC LIMIT :n_needed) last_n) r
-        ) w
-        CROSS JOIN LATERAL ({metric}) m
-        WHERE w.n > 0 AND s.div IS NOT NULL
-    """
-    params: dict[str, Any] = {
-        "ids": ids,
-        "persistence_n": spec.persistence_n,
-        "n_needed": n_needed,
-        "relative_to": spec.relative_to,
-        "window_s": spec.window_s or 0,
-        "lag_s": spec.lag_s or 0,
-        "hold_s": spec.hold_s,
-        "since": anchor - _lookback(spec),
-        **_target_params(spec),
-    }
-    if spec.context:
-        params.update(near_kinds=spec.context.near_kinds, within_m=spec.context.within_m)
-    rows = session.execute(_typed(sql), params).all()
-    observations = [_judge(rule, r) for r in rows]
-    return _confirm(rule, observations) if spec.confirm else observations
-
-
-def _metric_sql(spec: RuleSpec, extreme: str) -> str:
-    """A LATERAL subquery giving ``value`` (what thresholds compare) for one sensor ``s``."""
-    if spec.kind == "rate":
-        sign = "" if spec.direction == "above" else "-"
-        return f"""
-            SELECT {sign}(w.latest - p.value) / s.div AS value, NULL::float AS hold_value
-            FROM (SELECT value FROM reading WHERE sensor_id = s.id AND ts >= :since
-                  AND ts <= w.ts - make_interval(secs => :window_s)
-                  ORDER BY ts DESC LIMIT 1) p
-        """
-    if spec.kind == "baseline":
-        change = (
-            "(b.base - w.latest) / b.base"
-            if spec.direction == "below"
-            else ("(w.latest - b.base) / b.base")
-        )
-        return f"""
-            SELECT CASE WHEN b.base > 0 THEN {change} END AS value, NULL::float AS hold_value
-            FROM (SELECT avg(value) AS base FROM reading WHERE sensor_id = s.id AND ts >= :since
-                  AND ts >= w.ts - make_interval(secs => :lag_s + :window_s / 2)
-                  AND ts < w.ts - make_interval(secs => :lag_s - :window_s / 2)) b
-        """
-    if spec.kind == "spike":
-        return "SELECT abs(w.latest - w.previous) / s.div AS value, NULL::float AS hold_value"
-    if spec.kind == "flatline":
-        return """SELECT CASE WHEN w.n >= :n_needed AND w.lowest = w.highest THEN 1 ELSE 0 END
-                  AS value, NULL::float AS hold_value"""
-    hold = (
-        f"""(SELECT {extreme}(value) FROM reading WHERE sensor_id = s.id AND ts >= :since
-             AND ts >= (SELECT max(ts) FROM reading WHERE sensor_id = s.id AND ts >= :since
-                        AND ts <= w.ts - make_interval(secs => :hold_s)))"""
-        if spec.hold_s
-        else "NULL::float"
-    )
-    return f"SELECT w.latest / s.div AS value, {hold} / s.div AS hold_value"
-
-
-def _judge(rule: StoredRule, row: Any) -> Observation:
-    spec = rule.spec
-    cause = None
-    shift = 0
-    raise_level: int | None
-    keep_level: int | None
-    if spec.context is not None:
-        cause = spec.context.cause_if_near if row.near else spec.context.cause_otherwise
-        shift = 0 if row.near else spec.context.levels_lower_otherwise
-    if spec.kind == "flatline":
-        raise_level = keep_level = spec.level if row.value == 1 else None
-        cause = "sensor stuck (flatline)"
-    elif spec.kind == "spike":
-        raise_level = keep_level = spec.level if graded(row.value, spec) is not None else None
-        cause = "impossible step between readings"
-    elif spec.kind in ("rate", "baseline"):
-        raise_level = keep_level = graded(row.value, spec)
-    else:
-        held = None
-        if row.n_held >= spec.persistence_n and row.held is not None:
-            held = row.held / row.div
-            if spec.hold_s:
-                worse = min if spec.direction == "above" else max
-                held = worse(held, row.hold_value) if row.hold_value is not None else None
-        raise_level = graded(held, spec)
-        keep_level = graded(row.value, spec, relax=spec.hysteresis)
-    return Observation(
-        rule,
-        row.sensor_id,
-        row.asset_id,
-        row.ts,
-        row.raw_value,
-        _lower(raise_level, shift),
-        _lower(keep_level, shift),
-        cause if raise_level is not None or keep_level is not None else None,
-        row.lon,
-        row.lat,
-    )
-
-
-def _lower(level: int | None, by: int) -> int | None:
-    return None if level is None else min(4, level + by)
-
-
-def _confirm(rule: StoredRule, observations: list[Observation]) -> list[Observation]:
-    """k-of-n: an asset-level observation where at least k of its sensors agree in time."""
-    confirm = rule.spec.confirm
-    assert confirm is not None
-    by_asset: dict[int, list[Observation]] = {}
-    for obs in observations:
-        if obs.asset_id is not None:
-            by_asset.setdefault(obs.asset_id, []).append(obs)
-    out = []
-    for asset_id, group in by_asset.items():
-        newest = max(o.ts for o in group)
-        recent = [o for o in group if (newest - o.ts).total_seconds() <= confirm.window_s]
-        raised = sorted(o.raise_level for o in recent if o.raise_level is not None)
-        kept = sorted(o.keep_level for o in recent if o.keep_level is not None)
-        # the level at least k sensors reach: the k-th most severe
-        raise_level = raised[confirm.k - 1] if len(raised) >= confirm.k else None
-        keep_level = kept[confirm.k - 1] if len(kept) >= confirm.k else None
-        head = max(group, key=lambda o: o.ts)
-        cause = f"{len(raised)} of {len(group)} sensors agree" if raise_level else None
-        out.append(
-            Observation(
-                rule,
-                None,
-                asset_id,
-                newest,
-                head.raw_value,
-                raise_level,
-                keep_level,
-                cause,
-                head.lon,
-                head.lat,
-            )
-        )
-    return out
-
-
-# -- alarms -----------------------------------------------------------------------------------
+# -- alarms: the per-subject walk and the writes ----------------------------------------------
 _OPEN_SQL = text(
     """
-    SELECT id, rule_code, sensor_id, asset_id, level, state, cleared_at, peak_value
+    SELECT id, rule_code, sensor_id, asset_id, level, peak_level, state, cleared_at,
+           peak_value, (extract(epoch FROM last_seen_at) * 1000000)::int8 AS seen_us
     FROM alarm
-    WHERE state <> 'closed' AND rule_code = ANY(:codes)
-      AND (sensor_id = ANY(:sensors) OR (sensor_id IS NULL AND asset_id = ANY(:assets)))
+    WHERE state <> 'closed' AND rule_code = ANY(CAST(:codes AS text[]))
+      AND (sensor_id = ANY(CAST(:sensors AS int8[]))
+           OR (sensor_id IS NULL AND asset_id = ANY(CAST(:assets AS int8[]))))
+    ORDER BY id
     FOR UPDATE
     """
-).bindparams(
-    bindparam("codes", type_=ARRAY(Text)),
-    bindparam("sensors", type_=ARRAY(BigInteger)),
-    bindparam("assets", type_=ARRAY(BigInteger)),
 )
 
 
-def _subject(code: str, sensor_id: int | None, asset_id: int | None) -> tuple[str, int]:
+@dataclass(eq=False)
+class _Alarm:
+    """An alarm as the walk leaves it, and the events it wrote on the way."""
+
+    id: int | None
+    obs: _Obs
+    row: int  # index of the raising (or first) observation
+    level: int
+    peak_level: int
+    cleared: bool
+    opened_us: int | None = None
+    cleared_us: int | None = None
+    peak_value: float | None = None
+    last_value: float | None = None
+    seen_us: int | None = None
+    cause: str | None = None
+    changed: bool = False  # level or open/cleared status moved: rescore
+    cleared_now: bool = False  # cleared by this batch (cleared_at becomes now)
+    events: list[tuple[str | None, str, int | None, int | None, str | None, int]] = field(
+        default_factory=list
+    )
+
+
+def _subject(code: str, sensor_id: int, asset_id: int) -> tuple[str, int]:
     """An alarm's subject, as the unique index sees it: the sensor, else minus the asset id."""
-    return (code, sensor_id if sensor_id is not None else -(asset_id or 0))
+    return (code, sensor_id if sensor_id >= 0 else -max(asset_id, 0))
 
 
 def _apply(
-    session: Session,
-    observations: list[Observation],
-    now: datetime,
-    report: EvaluationReport,
+    session: Session, observations: list[_Obs], now: datetime, report: EvaluationReport
 ) -> None:
-    """Compare observations with open alarms and write the changes and their events.
-
-    Only abnormal subjects and subjects with an open alarm are looked at further: a normal
-    sensor without an alarm costs nothing after the one query below.
-    """
+    """Walk each abnormal or alarmed subject's observations in time order and write."""
+    observations = [o for o in observations if o.t_us.size]
     if not observations:
         return
-    rows = session.execute(
+    sensors = sorted({int(s) for o in observations for s in np.unique(o.sensor_id) if s >= 0})
+    assets = sorted({int(a) for o in observations for a in np.unique(o.asset_id) if a >= 0})
+    open_rows = session.execute(
         _OPEN_SQL,
         {
             "codes": sorted({o.rule.spec.code for o in observations}),
-            "sensors": sorted({o.sensor_id for o in observations if o.sensor_id is not None}),
-            "assets": sorted({o.asset_id for o in observations if o.asset_id is not None}),
+            "sensors": sensors,
+            "assets": assets,
         },
     ).all()
-    open_alarms = {_subject(r.rule_code, r.sensor_id, r.asset_id): r for r in rows}
+    open_alarms = {
+        _subject(r.rule_code, r.sensor_id if r.sensor_id is not None else -1, r.asset_id or 0): r
+        for r in open_rows
+    }
+    walked: list[_Alarm] = []
     for obs in observations:
-        alarm = open_alarms.get(_subject(obs.rule.spec.code, obs.sensor_id, obs.asset_id))
-        if alarm is not None or obs.raise_level is not None:
-            _decide(session, obs, alarm, now, report)
+        code = obs.rule.spec.code
+        subject = np.where(obs.sensor_id >= 0, obs.sensor_id, -np.maximum(obs.asset_id, 0))
+        abnormal = np.unique(subject[obs.raise_level > 0])
+        alarmed = [s for (c, s) in open_alarms if c == code]
+        wanted = np.union1d(abnormal, np.array(alarmed, dtype=np.int64))
+        if not wanted.size:
+            continue
+        rows = np.flatnonzero(np.isin(subject, wanted))
+        rows = rows[np.lexsort((obs.t_us[rows], subject[rows]))]
+        bounds = np.flatnonzero(np.diff(subject[rows])) + 1
+        for group in np.split(rows, bounds):
+            if not group.size:
+                continue
+            key = (code, int(subject[group[0]]))
+            alarm = _walk(obs, group, open_alarms.get(key), report)
+            if alarm is not None:
+                walked.append(alarm)
+    _write(session, walked, now, report)
 
 
-def _decide(
-    session: Session, obs: Observation, alarm: Any, now: datetime, report: EvaluationReport
-) -> None:
+def _walk(obs: _Obs, rows: IntArray, row: Any, report: EvaluationReport) -> _Alarm | None:
+    """Replay one subject's alarm through its observations (time order)."""
     spec = obs.rule.spec
-    if alarm is None:
-        raised_id = _raise(session, obs, now)
-        report.raised += 1
-        if raised_id is not None:
-            report.alarm_ids.append(raised_id)
-        return
-    peak = _peak(spec, alarm.peak_value, obs.raw_value)
-    if alarm.cleared_at is not None:
-        if obs.raise_level is None:
-            return
-        _update(session, alarm.id, obs, now, level=obs.raise_level, peak=peak, clear=False)
-        _event(
-            session, alarm.id, alarm.state, alarm.state, alarm.level, obs.raise_level, "recurred"
+    rising = spec.direction == "above"
+    alarm: _Alarm | None = None
+    if row is not None:
+        alarm = _Alarm(
+            id=int(row.id),
+            obs=obs,
+            row=int(rows[0]),
+            level=int(row.level),
+            peak_level=int(row.peak_level or row.level),
+            cleared=row.cleared_at is not None,
+            peak_value=row.peak_value,
+            seen_us=row.seen_us,
         )
-        report.recurred += 1
-        report.alarm_ids.append(alarm.id)
-        return
-    level = alarm.level
-    if obs.raise_level is not None and obs.raise_level < level:
-        new_level, note = obs.raise_level, "escalated"
-        report.escalated += 1
-    elif obs.keep_level is None:
-        _update(session, alarm.id, obs, now, level=level, peak=peak, clear=True)
-        _event(session, alarm.id, alarm.state, alarm.state, level, level, "cleared")
-        report.cleared += 1
-        report.alarm_ids.append(alarm.id)
-        return
-    elif obs.keep_level > level:
-        new_level, note = obs.keep_level, "de-escalated"
-        report.deescalated += 1
-    else:
-        new_level, note = level, None
-        report.updated += 1
-    _update(session, alarm.id, obs, now, level=new_level, peak=peak, clear=False)
-    if note:
-        _event(session, alarm.id, alarm.state, alarm.state, level, new_level, note)
-        report.alarm_ids.append(alarm.id)
+    for i in rows:
+        raise_lv, keep_lv = int(obs.raise_level[i]), int(obs.keep_level[i])
+        t, value = int(obs.t_us[i]), float(obs.value[i])
+        cause = obs.cause[i]
+        if alarm is None:
+            if not raise_lv:
+                continue
+            alarm = _Alarm(
+                id=None,
+                obs=obs,
+                row=int(i),
+                level=raise_lv,
+                peak_level=raise_lv,
+                cleared=False,
+                opened_us=t,
+                peak_value=value,
+                cause=cause,
+                changed=True,
+            )
+            alarm.events.append((None, "raised", None, raise_lv, cause, t))
+            report.raised += 1
+        else:
+            if alarm.cleared:
+                if not raise_lv:
+                    continue
+                alarm.events.append(("raised", "raised", alarm.level, raise_lv, "recurred", t))
+                alarm.level, alarm.cleared, alarm.cleared_us = raise_lv, False, None
+                alarm.changed = True
+                report.recurred += 1
+            elif raise_lv and raise_lv < alarm.level:
+                alarm.events.append(("raised", "raised", alarm.level, raise_lv, "escalated", t))
+                alarm.level, alarm.changed = raise_lv, True
+                report.escalated += 1
+            elif not keep_lv:
+                alarm.events.append(("raised", "raised", alarm.level, alarm.level, "cleared", t))
+                alarm.cleared, alarm.cleared_us, alarm.changed = True, t, True
+                alarm.cleared_now = True
+                report.cleared += 1
+            elif keep_lv > alarm.level:
+                alarm.events.append(("raised", "raised", alarm.level, keep_lv, "de-escalated", t))
+                alarm.level, alarm.changed = keep_lv, True
+                report.deescalated += 1
+            else:
+                report.updated += 1
+            if cause is not None:
+                alarm.cause = cause
+            peak = alarm.peak_value
+            alarm.peak_value = (
+                value if peak is None else (max(peak, value) if rising else min(peak, value))
+            )
+        alarm.peak_level = min(alarm.peak_level, alarm.level)
+        alarm.last_value = value
+        alarm.seen_us = t if alarm.seen_us is None else max(alarm.seen_us, t)
+    return alarm
 
 
-def _peak(spec: RuleSpec, peak: float | None, value: float) -> float:
-    if peak is None:
-        return value
-    return max(peak, value) if spec.direction == "above" else min(peak, value)
+def _ts(us: int | None) -> datetime | None:
+    return None if us is None else _EPOCH + timedelta(microseconds=int(us))
 
 
-def _raise(session: Session, obs: Observation, now: datetime) -> int | None:
-    alarm_id = session.execute(
-        text(
-            """
-            INSERT INTO alarm (rule_id, rule_code, sensor_id, asset_id, level, state, opened_at,
-                               updated_at, last_seen_at, title, cause, first_value, peak_value,
-                               last_value, geom)
-            VALUES (:rule_id, :code, :sensor_id, :asset_id, :level, 'raised', :now, :now, :ts,
-                    :title, :cause, :value, :value, :value,
-                    ST_SetSRID(ST_MakePoint(CAST(:lon AS float8), CAST(:lat AS float8)), 4326))
-            -- a concurrent batch raised it first: leave it to that one (its event is written)
-            ON CONFLICT (rule_code, (coalesce(sensor_id, -asset_id))) WHERE state <> 'closed'
-            DO NOTHING
-            RETURNING id
-            """
-        ),
-        {
-            "rule_id": obs.rule.id,
-            "code": obs.rule.spec.code,
-            "sensor_id": obs.sensor_id,
-            "asset_id": obs.asset_id,
-            "level": obs.raise_level,
-            "now": now,
-            "ts": obs.ts,
-            "title": obs.rule.spec.title,
-            "cause": obs.cause,
-            "value": obs.raw_value,
-            "lon": obs.lon,
-            "lat": obs.lat,
-        },
-    ).scalar_one_or_none()
-    if alarm_id is not None:
-        _event(session, alarm_id, None, "raised", None, obs.raise_level, obs.cause)
-    return None if alarm_id is None else int(alarm_id)
-
-
-def _update(
-    session: Session,
-    alarm_id: int,
-    obs: Observation,
-    now: datetime,
-    *,
-    level: int,
-    peak: float,
-    clear: bool,
-) -> None:
-    session.execute(
-        text(
-            """
-            UPDATE alarm SET level = :level, last_value = :value, peak_value = :peak,
-                   last_seen_at = greatest(last_seen_at, :ts), updated_at = :now,
-                   cleared_at = CASE WHEN :clear THEN :now END,
-                   cause = coalesce(:cause, cause)
-            WHERE id = :id
-            """
-        ),
-        {
-            "id": alarm_id,
-            "level": level,
-            "value": obs.raw_value,
-            "peak": peak,
-            "ts": obs.ts,
-            "now": now,
-            "clear": clear,
-            "cause": obs.cause,
-        },
-    )
-
-
-def _event(
-    session: Session,
-    alarm_id: int,
-    from_state: str | None,
-    to_state: str,
-    from_level: int | None,
-    to_level: int | None,
-    note: str | None,
-) -> None:
-    session.execute(
-        text(
-            "INSERT INTO alarm_event (alarm_id, actor, from_state, to_state, from_level, "
-            "to_level, note) VALUES (:a, :actor, :fs, :ts, :fl, :tl, :note)"
-        ),
-        {
-            "a": alarm_id,
-            "actor": ACTOR,
-            "fs": from_state,
-            "ts": to_state,
-            "fl": from_level,
-            "tl": to_level,
-            "note": note,
-        },
-    )
+def _write(session: Session, alarms: list[_Alarm], now: datetime, report: EvaluationReport) -> None:
+    """One INSERT for new alarms, one UPDATE for the others, one INSERT of their events."""
+    new = [a for a in alarms if a.id is None]
+    old = [a for a in alarms if a.id is not None]
+    if new:
+        cols: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "rule_id", "code", "sensor", "asset", "level", "peak_level", "opened_ts",
+                "seen", "title", "cause", "first", "peak", "last", "lon", "lat", "cleared_ts",
+            )
+        }  # fmt: skip
+        for a in new:
+            o, i = a.obs, a.row
+            cols["rule_id"].append(o.rule.id)
+            cols["code"].append(o.rule.spec.code)
+            cols["sensor"].append(int(o.sensor_id[i]) if o.sensor_id[i] >= 0 else None)
+            cols["asset"].append(int(o.asset_id[i]) if o.asset_id[i] >= 0 else None)
+            cols["level"].append(a.level)
+            cols["peak_level"].append(a.peak_level)
+            cols["opened_ts"].append(_ts(a.opened_us))
+            cols["seen"].append(_ts(a.seen_us))
+            cols["title"].append(o.rule.spec.title)
+            cols["cause"].append(a.cause)
+            cols["first"].append(float(o.value[i]))
+            cols["peak"].append(a.peak_value)
+            cols["last"].append(a.last_value)
+            cols["lon"].append(None if math.isnan(o.lon[i]) else float(o.lon[i]))
+            cols["lat"].append(None if math.isnan(o.lat[i]) else float(o.lat[i]))
+            cols["cleared_ts"].append(_ts(a.cleared_us))
+        ids = session.execute(
+            text(
+                """
+                INSERT INTO alarm (rule_id, rule_code, sensor_id, asset_id, level, peak_level,
+                                   state, opened_at, opened_ts, updated_at, last_seen_at, title,
+                                   cause, first_value, peak_value, last_value, geom,
+                                   cleared_at, cleared_ts)
+                SELECT u.rule_id, u.code, u.sensor, u.asset, u.level, u.peak_level, 'raised',
+                       :now, u.opened_ts, :now, u.seen, u.title, u.cause, u.first, u.peak,
+                       u.last, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326),
+                       CASE WHEN u.cleared_ts IS NOT NULL THEN CAST(:now AS timestamptz) END,
+                       u.cleared_ts
+                FROM unnest(CAST(:rule_id AS int8[]), CAST(:code AS text[]),
+                            CAST(:sensor AS int8[]), CAST(:asset AS int8[]),
+                            CAST(:level AS int2[]), CAST(:peak_level AS int2[]),
+                            CAST(:opened_ts AS timestamptz[]), CAST(:seen AS timestamptz[]),
+                            CAST(:title AS text[]), CAST(:cause AS text[]),
+                            CAST(:first AS float8[]), CAST(:peak AS float8[]),
+                            CAST(:last AS float8[]), CAST(:lon AS float8[]),
+                            CAST(:lat AS float8[]), CAST(:cleared_ts AS timestamptz[]))
+                     WITH ORDINALITY AS u(rule_id, code, sensor, asset, level, peak_level,
+                                          opened_ts, seen, title, cause, first, peak, last,
+                                          lon, lat, cleared_ts, i)
+                ORDER BY u.i
+                -- a concurrent batch raised it first: leave it to that one (its events are
+                -- written)
+                ON CONFLICT (rule_code, (coalesce(sensor_id, -asset_id))) WHERE state <> 'closed'
+                DO NOTHING
+                RETURNING id, rule_code, coalesce(sensor_id, -asset_id)
+                """
+            ),
+            {"now": now, **cols},
+        ).all()
+        by_subject = {(r[1], int(r[2])): int(r[0]) for r in ids}
+        for a in new:
+            o, i = a.obs, a.row
+            a.id = by_subject.get(
+                _subject(o.rule.spec.code, int(o.sensor_id[i]), int(o.asset_id[i]))
+            )
+            if a.id is None:
+                report.raised -= 1
+                a.events.clear()
+    if old:
+        session.execute(
+            text(
+                """
+                UPDATE alarm a SET level = u.level, peak_level = least(a.peak_level, u.peak_level),
+                       last_value = coalesce(u.last, a.last_value), peak_value = u.peak,
+                       last_seen_at = greatest(a.last_seen_at, u.seen), updated_at = :now,
+                       cleared_at = CASE WHEN NOT u.cleared THEN NULL
+                                         WHEN u.cleared_now THEN CAST(:now AS timestamptz)
+                                         ELSE a.cleared_at END,
+                       cleared_ts = CASE WHEN NOT u.cleared THEN NULL
+                                         WHEN u.cleared_now THEN u.cleared_ts
+                                         ELSE a.cleared_ts END,
+                       cause = coalesce(u.cause, a.cause)
+                FROM unnest(CAST(:id AS int8[]), CAST(:level AS int2[]),
+                            CAST(:peak_level AS int2[]), CAST(:last AS float8[]),
+                            CAST(:peak AS float8[]), CAST(:seen AS timestamptz[]),
+                            CAST(:cleared AS bool[]), CAST(:cleared_ts AS timestamptz[]),
+                            CAST(:cause AS text[]), CAST(:cleared_now AS bool[]))
+                     AS u(id, level, peak_level, last, peak, seen, cleared, cleared_ts, cause,
+                          cleared_now)
+                WHERE a.id = u.id
+                """
+            ),
+            {
+                "now": now,
+                "id": [a.id for a in old],
+                "level": [a.level for a in old],
+                "peak_level": [a.peak_level for a in old],
+                "last": [a.last_value for a in old],
+                "peak": [a.peak_value for a in old],
+                "seen": [_ts(a.seen_us) for a in old],
+                "cleared": [a.cleared for a in old],
+                "cleared_ts": [_ts(a.cleared_us) for a in old],
+                "cause": [a.cause for a in old],
+                "cleared_now": [a.cleared_now for a in old],
+            },
+        )
+    events = [(a.id, *e) for a in alarms if a.id is not None for e in a.events]
+    if events:
+        session.execute(
+            text(
+                """
+                INSERT INTO alarm_event (alarm_id, at, actor, from_state, to_state, from_level,
+                                         to_level, note, ts)
+                SELECT u.a, :now, :actor, u.fs, u.ts_, u.fl, u.tl, u.note, u.t
+                FROM unnest(CAST(:a AS int8[]), CAST(:fs AS text[]), CAST(:to AS text[]),
+                            CAST(:fl AS int2[]), CAST(:tl AS int2[]), CAST(:note AS text[]),
+                            CAST(:t AS timestamptz[])) WITH ORDINALITY
+                     AS u(a, fs, ts_, fl, tl, note, t, i)
+                ORDER BY u.i
+                """
+            ),
+            {
+                "now": now,
+                "actor": ACTOR,
+                "a": [e[0] for e in events],
+                "fs": [e[1] for e in events],
+                "to": [e[2] for e in events],
+                "fl": [e[3] for e in events],
+                "tl": [e[4] for e in events],
+                "note": [e[5] for e in events],
+                "t": [_ts(e[6]) for e in events],
+            },
+        )
+    report.alarm_ids.extend(sorted({int(a.id) for a in alarms if a.id is not None and a.changed}))

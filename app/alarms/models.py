@@ -151,9 +151,28 @@ class SensorProfile(Base):
     spread: Mapped[list[float]] = mapped_column(ARRAY(Float))
     count: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     level: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
+    # median and MAD × 1.4826 of all calibration readings (the spread floor is relative to it)
+    global_centre: Mapped[float | None] = mapped_column(Float)
+    global_spread: Mapped[float | None] = mapped_column(Float)
     learned: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_by: Mapped[str] = mapped_column(Text)
+
+
+class DetectorState(Base):
+    """What a stateful rule (CUSUM) carries between batches, per rule version and sensor."""
+
+    __tablename__ = "detector_state"
+
+    rule_id: Mapped[int] = mapped_column(
+        ForeignKey("rule.id", ondelete="CASCADE"), primary_key=True
+    )
+    sensor_id: Mapped[int] = mapped_column(
+        ForeignKey("sensor.id", ondelete="CASCADE"), primary_key=True
+    )
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # data time of the last step
+    value: Mapped[float] = mapped_column(Float)
+    profile_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AlarmEvent(Base):

@@ -14,6 +14,20 @@ A rule names an indicator and how its readings become a graded alarm (levels I�
 - ``offline`` — the sensor has been silent longer than its interval × ``factor``.
 - ``flatline`` — the last ``n`` readings are identical (a stuck device).
 - ``spike`` — one step between consecutive readings larger than physically possible.
+- ``residual`` — the robust z-score of the reading against the sensor's learned profile
+  (``cityrisk rules calibrate``: median and MAD × 1.4826 per time-of-day × day-type bin);
+  thresholds in σ, signed by ``direction`` (``below``: a drop).
+- ``cusum`` — a one-sided CUSUM (Page 1954) of those z-scores: ``W = max(0, W + z − k)``
+  (``below``: ``−z − k``), thresholds are decision intervals ``h`` in σ; its state is kept
+  per sensor between batches (``detector_state``).
+
+``persistence_n``, ``hold_s`` and ``hysteresis`` apply to every graded kind (threshold, rate,
+baseline, residual; a CUSUM takes hysteresis only, as it accumulates the evidence itself): the
+condition must hold for the last ``persistence_n`` readings and for ``hold_s`` seconds of data
+time before it raises, and an open alarm is kept until the metric is ``hysteresis`` back.
+Residual and CUSUM metrics are divided by the per-sensor scale ``calibrate`` learned (so that
+the calibration window, times ``margin``, would not have raised the lowest level): the
+thresholds are learned from normal data, not tuned on the evaluation.
 
 Editing a rule makes a new version; older versions stay, so every alarm names the exact
 version (the ``rule`` row) that raised it.
@@ -40,7 +54,15 @@ from app.taxonomy.assets import KINDS
 from app.taxonomy.indicators import INDICATORS
 
 Level = Literal[1, 2, 3, 4]
-RuleKind = Literal["threshold", "rate", "baseline", "offline", "flatline", "spike"]
+RuleKind = Literal[
+    "threshold", "rate", "baseline", "offline", "flatline", "spike", "residual", "cusum"
+]
+#: Kinds whose metric is graded against thresholds (larger is worse except threshold-below).
+GRADED_KINDS = ("threshold", "rate", "baseline", "spike", "residual", "cusum")
+#: Kinds on which persistence, hold and hysteresis make sense (a spike is one step).
+HELD_KINDS = ("threshold", "rate", "baseline", "residual")
+#: Kinds judged against a learned profile (``sensor_profile``).
+PROFILE_KINDS = ("residual", "cusum")
 CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 ANY_INDICATOR = "*"
 
@@ -109,6 +131,23 @@ class RuleSpec(BaseModel):
     factor: float | None = Field(None, gt=1, le=1000, description="offline: × interval_s")
     n: int | None = Field(None, ge=3, le=10_000, description="flatline: identical readings")
     level: Level = Field(4, description="level of data-quality alarms (offline/flatline/spike)")
+    k: float | None = Field(
+        None, gt=0, le=10, description="cusum: reference value in σ (default 0.5: a 1σ shift)"
+    )
+    margin: float = Field(
+        1.2,
+        ge=1,
+        le=10,
+        description="residual/cusum: learned scale = max(1, margin × calibration max ÷ the "
+        "lowest level's threshold)",
+    )
+    flatline_alpha: float = Field(
+        1e-4,
+        gt=0,
+        lt=1,
+        description="flatline: with a calibrated sensor, n is raised until a run of identical "
+        "readings that long has probability below this (p_repeat ** (n - 1) < alpha)",
+    )
     is_enabled: bool = True
     source: Text | None = Field(None, description="Where the numbers come from")
 
@@ -141,13 +180,13 @@ class RuleSpec(BaseModel):
 
     @model_validator(mode="after")
     def _coherent(self) -> RuleSpec:
-        graded = self.kind in ("threshold", "rate", "baseline", "spike")
+        graded = self.kind in GRADED_KINDS
         if graded and not self.thresholds:
             raise ValueError(f"a {self.kind} rule needs thresholds for at least one level")
         ordered = [self.thresholds[lv] for lv in sorted(self.thresholds, reverse=True)]
         rising = all(a <= b for a, b in itertools.pairwise(ordered))
         falling = all(a >= b for a, b in itertools.pairwise(ordered))
-        if self.kind in ("rate", "baseline", "spike") and not rising:
+        if self.kind in ("rate", "baseline", "spike", "residual", "cusum") and not rising:
             raise ValueError(f"{self.kind} thresholds must not decrease from level IV to level I")
         if self.kind == "threshold" and self.direction == "above" and not rising:
             raise ValueError("'above' thresholds must not decrease from level IV to level I")
@@ -156,8 +195,14 @@ class RuleSpec(BaseModel):
         held = {"persistence_n": self.persistence_n > 1, "hysteresis": self.hysteresis > 0}
         held["hold_s"] = self.hold_s > 0
         misplaced = [name for name, is_set in held.items() if is_set]
-        if self.kind != "threshold" and misplaced:
-            raise ValueError(f"{', '.join(misplaced)} only apply to threshold rules")
+        if self.kind == "cusum":
+            # the statistic accumulates the evidence itself (its decision interval is the
+            # persistence), and its past values are state, not readings to look back at
+            misplaced = [m for m in misplaced if m != "hysteresis"]
+        if self.kind not in HELD_KINDS and misplaced:
+            raise ValueError(
+                f"{', '.join(misplaced)} apply to {', '.join(HELD_KINDS)} rules, not {self.kind}"
+            )
         if self.kind == "rate" and self.window_s is None:
             raise ValueError("a rate rule needs window_s")
         if self.kind == "baseline" and self.lag_s is None:
@@ -173,7 +218,8 @@ class RuleSpec(BaseModel):
     # -- storage mapping ------------------------------------------------------------------------
     CONDITION_FIELDS: ClassVar[tuple[str, ...]] = (
         "hysteresis", "persistence_n", "hold_s", "relative_to", "confirm", "context",
-        "window_s", "lag_s", "factor", "n", "level", "source",
+        "window_s", "lag_s", "factor", "n", "level", "source", "k", "margin",
+        "flatline_alpha",
     )  # fmt: skip
 
     def conditions(self) -> dict[str, Any]:

@@ -26,7 +26,10 @@ class SlaTimer(BaseModel):
 class AlarmEventRead(BaseModel):
     id: int
     alarm_id: int
-    at: datetime
+    at: datetime = Field(description="When the change was recorded (wall clock)")
+    ts: datetime | None = Field(
+        None, description="Data time of the reading behind an engine change (None for people)"
+    )
     actor: str
     from_state: str | None
     to_state: str
@@ -52,6 +55,7 @@ class AlarmRead(BaseModel):
     plate: str | None
     asset_owner: str | None
     level: int = Field(description="1..4: I red, II orange, III yellow, IV blue")
+    peak_level: int | None = Field(None, description="The most severe level it reached")
     level_name: str
     color: str
     state: str
@@ -60,10 +64,12 @@ class AlarmRead(BaseModel):
     title: str | None
     cause: str | None
     owner_unit: str | None
-    opened_at: datetime
+    opened_at: datetime = Field(description="When it was recorded (wall clock; SLAs start here)")
+    opened_ts: datetime = Field(description="Data time of the reading that raised it")
     updated_at: datetime
-    last_seen_at: datetime
-    cleared_at: datetime | None
+    last_seen_at: datetime = Field(description="Data time of the latest reading judged")
+    cleared_at: datetime | None = Field(description="When the auto-clear was recorded")
+    cleared_ts: datetime | None = Field(description="Data time of the reading that cleared it")
     verified_at: datetime | None
     pushed_at: datetime | None
     acknowledged_at: datetime | None

@@ -48,8 +48,9 @@ ALARM_SELECT = f"""
 SELECT a.id, a.rule_id, a.rule_code, r.version AS rule_version, r.title AS rule_title,
        r.indicator, a.sensor_id, s.external_id AS sensor, t.id AS asset_id,
        t.name AS asset_name, t.kind AS asset_kind, t.plate, t.owner AS asset_owner,
-       a.level, a.state, a.title, a.cause, a.owner_unit, a.opened_at, a.updated_at,
-       a.last_seen_at, a.cleared_at, a.verified_at, a.pushed_at, a.acknowledged_at,
+       a.level, a.peak_level, a.state, a.title, a.cause, a.owner_unit, a.opened_at,
+       a.opened_ts, a.updated_at, a.last_seen_at, a.cleared_at, a.cleared_ts, a.verified_at,
+       a.pushed_at, a.acknowledged_at,
        a.dispatched_at, a.disposed_at, a.closed_at, a.first_value, a.peak_value, a.last_value,
        a.attributes, ST_X(p.pt) AS lon, ST_Y(p.pt) AS lat,
        {VERDICT} AS verdict,
@@ -62,7 +63,7 @@ CROSS JOIN LATERAL (SELECT COALESCE(a.geom, s.geom, ST_PointOnSurface(t.geom)) A
 {VERDICT_JOIN}
 """
 
-EVENT_COLUMNS = "id, alarm_id, at, actor, from_state, to_state, from_level, to_level, note"
+EVENT_COLUMNS = "id, alarm_id, at, ts, actor, from_state, to_state, from_level, to_level, note"
 
 
 def alarm_summary(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -5,18 +5,20 @@ token's name is the actor of the version row."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.alarms import rules
+from app.alarms import calibrate, rules
 from app.alarms.rules import RuleSpec, StoredRule
 from app.auth.dependencies import RuleWriter
 from app.db import DbSession
 from app.errors import InvalidInput
+from app.params import Text
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 Code = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_.-]{1,63}$")]
@@ -35,6 +37,45 @@ def _read(rule: StoredRule) -> dict[str, Any]:
 def list_rules(db_session: DbSession) -> list[dict[str, Any]]:
     """The current version of every rule."""
     return [_read(r) for r in rules.current_rules(db_session)]
+
+
+class CalibrationRequest(BaseModel):
+    """A calibration window of normal data and which sensors to learn."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: AwareDatetime = Field(alias="from", description="Window start, data time")
+    end: AwareDatetime = Field(alias="to", description="Window end (exclusive)")
+    sensors: list[Text] | None = Field(None, max_length=1000, description="Ids or patterns")
+    indicators: list[Text] | None = Field(None, max_length=100)
+    bin_s: int = Field(900, gt=0, le=86_400)
+    day_mode: Literal["week", "weekend", "day"] = "week"
+    utc_offset_s: int = Field(0, ge=-14 * 3600, le=14 * 3600)
+
+
+@router.post("/calibrate")
+async def calibrate_profiles(
+    db_session: DbSession, body: CalibrationRequest, who: RuleWriter
+) -> dict[str, Any]:
+    """Learn each chosen sensor's normal behaviour from a window of normal data (profiles for
+    residual and CUSUM rules); a new version per sensor. Runs off the event loop."""
+
+    def work() -> dict[str, Any]:
+        report = calibrate.calibrate(
+            db_session,
+            start=body.start,
+            end=body.end,
+            actor=who.actor,
+            sensors=body.sensors,
+            indicators=body.indicators,
+            bin_s=body.bin_s,
+            day_mode=body.day_mode,
+            utc_offset_s=body.utc_offset_s,
+        )
+        db_session.commit()
+        return report.to_dict()
+
+    return await run_in_threadpool(work)
 
 
 @router.get("/{code}")

@@ -71,9 +71,7 @@ def ingest_batch(session: Session, batch: Batch, *, now: datetime | None = None)
     stored = ingest.ingest(session, batch, now=now)
     report = ReadingsReport(**{f.name: getattr(stored, f.name) for f in fields(IngestReport)})
     if stored.accepted:  # warn: evaluate the rules on what this batch changed
-        report.alarms = engine.evaluate(
-            session, stored.sensor_ids, stored.indicators, now=stored.now, oldest=stored.oldest
-        )
+        report.alarms = engine.evaluate(session, stored.stored, now=stored.now)
         # Rescore the assets of alarms that changed, in this transaction: the risk map is never
         # behind the alarms (≈ 7 ms per alarm; nothing before the first refresh).
         refresh.refresh_after_alarms(session, report.alarms.alarm_ids)

@@ -239,14 +239,18 @@ def test_offline_flatline_and_spike(session: Session, city: dict[str, int]) -> N
     assert [a.level for a in alarms(session, "spike")] == [4]
     assert alarms(session, "flat")[0].cleared_at is not None
 
-    # The last reading was 2 h ago; interval 60 s × 3 → offline now.
-    report = engine.check_offline(session)
+    # Nothing received just now: a sensor whose data is 2 h old is not silent (it may be
+    # catching up) until nothing has been received for interval 60 s × 3.
+    assert engine.check_offline(session).raised == 0
+    report = engine.check_offline(session, now=datetime.now(UTC) + timedelta(seconds=200))
     assert report.raised >= 1
-    offline = {a.sensor for a in alarms(session, "offline")}
-    assert "press" in offline
+    offline = {a.sensor: a for a in alarms(session, "offline")}
+    # raised at the data time it fell silent on its own clock: last reading + 180 s
+    assert offline["press"].opened_ts == BASE + timedelta(seconds=300 + 180)
     send(session, ("press", 7000, 0.4))  # it reports again
     [press] = [a for a in alarms(session, "offline") if a.sensor == "press"]
     assert press.cleared_at is not None
+    assert press.cleared_ts == BASE + timedelta(seconds=7000)
 
 
 def test_hold_time(session: Session, city: dict[str, int]) -> None:
@@ -288,7 +292,7 @@ def test_default_pack_loads_and_is_idempotent(session: Session) -> None:
         ({"indicator": "warp"}, "unknown indicator"),
         ({"thresholds": {4: 30, 3: 20}}, "must not decrease"),
         ({"kind": "rate", "persistence_n": 1, "hysteresis": 0}, "needs window_s"),
-        ({"kind": "rate", "window_s": 60}, "only apply to threshold rules"),
+        ({"kind": "spike"}, "not spike"),
         ({"code": "Bad Code"}, "code must be"),
         ({"thresholds": {}}, "needs thresholds"),
         ({"target": {"asset_kinds": ["spaceship"]}}, "unknown asset kinds"),
@@ -310,17 +314,36 @@ def test_sensor_without_position_can_raise(session: Session) -> None:
 
 
 @pytest.mark.parametrize("field", [{"persistence_n": 3}, {"hysteresis": 1.0}, {"hold_s": 60}])
-def test_threshold_only_options_are_refused_on_rate_rules(field: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="only apply to threshold rules"):
+def test_holding_options_are_refused_on_one_step_kinds(field: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="not spike"):
         RuleSpec(
-            code="rate-1",
-            title="r",
-            kind="rate",
+            code="spike-1",
+            title="s",
+            kind="spike",
             indicator="ponding_cm",
-            window_s=60,
             thresholds={4: 10},
             **field,
         )
+
+
+def test_persistence_applies_to_rate_rules(session: Session, city: dict[str, int]) -> None:
+    """Issue 13: persistence/hold/hysteresis on every graded kind, here a rate of rise."""
+    add_rule(
+        session,
+        code="pond-rise-2",
+        title="Ponding rising, twice",
+        kind="rate",
+        indicator="ponding_cm",
+        window_s=60,
+        thresholds={3: 10},
+        persistence_n=2,
+    )
+    send(session, ("ponding", 0, 0), ("ponding", 60, 12))  # +12 in 60 s: once
+    assert alarms(session, "pond-rise-2") == []
+    send(session, ("ponding", 120, 24))  # +12 again: twice in a row
+    [alarm] = alarms(session, "pond-rise-2")
+    assert alarm.level == 3
+    assert alarm.opened_ts == BASE + timedelta(seconds=120)
 
 
 def test_a_backfill_is_judged_on_its_own_history(session: Session, city: dict[str, int]) -> None:

@@ -138,7 +138,10 @@ def test_an_offline_alarm_rescores_its_asset(session: Session) -> None:
                    pressure_mpa=0.4, diameter_mm=200)  # fmt: skip
     sensor = f.sensor(session, "pressure_mpa", lon=LON, lat=LAT, asset_id=main, interval_s=60)
     session.execute(
-        text("INSERT INTO latest_reading (sensor_id, ts, value) VALUES (:s, :t, 0.4)"),
+        text(
+            "INSERT INTO latest_reading (sensor_id, ts, value, received_at) "
+            "VALUES (:s, :t, 0.4, :t)"
+        ),
         {"s": sensor, "t": datetime.now(UTC) - timedelta(hours=2)},
     )
     session.execute(
