@@ -1141,6 +1141,7 @@ class _Alarm:
     cause: str | None = None
     changed: bool = False  # level or open/cleared status moved: rescore
     cleared_now: bool = False  # cleared by this batch (cleared_at becomes now)
+    touched: bool = False  # a reading of the batch moved it (else nothing to write)
     events: list[tuple[str | None, str, int | None, int | None, str | None, int]] = field(
         default_factory=list
     )
@@ -1261,6 +1262,7 @@ def _walk(obs: _Obs, rows: IntArray, row: Any, report: EvaluationReport) -> _Ala
                 value if peak is None else (max(peak, value) if rising else min(peak, value))
             )
         alarm.peak_level = min(alarm.peak_level, alarm.level)
+        alarm.touched = True
         alarm.last_value = value
         alarm.seen_us = t if alarm.seen_us is None else max(alarm.seen_us, t)
     return alarm
@@ -1273,7 +1275,7 @@ def _ts(us: int | None) -> datetime | None:
 def _write(session: Session, alarms: list[_Alarm], now: datetime, report: EvaluationReport) -> None:
     """One INSERT for new alarms, one UPDATE for the others, one INSERT of their events."""
     new = [a for a in alarms if a.id is None]
-    old = [a for a in alarms if a.id is not None]
+    old = [a for a in alarms if a.id is not None and a.touched]
     if new:
         cols: dict[str, list[Any]] = {
             k: []

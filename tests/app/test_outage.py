@@ -95,6 +95,9 @@ def _post_bodies(sensor: str) -> dict[str, dict[str, Any]]:
             }
         },
         "/rules/import": {"params": {"default_pack": "true"}},
+        "/rules/calibrate": {
+            "json": {"from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z"}
+        },
         "/risk/refresh": {"json": {}},
         "/impact": {"json": {"scenario": "asset_failure", "asset_id": 1}},
         "/incidents": {"json": {"scenario": "asset_failure", "asset_id": 1}},
