@@ -361,11 +361,7 @@ def import_assets(
     encoding: Annotated[str | None, typer.Option(help=ENCODING_HELP)] = None,
     max_point_line_m: Annotated[
         float | None,
-        typer.Option(
-            min=0.0,
-            min_open=True,
-            help="A point kind takes a line shorter than this (m) as its midpoint [50].",
-        ),
+        typer.Option(help="A point kind takes a line shorter than this (m) as its midpoint [50]."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check and count, write nothing.")

@@ -452,10 +452,9 @@ def _lines_as_points(
 ) -> np.ndarray:
     """A point kind's short lines become their midpoints (counted, noted); longer ones are
     refused saying their length and the limit."""
-    try:
-        mid = short_lines_to_midpoints(geoms, max_length_m)
-    except ValueError as exc:
-        raise InvalidInput(f"max_point_line_m: {exc}") from None
+    if not max_length_m > 0:
+        raise InvalidInput(f"max_point_line_m was {max_length_m!r} but must be > 0 (metres)")
+    mid = short_lines_to_midpoints(geoms, max_length_m)
     for i in np.flatnonzero(~np.isnan(mid.too_long_m)):
         if reasons[i] is None:
             reasons[i] = (

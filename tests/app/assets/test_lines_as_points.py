@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.assets.importer import ImportOptions, import_file
+from app.errors import InvalidInput
 from tests import factories as f
 
 LON0, LAT0 = -71.1, 42.37
@@ -103,6 +104,8 @@ def test_a_long_line_is_refused_saying_its_length_and_the_limit(
         ImportOptions(kind="valve", id_field="name", source="vl2", max_point_line_m=200),
     )
     assert (wider.inserted, wider.lines_as_points) == (2, 2)
+    with pytest.raises(InvalidInput, match=r"max_point_line_m was 0 but must be > 0 \(metres\)"):
+        import_file(session, path, ImportOptions(kind="valve", source="vl2", max_point_line_m=0))
 
 
 def test_a_line_kind_keeps_its_lines_and_sites_take_midpoints_too(
