@@ -359,6 +359,10 @@ def import_assets(
         bool, typer.Option("--partial", help="Commit the good rows even if some are rejected.")
     ] = False,
     encoding: Annotated[str | None, typer.Option(help=ENCODING_HELP)] = None,
+    max_point_line_m: Annotated[
+        float | None,
+        typer.Option(help="A point kind takes a line shorter than this (m) as its midpoint [50]."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check and count, write nothing.")
     ] = False,
@@ -380,6 +384,8 @@ def import_assets(
         partial=partial,
         encoding=encoding,
     )
+    if max_point_line_m is not None:
+        options.max_point_line_m = max_point_line_m
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("reading", total=None)
 
@@ -674,11 +680,14 @@ def import_sensor_file(
         typer.echo(
             f"{report.file}: read {report.rows_read}, inserted {report.inserted}, updated "
             f"{report.updated}, unchanged {report.unchanged}, rejected {len(report.rejected)}; "
-            f"bound {report.bound_explicit} explicitly, {report.bound_spatial} by position, "
-            f"{len(report.unbound)} unbound — {'committed' if report.committed else 'NOT written'}"
+            f"bound {report.bound_explicit} explicitly, {report.bound_spatial} by position "
+            f"({report.bound_junction} at pipe junctions), {len(report.unbound)} unbound — "
+            f"{'committed' if report.committed else 'NOT written'}"
         )
         for issue in report.rejected[:50]:
             typer.echo(f"  row {issue.row} ({issue.external_id or 'no id'}): {issue.reason}")
+        for junction in report.at_junctions[:50]:
+            typer.echo(f"  {junction.external_id}: {junction.note}")
         for issue in report.unbound[:50]:
             typer.echo(f"  unbound {issue.external_id}: {issue.reason}")
     if not report.committed:

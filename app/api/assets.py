@@ -22,6 +22,7 @@ from app.errors import InvalidInput, NotFound
 from app.flows import assets as asset_flows
 from app.limits import listed_rejections
 from app.taxonomy.assets import KINDS, PLATE_TITLES, TAXONOMY_VERSION
+from gis.hygiene import POINT_LINE_MAX_M
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 
@@ -70,6 +71,14 @@ def import_assets(
     encoding: Annotated[
         str | None, Form(max_length=40, description="CSV/Shapefile text encoding (gb18030, …)")
     ] = None,
+    max_point_line_m: Annotated[
+        float,
+        Form(
+            gt=0,
+            le=10_000,
+            description="a point kind takes a line shorter than this (m) as its midpoint",
+        ),
+    ] = POINT_LINE_MAX_M,
     dry_run: Annotated[bool, Form()] = False,
 ) -> JSONResponse:
     """Import a GIS file as assets of one kind: all rows or none (``partial`` keeps the good)."""
@@ -89,6 +98,7 @@ def import_assets(
         source=source or None,
         partial=partial,
         encoding=encoding or None,
+        max_point_line_m=max_point_line_m,
     )
     with tempfile.TemporaryDirectory(prefix="cityrisk-import-") as tmp:
         path = Path(tmp) / name

@@ -28,7 +28,12 @@ from app.errors import InvalidInput
 from app.settings import LimitSettings
 from app.taxonomy.assets import PLATES, AssetKind, Attribute, get_kind
 from gis.crs import CrsSpec, resolve_crs, to_wgs84
-from gis.hygiene import clean_geometries, finite_and_present
+from gis.hygiene import (
+    POINT_LINE_MAX_M,
+    clean_geometries,
+    finite_and_present,
+    short_lines_to_midpoints,
+)
 
 CORE_COLUMNS = ("external_id", "name", "owner", "source")
 COPY_CHUNK = 10_000
@@ -51,6 +56,8 @@ class ImportOptions:
     source: str | None = None
     partial: bool = False
     encoding: str | None = None  # of a CSV or a Shapefile's attributes, when not UTF-8
+    # A point-only kind takes a line shorter than this [m] as its midpoint (an EPANET valve).
+    max_point_line_m: float = POINT_LINE_MAX_M
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class ImportReport:
     unchanged: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    lines_as_points: int = 0  # short lines stored as their midpoints (a point-only kind)
     written: bool = False
     committed: bool = False
 
@@ -136,7 +144,9 @@ def import_file(
     reasons = np.full(len(frame), None, dtype=object)
     ids = _external_ids(frame, options.id_field, kind, reasons, report)
     attributes = _attributes(frame, kind, options.id_field, reasons)
-    geoms = _geometries(frame, spec, kind, reasons, report, limits.vertices)
+    geoms = _geometries(
+        frame, spec, kind, reasons, report, limits.vertices, options.max_point_line_m
+    )
     _tick(progress, "validate", len(frame), len(frame))
 
     rows = np.arange(1, len(frame) + 1)
@@ -399,6 +409,7 @@ def _geometries(
     reasons: np.ndarray,
     report: ImportReport,
     max_vertices: int,
+    max_point_line_m: float = POINT_LINE_MAX_M,
 ) -> np.ndarray:
     geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
     # Before any work on them (reprojection, make_valid) and before they reach the risk
@@ -418,6 +429,8 @@ def _geometries(
             geoms[coords_ok] = to_wgs84(geoms[coords_ok], spec)
         except ValueError as exc:
             raise InvalidInput(f"cannot reproject from {report.crs}: {exc}") from None
+    if "point" in kind.geometries and "line" not in kind.geometries:
+        geoms = _lines_as_points(geoms, kind, reasons, report, max_point_line_m)
     result = clean_geometries(geoms, kind.geometries)
     for i in np.flatnonzero(pd.notna(result.rejected)):
         if reasons[i] is None:
@@ -428,6 +441,34 @@ def _geometries(
     if repaired:
         report.notes.append(f"{repaired} invalid geometry(ies) repaired with make_valid")
     return result.geometries
+
+
+def _lines_as_points(
+    geoms: np.ndarray,
+    kind: AssetKind,
+    reasons: np.ndarray,
+    report: ImportReport,
+    max_length_m: float,
+) -> np.ndarray:
+    """A point kind's short lines become their midpoints (counted, noted); longer ones are
+    refused saying their length and the limit."""
+    if not max_length_m > 0:
+        raise InvalidInput(f"max_point_line_m was {max_length_m!r} but must be > 0 (metres)")
+    mid = short_lines_to_midpoints(geoms, max_length_m)
+    for i in np.flatnonzero(~np.isnan(mid.too_long_m)):
+        if reasons[i] is None:
+            reasons[i] = (
+                f"{geoms[i].geom_type} of {mid.too_long_m[i]:.1f} m, but {kind.id} takes "
+                f"{' or '.join(sorted(kind.geometries))} geometries (a line shorter than "
+                f"{max_length_m:g} m is taken as its midpoint; see max_point_line_m)"
+            )
+    report.lines_as_points = int(mid.converted.sum())
+    if report.lines_as_points:
+        report.notes.append(
+            f"{report.lines_as_points} line(s) shorter than {max_length_m:g} m stored as their "
+            f"midpoints: {kind.id} is a point kind (e.g. an EPANET valve link)"
+        )
+    return mid.geometries
 
 
 # -- write ------------------------------------------------------------------------------------

@@ -33,15 +33,18 @@ from sqlalchemy.types import BigInteger, Text
 
 from app.db import copy_into, frame_rows, stage_table
 from app.errors import InvalidInput
-from app.taxonomy.assets import KINDS, LINK_TYPES
+from app.taxonomy.assets import KINDS, LINK_TYPES, NETWORK_NODES
 
 LinkType = Literal["physical", "cyber", "geographic", "logical"]
 PIPES = ("gas_pipe", "water_pipe", "drainage_pipe", "heating_pipe")
-# Whatever a hazard zone can hold, except other zones and the areal exposure layers.
+# Whatever a hazard zone can hold, except other zones, the areal exposure layers and network
+# nodes (a junction stands for its pipes, which are linked themselves).
 ZONE_TARGETS = tuple(
     k.id
     for k in KINDS.values()
-    if k.plate != "natural_disaster" and k.id not in ("population_cell", "admin_area")
+    if k.plate != "natural_disaster"
+    and k.id not in ("population_cell", "admin_area")
+    and k.id not in NETWORK_NODES
 )
 
 

@@ -55,6 +55,9 @@ class ImportReportRead(BaseModel):
     rejected_count: int = Field(description="How many rows were rejected in all")
     rejected_unlisted: int = Field(description="Rejected rows not listed in `rejected`")
     notes: list[str]
+    lines_as_points: int = Field(
+        0, description="Lines shorter than max_point_line_m stored as their midpoints"
+    )
     committed: bool
 
 

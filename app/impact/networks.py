@@ -58,6 +58,8 @@ _FACILITIES = (
     "subway_station",
     "chemical_plant",
 )
+#: Network nodes (``junction`` assets) are neither sources nor demands: the topology is built
+#: from the pipes' own ends (:func:`gis.network.build_network`), so imported nodes add nothing.
 DEMANDS = {"water": (*_FACILITIES, "hydrant"), "gas": _FACILITIES}
 #: How far from a main a served facility may be bound to it [m]: a building's service line runs
 #: from the street main to the building, typically tens of metres.

@@ -39,8 +39,8 @@ def get_asset_risk(*, db_session: Session, asset_id: int) -> AssetRiskRead:
         if exists.first() is None:
             raise NotFound(f"asset {asset_id} not found")
         raise NotFound(
-            f"asset {asset_id} has no risk score (exposure layers are not scored, or no "
-            "refresh has run: POST /risk/refresh)"
+            f"asset {asset_id} has no risk score (exposure layers and network nodes are not "
+            "scored, or no refresh has run: POST /risk/refresh)"
         )
     cls = int(row["risk_class"])
     _, zh, en = RISK_CLASSES[cls]

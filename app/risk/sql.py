@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import BigInteger, Float, Text
 
 from app.taxonomy.alarms import NOT_ANOMALIES, OPEN_STATES, sql_list
-from app.taxonomy.risk import COMPOSITE
+from app.taxonomy.risk import COMPOSITE, UNSCORED_KINDS
 
 BIG = ARRAY(BigInteger)
 TXT = ARRAY(Text)
@@ -79,7 +79,8 @@ def _inputs_sql(stored: bool) -> Any:
     {_STORED_JOIN if stored else ""}
     LEFT JOIN open_al o ON o.asset_id = a.id
     LEFT JOIN recent r ON r.asset_id = a.id
-    WHERE a.plate <> 'exposure' AND (CAST(:ids AS bigint[]) IS NULL OR a.id = ANY(:ids))
+    WHERE a.plate <> 'exposure' AND a.kind NOT IN ({sql_list(UNSCORED_KINDS)})
+      AND (CAST(:ids AS bigint[]) IS NULL OR a.id = ANY(:ids))
     ORDER BY a.id
     """
     ).bindparams(bindparam("ids", type_=BIG))

@@ -7,10 +7,15 @@ same external id exists in several sources), ``status``, ``installed_on``; geome
 Binding, set-based in SQL after the upsert:
 1. explicit — ``asset_external_id`` names the asset (rule ``explicit``);
 2. spatial — the nearest asset of a kind the indicator watches, within ``tolerance_m`` metres
-   (geodesic), found with the ``geom::geography`` GiST index (rule ``nearest_within_<n>m``).
-   A sensor whose two nearest candidates are within ``ambiguity_m`` of each other is
-   **ambiguous** and a sensor with no candidate is **too far**: both are reported and left
-   unbound rather than bound at random.
+   (geodesic), found with the ``geom::geography`` GiST index (rule ``nearest_within_<n>m``);
+3. junction — when the nearest candidates tie (less than ``ambiguity_m`` apart in distance)
+   because they are pipes of one kind that meet at one node (an end of one of them, within
+   ``junction_m`` of every one, and the point of them all nearest to the sensor), the sensor
+   sits on a network junction and is bound to the pipe of the largest ``diameter_mm`` (no
+   diameter counts as smallest), then the lowest asset id (rule
+   ``junction_max_diameter_within_<n>m``); the report names the pipes' number and the pick.
+   Any other tie is **ambiguous** and a sensor with no candidate is **too far**: both are
+   reported and left unbound rather than bound at random.
 """
 
 from __future__ import annotations
@@ -32,12 +37,18 @@ from app.db import copy_into, frame_rows, stage_table
 from app.errors import InvalidInput
 from app.sensors.models import SENSOR_STATUSES
 from app.settings import LimitSettings
+from app.taxonomy.assets import NETWORK_NODES
 from app.taxonomy.indicators import INDICATORS
 from gis.crs import resolve_crs, to_wgs84
 from gis.hygiene import clean_geometries, finite_and_present
 
 DEFAULT_TOLERANCE_M = 25.0
 DEFAULT_AMBIGUITY_M = 1.0
+#: How far apart the ends of pipes meeting at one node may be, and still be one node [m].
+#: EPANET/WNTR exports draw every link from its end nodes' coordinates (identical ends); 0.5 m
+#: leaves room for coordinates rounded as RFC 7946 §11.2 suggests (6 decimals: ≤ 0.08 m per
+#: rounding) and a reprojection, and stays below ``DEFAULT_AMBIGUITY_M``.
+DEFAULT_JUNCTION_M = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,17 @@ class SensorIssue:
     row: int | None
     external_id: str | None
     reason: str
+
+
+@dataclass(frozen=True)
+class JunctionBinding:
+    """A sensor at a pipe junction and the pipe it was bound to (and why that one)."""
+
+    external_id: str
+    asset_id: int
+    asset_external_id: str
+    pipes: int
+    note: str
 
 
 @dataclass
@@ -56,7 +78,9 @@ class SensorImportReport:
     unchanged: int = 0
     rejected: list[SensorIssue] = field(default_factory=list)
     bound_explicit: int = 0
-    bound_spatial: int = 0
+    bound_spatial: int = 0  # by position, the junction ones included
+    bound_junction: int = 0
+    at_junctions: list[JunctionBinding] = field(default_factory=list)
     unbound: list[SensorIssue] = field(default_factory=list)
     written: bool = False
     committed: bool = False
@@ -74,6 +98,7 @@ def import_sensors(
     partial: bool = False,
     tolerance_m: float = DEFAULT_TOLERANCE_M,
     ambiguity_m: float = DEFAULT_AMBIGUITY_M,
+    junction_m: float = DEFAULT_JUNCTION_M,
     limits: LimitSettings | None = None,
     encoding: str | None = None,
 ) -> SensorImportReport:
@@ -120,13 +145,16 @@ def import_sensors(
     report.inserted, report.updated = _upsert(session, staged)
     report.unchanged = int(good.sum()) - report.inserted - report.updated
     report.written = True
-    explicit, spatial, unbound = bind(
+    result = bind(
         session,
         external_ids=list(staged["external_id"]),
         tolerance_m=tolerance_m,
         ambiguity_m=ambiguity_m,
+        junction_m=junction_m,
     )
-    report.bound_explicit, report.bound_spatial, report.unbound = explicit, spatial, unbound
+    report.bound_explicit, report.bound_spatial = result.explicit, result.spatial
+    report.bound_junction, report.at_junctions = len(result.junctions), result.junctions
+    report.unbound = result.unbound
     return report
 
 
@@ -284,49 +312,107 @@ SPATIAL_SQL = text(
     WITH compat AS (
         SELECT indicator, string_to_array(kinds, ',') AS kinds
         FROM unnest(:indicators, :kinds) AS t(indicator, kinds)
-    ), candidates AS (
-        SELECT s.id, s.external_id, near.asset_id, near.distance_m, near.rank
-        FROM sensor s
-        JOIN compat c ON c.indicator = s.kind
-        LEFT JOIN LATERAL (
-            SELECT a.id AS asset_id,
-                   ST_Distance(a.geom::geography, s.geom::geography) AS distance_m,
-                   row_number() OVER (ORDER BY ST_Distance(a.geom::geography, s.geom::geography))
-                       AS rank
-            FROM asset a
-            WHERE a.kind = ANY(c.kinds)
-              AND ST_DWithin(a.geom::geography, s.geom::geography, :tolerance_m)
-            ORDER BY 2 LIMIT 2
-        ) near ON true
+    ), wanted AS (
+        SELECT s.id, s.external_id, s.geom, c.kinds
+        FROM sensor s JOIN compat c ON c.indicator = s.kind
         WHERE s.external_id = ANY(:ids) AND NOT (s.attributes ? 'asset_external_id')
-    ), verdict AS (
-        SELECT id, external_id,
-               max(asset_id) FILTER (WHERE rank = 1) AS asset_id,
-               max(distance_m) FILTER (WHERE rank = 1) AS d1,
-               max(distance_m) FILTER (WHERE rank = 2) AS d2
-        FROM candidates GROUP BY id, external_id
+    ), near AS (
+        -- every compatible asset in range (the geography index answers ST_DWithin)
+        SELECT w.id, a.id AS asset_id, a.kind, a.external_id AS asset_eid, a.geom,
+               (a.attributes->>'diameter_mm')::float8 AS diameter_mm,
+               ST_Distance(a.geom::geography, w.geom::geography) AS distance_m
+        FROM wanted w
+        CROSS JOIN LATERAL (
+            SELECT a.* FROM asset a
+            WHERE a.kind = ANY(w.kinds)
+              AND ST_DWithin(a.geom::geography, w.geom::geography, :tolerance_m)
+        ) a
+    ), tied AS (
+        -- the nearest and every candidate less than ambiguity_m farther than it
+        SELECT * FROM (
+            SELECT n.*, min(n.distance_m) OVER (PARTITION BY n.id) AS d1,
+                   row_number() OVER (PARTITION BY n.id ORDER BY n.distance_m, n.asset_id)
+                       AS rank
+            FROM near n
+        ) r
+        WHERE distance_m - d1 < :ambiguity_m
+    ), ties AS (
+        SELECT id, count(*) AS n, min(d1) AS d1,
+               max(distance_m) FILTER (WHERE rank = 2) AS d2,
+               max(asset_id) FILTER (WHERE rank = 1) AS nearest_id,
+               count(DISTINCT kind) = 1 AND bool_and(GeometryType(geom) = 'LINESTRING')
+                   AS one_kind_of_lines
+        FROM tied GROUP BY id
+    ), ends AS (
+        -- ends of tied lines the sensor is as near to as to the lines themselves
+        SELECT t.id, e.node
+        FROM tied t
+        JOIN ties x ON x.id = t.id AND x.n >= 2 AND x.one_kind_of_lines
+        JOIN wanted w ON w.id = t.id
+        CROSS JOIN LATERAL (VALUES (ST_StartPoint(t.geom)), (ST_EndPoint(t.geom))) e(node)
+        WHERE ST_DWithin(e.node::geography, w.geom::geography, x.d1 + :junction_m)
+    ), nodes AS (
+        -- an end that every tied line passes within junction_m of: they meet there
+        SELECT DISTINCT ON (e.id) e.id, e.node
+        FROM ends e JOIN tied t ON t.id = e.id
+        GROUP BY e.id, e.node
+        HAVING bool_and(ST_DWithin(t.geom::geography, e.node::geography, :junction_m))
+        ORDER BY e.id
+    ), picked AS (
+        SELECT DISTINCT ON (t.id) t.id, t.asset_id, t.asset_eid, t.kind, t.diameter_mm,
+               t.distance_m
+        FROM tied t JOIN nodes j ON j.id = t.id
+        ORDER BY t.id, t.diameter_mm DESC NULLS LAST, t.asset_id
     ), judged AS (
-        SELECT *, (asset_id IS NOT NULL AND (d2 IS NULL OR d2 - d1 >= :ambiguity_m)) AS is_clear
-        FROM verdict
+        SELECT w.id, w.external_id, x.n, x.d1, x.d2, p.kind, p.diameter_mm, p.asset_eid,
+               node.external_id AS node_eid,
+               CASE WHEN x.n = 1 THEN x.nearest_id ELSE p.asset_id END AS asset_id,
+               CASE WHEN x.n = 1 THEN x.d1 ELSE p.distance_m END AS distance_m,
+               CASE WHEN x.n = 1 THEN :rule WHEN p.id IS NOT NULL THEN :junction_rule END
+                   AS rule
+        FROM wanted w
+        LEFT JOIN ties x ON x.id = w.id
+        LEFT JOIN picked p ON p.id = w.id
+        LEFT JOIN nodes j ON j.id = w.id
+        LEFT JOIN LATERAL (
+            -- the node's own asset, when the network's nodes were imported: for the report
+            SELECT a.external_id FROM asset a
+            WHERE a.kind = ANY(:node_kinds)
+              AND ST_DWithin(a.geom::geography, j.node::geography, :junction_m)
+            ORDER BY a.geom <-> j.node, a.id LIMIT 1
+        ) node ON j.id IS NOT NULL
     ), bound AS (
-        UPDATE sensor s SET asset_id = v.asset_id, binding_rule = :rule,
-                            binding_distance_m = v.d1
+        UPDATE sensor s SET asset_id = v.asset_id, binding_rule = v.rule,
+                            binding_distance_m = v.distance_m
         FROM judged v
-        WHERE s.id = v.id AND v.is_clear
+        WHERE s.id = v.id AND v.rule IS NOT NULL
         RETURNING s.id
     ), cleared AS (
         UPDATE sensor s SET asset_id = NULL, binding_rule = NULL, binding_distance_m = NULL
         FROM judged v
-        WHERE s.id = v.id AND NOT v.is_clear
+        WHERE s.id = v.id AND v.rule IS NULL
         RETURNING s.id
     )
-    SELECT external_id, asset_id, d1, d2 FROM judged WHERE NOT is_clear
+    SELECT external_id, n, d1, d2, rule, asset_id, asset_eid, kind, diameter_mm, node_eid
+    FROM judged WHERE rule IS DISTINCT FROM :rule
+    ORDER BY external_id
     """
 ).bindparams(
     bindparam("ids", type_=_IDS),
     bindparam("indicators", type_=ARRAY(Text)),
     bindparam("kinds", type_=ARRAY(Text)),
+    bindparam("node_kinds", type_=ARRAY(Text)),
 )
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What :func:`bind` did: counts, the junction picks and the sensors left unbound."""
+
+    explicit: int
+    spatial: int  # by position, the junction ones included
+    junctions: list[JunctionBinding]
+    unbound: list[SensorIssue]
 
 
 def bind(
@@ -335,10 +421,11 @@ def bind(
     external_ids: list[str],
     tolerance_m: float = DEFAULT_TOLERANCE_M,
     ambiguity_m: float = DEFAULT_AMBIGUITY_M,
-) -> tuple[int, int, list[SensorIssue]]:
-    """Bind the named sensors; (explicitly bound, spatially bound, unbound with reasons)."""
+    junction_m: float = DEFAULT_JUNCTION_M,
+) -> Bound:
+    """Bind the named sensors (explicitly, by position, at a pipe junction); see the module."""
     if not external_ids:
-        return 0, 0, []
+        return Bound(0, 0, [], [])
     unbound: list[SensorIssue] = []
     explicit_rows = session.execute(EXPLICIT_SQL, {"ids": external_ids}).all()
     wanted_explicit = session.execute(
@@ -354,31 +441,54 @@ def bind(
             SensorIssue(None, row.external_id, f"asset_external_id {row.asset_eid!r} matches {why}")
         )
     explicit = int(wanted_explicit) - len(explicit_rows)
+    rule = f"nearest_within_{tolerance_m:g}m"
+    junction_rule = f"junction_max_diameter_within_{tolerance_m:g}m"
     spatial_rows = session.execute(
         SPATIAL_SQL,
         {
             "ids": external_ids,
             "indicators": list(INDICATORS),
             "kinds": [",".join(i.asset_kinds) for i in INDICATORS.values()],
+            "node_kinds": list(NETWORK_NODES),
             "tolerance_m": tolerance_m,
             "ambiguity_m": ambiguity_m,
-            "rule": f"nearest_within_{tolerance_m:g}m",
+            "junction_m": junction_m,
+            "rule": rule,
+            "junction_rule": junction_rule,
         },
     ).all()
+    junctions: list[JunctionBinding] = []
+    for row in spatial_rows:
+        if row.rule == junction_rule:
+            junctions.append(_junction_binding(row))
+        elif row.n is None:
+            unbound.append(
+                SensorIssue(None, row.external_id, f"no compatible asset within {tolerance_m:g} m")
+            )
+        else:
+            many = "two" if row.n == 2 else f"{row.n}"
+            reason = (
+                f"ambiguous: {many} compatible assets at {row.d1:.1f} m and {row.d2:.1f} m "
+                f"(closer than {ambiguity_m:g} m apart), not pipes of one kind meeting at one "
+                f"junction (ends within {junction_m:g} m); bind it explicitly"
+            )
+            unbound.append(SensorIssue(None, row.external_id, reason))
     spatial_total = session.execute(
         text(
             "SELECT count(*) FROM sensor WHERE external_id = ANY(:ids) "
-            "AND binding_rule LIKE 'nearest_within_%'"
+            "AND binding_rule IN (:rule, :junction_rule)"
         ).bindparams(bindparam("ids", type_=_IDS)),
-        {"ids": external_ids},
+        {"ids": external_ids, "rule": rule, "junction_rule": junction_rule},
     ).scalar_one()
-    for row in spatial_rows:
-        if row.asset_id is None:
-            reason = f"no compatible asset within {tolerance_m:g} m"
-        else:
-            reason = (
-                f"ambiguous: two compatible assets at {row.d1:.1f} m and {row.d2:.1f} m "
-                f"(closer than {ambiguity_m:g} m apart); bind it explicitly"
-            )
-        unbound.append(SensorIssue(None, row.external_id, reason))
-    return explicit, int(spatial_total), unbound
+    return Bound(explicit, int(spatial_total), junctions, unbound)
+
+
+def _junction_binding(row: Any) -> JunctionBinding:
+    """The report line of a sensor bound at a junction: how many pipes, which one, why."""
+    size = "no diameter" if row.diameter_mm is None else f"{row.diameter_mm:g} mm"
+    node = f" (node {row.node_eid})" if row.node_eid else ""
+    note = (
+        f"junction of {row.n} {row.kind}s{node}: bound to {row.asset_eid} (asset {row.asset_id}, "
+        f"{size}; the largest diameter, then the lowest id)"
+    )
+    return JunctionBinding(row.external_id, int(row.asset_id), str(row.asset_eid), int(row.n), note)

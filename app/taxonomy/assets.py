@@ -78,6 +78,10 @@ FACILITY = (ADDRESS, PHONE)
 PIPE = (DIAMETER, MATERIAL, INSTALL_YEAR, CONDITION)
 
 
+#: The networks a network node (``junction``) can belong to.
+NETWORK_NODE_NETWORKS = ("water", "gas", "heating", "drainage")
+
+
 def _kinds(*kinds: AssetKind) -> dict[str, AssetKind]:
     return {k.id: k for k in kinds}
 
@@ -193,6 +197,34 @@ KINDS: dict[str, AssetKind] = _kinds(
         "Valve",
         POINT,
         (Attribute("network", "str", choices=("gas", "water", "heating")), DIAMETER),
+    ),
+    AssetKind(
+        "junction",
+        "lifeline",
+        "Network junction (node)",
+        POINT,
+        (
+            Attribute(
+                "network",
+                "str",
+                None,
+                "the network the node belongs to",
+                choices=NETWORK_NODE_NETWORKS,
+            ),
+            Attribute("elevation_m", "float", "m", "node elevation (EPANET Elevation)", -500, 9000),
+            Attribute(
+                "base_demand_m3s",
+                "float",
+                "m3/s",
+                "average demand drawn at the node (EPANET Base Demand, SI)",
+                -1e3,
+                1e3,
+            ),
+            Attribute("node_type", "str", None, "e.g. junction, tee, cross, reducer, end cap"),
+        ),
+        description="A node where pipes meet, as EPANET or a GIS export writes it (water, gas, "
+        "heating or drainage). No indicator watches it: a sensor at a node binds to one of its "
+        "pipes (see the README's Sensors). Not scored, not a customer.",
     ),
     AssetKind(
         "hydrant",
@@ -340,6 +372,11 @@ KINDS: dict[str, AssetKind] = _kinds(
         (Attribute("admin_level", "str"), Attribute("admin_code", "str")),
     ),
 )
+
+
+#: Kinds that are nodes of a pipe network: they stand for the pipes that meet there, so no
+#: indicator watches them, they are not scored, linked to hazard zones, nor served as customers.
+NETWORK_NODES: tuple[str, ...] = ("junction",)
 
 
 def get_kind(kind: str) -> AssetKind:

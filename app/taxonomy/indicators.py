@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.taxonomy.assets import KINDS
+from app.taxonomy.assets import KINDS, NETWORK_NODES
 
 PIPES = ("gas_pipe", "water_pipe", "drainage_pipe", "heating_pipe")
-FACILITIES = tuple(k.id for k in KINDS.values() if "point" in k.geometries)
+# Network nodes (junctions) are not facilities: what is measured at a node is the pipes' (the
+# warning rules and the impact engine key on the pipe), so no indicator lists them.
+FACILITIES = tuple(
+    k.id for k in KINDS.values() if "point" in k.geometries and k.id not in NETWORK_NODES
+)
 
 
 @dataclass(frozen=True)

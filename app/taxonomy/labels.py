@@ -23,6 +23,7 @@ KIND_ZH: Final[dict[str, str]] = {
     "power_plant": "电厂",
     "pump_station": "泵站",
     "valve": "阀门",
+    "junction": "管网节点",
     "hydrant": "消火栓",
     "chemical_plant": "危化企业",
     "weather_station": "气象站",

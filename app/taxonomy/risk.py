@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from app.taxonomy.assets import PLATE_TITLES
+from app.taxonomy.assets import NETWORK_NODES, PLATE_TITLES
 
 #: Class → (colour, Chinese name, English name).
 RISK_CLASSES: Final[dict[int, tuple[str, str, str]]] = {
@@ -24,3 +24,8 @@ COMPOSITE: Final = "composite"
 
 #: Plates that are scored (exposure is what gets harmed, never scored itself).
 SCORED_PLATES: Final[tuple[str, ...]] = tuple(p for p in PLATE_TITLES if p != "exposure")
+
+#: Kinds that are never scored although their plate is: network nodes stand for the pipes that
+#: meet there (a leak at a tee is a leak of the main, scored on the main), and scoring each of a
+#: network's nodes would double the lifeline rows for nothing.
+UNSCORED_KINDS: Final[tuple[str, ...]] = NETWORK_NODES

@@ -180,6 +180,12 @@ def test_import_command_reports_and_exits_nonzero_on_rejects(
         proc = cityrisk("import", str(bad), "--kind", "gas_pipe", env=env)
         as_json = cityrisk("import", str(bad), "--kind", "gas_pipe", "--json", env=env)
         partial = cityrisk("import", str(bad), "--kind", "gas_pipe", "--partial", env=env)
+        # as valves: the 157 km line is their midpoint only under a limit raised that far
+        valves = cityrisk(
+            "import", str(bad), "--kind", "valve", "--dry-run", "--json",
+            "--max-point-line-m", "200000", env=env,
+        )  # fmt: skip
+    assert json.loads(valves.stdout)["lines_as_points"] == 1
     assert proc.returncode == 1
     assert "rejected 2 — NOT written" in proc.stdout
     assert "row 1 (a): diameter_mm=50000 mm is outside 10–5000 mm" in proc.stdout

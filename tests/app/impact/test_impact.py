@@ -398,3 +398,34 @@ def test_incident_from_an_alarm_is_stored_with_its_zones(
     again = client.post(f"/incidents/{inc['id']}/recompute", json={})
     assert again.status_code == 200
     assert again.json()["computed_at"] >= inc["computed_at"]
+
+
+def test_junction_assets_are_neither_customers_nor_change_the_network(session: Session) -> None:
+    """A water network imported with its EPANET junctions: the burst isolates and cuts off the
+    same as without them, and no junction is listed as a customer."""
+    from app.impact.service import ScenarioCall, compute
+
+    m = f.Metric(LocalFrame(30.1, 50.1))  # a region of its own
+    ids: dict[str, int] = {}
+    ids["pump"] = f.asset(session, "pump_station", m.pt(-20, 0))
+    ids["w_a"] = f.asset(session, "water_pipe", m.line((0, 0), (200, 0)), diameter_mm=300)
+    ids["w_b"] = f.asset(session, "water_pipe", m.line((200, 0), (400, 0)), diameter_mm=200)
+    ids["valve"] = f.asset(session, "valve", m.pt(10, 0), network="water")
+    ids["hospital"] = f.asset(session, "hospital", m.pt(400, 30))
+    nodes = [
+        f.asset(session, "junction", m.pt(x, 0), network="water", elevation_m=10.0)
+        for x in (0, 200, 400)
+    ]
+    system = pipe_system(session, "water", shapely.Point(*m.ll(0, 0)))
+    assert system is not None
+    assert sorted(system.network.pipe_ids.tolist()) == [ids["w_a"], ids["w_b"]]
+    assert system.demands is not None
+    assert system.demands.point_ids.tolist() == [ids["hospital"]]
+    assert set(system.kinds.values()) == {"hospital"}
+
+    doc = compute(session, [ScenarioCall("water_main_burst")], asset_id=ids["w_a"])
+    cut = doc["details"]["isolation_water"]["cut_off"]
+    assert cut == [{"id": ids["hospital"], "kind": "hospital"}]
+    # the zones around the break hold a junction (x = 0, 200): not counted as exposed
+    assert "junction" not in doc["exposure"]["counts"]
+    assert not {a["id"] for a in doc["exposure"]["infrastructure"]} & set(nodes)

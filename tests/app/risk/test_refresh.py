@@ -452,3 +452,19 @@ def test_population_of_zones_across_cell_corners_equals_geos_clips(session: Sess
         ).scalar_one()
         assert expected > 0
         assert population == pytest.approx(expected, rel=1e-9), asset
+
+
+def test_network_junctions_are_not_scored(session: Session, city: dict[str, int]) -> None:
+    """A junction stands for its pipes: neither a full nor an asset refresh scores it."""
+    node = f.asset(
+        session,
+        "junction",
+        f"POINT({LON - 0.0005} {LAT + 0.0002})",  # the red main's west end
+        network="gas",
+        elevation_m=30.0,
+    )
+    refresh.refresh_all(session, now_year=YEAR)
+    assert asset_rows(session, [node]) == {}
+    report = refresh.refresh_assets(session, [node, city["red"]])
+    assert report.assets == 1
+    assert list(asset_rows(session, [node, city["red"]])) == [city["red"]]
