@@ -295,7 +295,7 @@ def _event_layer(page: MapPage, layer: Layer) -> tuple[folium.FeatureGroup, Real
         " e.popup.setContent('<div class=\"cr-event-pop\"><b>疑似事件 Suspected event ' +"
         " esc(f.id) + '</b> · ' + esc(q.family) + '<br>' + esc(q.first_ts) + ' → ' +"
         " esc(q.last_ts) + '<h4>报警 Alarms (' + esc(q.n_alarms) + ')</h4><ul>' + alarms +"
-        " '</ul><h4>疑似位置 Candidate pipes</h4><ol>' + (cands || '<li>—</li>') + '</ol>' + b"
+        " '</ul><h4>疑似位置 Candidate pipes</h4><ul>' + (cands || '<li>—</li>') + '</ul>' + b"
         " + '</div>'); }).catch(function (err) { e.popup.setContent('events: ' +"
         " esc(err.message)); }); }); }"
     )
