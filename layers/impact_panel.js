@@ -1,8 +1,8 @@
 /* The impact panel of the map page (layers/impact.py inlines this file).
  *
  * An alarm marker's popup offers "影响分析 Impact" (GET /alarms/{id}/impact), a suspected
- * event's "爆管影响 Burst impact" (POST /impact, water_main_burst on its top candidate); the "假设分析
- * What if here" mode turns the next map click into a form (a scenario from GET
+ * event's "爆管影响 Burst impact" (POST /impact, water_main_burst on its top candidate); the
+ * "假设分析 What if here" mode turns the next map click into a form (a scenario from GET
  * /impact/scenarios and its key parameters) that POSTs /impact. The answer's zones are drawn
  * in their severity colours in a pane of their own, and the side panel lists the inputs with
  * their origins, who and what is inside each zone, the cascade as a timeline, the actions as a
