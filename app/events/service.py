@@ -587,6 +587,9 @@ def _groups(session: Session, pool: _Pool, cfg: EventSettings) -> list[_Group]:
     families = np.array(pool.family, dtype=object)
     for family in sorted(set(pool.family)):
         idx = np.flatnonzero(families == family)
+        has_event = any(pool.event[k] is not None for k in idx.tolist())
+        if np.unique(pool.sensor[idx]).size < cfg.min_sensors and not has_event:
+            continue  # too few sensors for any event: no network to build (most batches)
         frame = LocalFrame(float(pool.lon[idx].mean()), float(pool.lat[idx].mean()))
         net = _network(session, family.split("/", 1)[0], pool.lon[idx], pool.lat[idx], cfg)
         clusters, how = _cluster(pool, idx, frame, net, cfg)
