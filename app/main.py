@@ -13,6 +13,7 @@ from app import __version__
 from app.api import alarms as alarms_routes
 from app.api import assets as assets_routes
 from app.api import auth as auth_routes
+from app.api import events as events_routes
 from app.api import health
 from app.api import impact as impact_routes
 from app.api import risk as risk_routes
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ogc_tiles.router)
     app.include_router(alarms_routes.router)
     app.include_router(rules_routes.router)
+    app.include_router(events_routes.router)
     app.include_router(risk_routes.router)
     app.include_router(impact_routes.router)
     app.include_router(auth_routes.router)

@@ -4,6 +4,7 @@ from app.alarms.models import Alarm, AlarmEvent, Rule
 from app.assets.models import Asset, AssetLink
 from app.auth.models import ApiToken, AuditEvent
 from app.db import Base
+from app.events.models import SuspectedEvent, SuspectedEventAlarm
 from app.impact.models import Incident, IncidentZone
 from app.risk.models import RiskScore
 from app.sensors.models import LatestReading, MobileReading, Reading, Sensor
@@ -26,4 +27,6 @@ __all__ = [
     "RiskScore",
     "Rule",
     "Sensor",
+    "SuspectedEvent",
+    "SuspectedEventAlarm",
 ]

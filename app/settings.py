@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 import orjson
-from pydantic import AliasChoices, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -276,6 +276,92 @@ class ReliabilitySettings(BaseSettings):
     )
 
 
+class EventSettings(BaseSettings):
+    """Alarms grouped into suspected events (``CITYRISK_EVENT_*``; :mod:`app.events`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYRISK_EVENT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    window_s: float = Field(
+        default=3600.0,  # gis.events.WINDOW_S
+        gt=0,
+        le=7 * 86_400,
+        description="Largest gap in data time between the onsets (opened_ts) of two linked "
+        "alarms [s]. A burst's transient reaches a DMA's sensors within seconds, but alarms "
+        "follow the detectors' delay: a CUSUM needs ~10 readings for a 1-sigma shift "
+        "(Montgomery, Introduction to SQC, Table 9.3), 10 x 5-min readings = 50 min.",
+    )
+    distance_m: float = Field(
+        default=500.0,  # gis.events.DISTANCE_M
+        gt=0,
+        le=50_000,
+        description="Largest straight-line distance between two linked alarms [m]: pressure "
+        "loggers of a DMA are a few hundred metres apart, so the sensors one leak moves are "
+        "neighbours at that scale.",
+    )
+    network_max_m: float = Field(
+        default=1000.0,
+        gt=0,
+        le=100_000,
+        description="Largest distance along the pipes between two linked alarms on the same "
+        "network [m], when both sensors sit on it: sensors 100 m apart on mains that meet "
+        "2 km away are hydraulically apart. 2 x distance_m: on a street grid the path along "
+        "the mains is at most sqrt(2) x the straight line, plus the service offsets.",
+    )
+    min_sensors: int = Field(
+        default=2,
+        ge=1,
+        le=1000,
+        description="Distinct sensors a group needs to become an event: one sensor's alarm is "
+        "an alarm; 'several sensors moved together' is what makes a place suspect.",
+    )
+    scale_m: float = Field(
+        default=100.0,  # gis.events.SCALE_M
+        gt=0,
+        le=10_000,
+        description="Distance at which the localisation's sensitivity kernel "
+        "1 / (1 + d / scale_m) halves [m], of the order of the sensor spacing.",
+    )
+    top: int = Field(
+        default=3, ge=1, le=50, description="Top candidates whose hull makes the event's area."
+    )
+    area_buffer_m: float = Field(
+        default=50.0,  # gis.events.AREA_BUFFER_M
+        gt=0,
+        le=5_000,
+        description="Buffer around the top candidates' hull for the area on the map [m].",
+    )
+    candidates: int = Field(
+        default=10, ge=1, le=1000, description="Ranked candidates stored per event."
+    )
+    attach_m: float = Field(
+        default=30.0,
+        gt=0,
+        le=1000,
+        description="Largest offset of a sensor from a pipe for it to count as on the network "
+        "[m]: loggers sit on hydrants and valve chambers a few metres to tens of metres from "
+        "the main.",
+    )
+    baseline_s: float = Field(
+        default=3600.0,
+        gt=0,
+        le=7 * 86_400,
+        description="Readings before an alarm's onset whose median is where the sensor was "
+        "[s]; how far its peak moved from there (relative) weighs it in the localisation.",
+    )
+
+    @model_validator(mode="after")
+    def _network_reaches_the_distance(self) -> EventSettings:
+        if self.network_max_m < self.distance_m:
+            raise ValueError(
+                f"network_max_m was {self.network_max_m:g} m, below distance_m "
+                f"{self.distance_m:g} m; expected >= distance_m (a path along the pipes is "
+                "never shorter than the straight line)"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """cityrisk's settings: ``CITYRISK_<FIELD>``, or the conventional name where aliased."""
 
@@ -354,6 +440,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
 
     @field_validator("database_url", "database_migrate_url", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 /* The impact panel of the map page (layers/impact.py inlines this file).
  *
- * An alarm marker's popup offers "影响分析 Impact" (GET /alarms/{id}/impact); the "假设分析
- * What if here" mode turns the next map click into a form (a scenario from GET
+ * An alarm marker's popup offers "影响分析 Impact" (GET /alarms/{id}/impact), a suspected
+ * event's "爆管影响 Burst impact" (POST /impact, water_main_burst on its top candidate); the
+ * "假设分析 What if here" mode turns the next map click into a form (a scenario from GET
  * /impact/scenarios and its key parameters) that POSTs /impact. The answer's zones are drawn
  * in their severity colours in a pane of their own, and the side panel lists the inputs with
  * their origins, who and what is inside each zone, the cascade as a timeline, the actions as a
@@ -297,6 +298,18 @@ function crImpactPanel(map, cfg) {
       {alarm_id: +id}, "影响分析 Impact: 报警 alarm " + esc(id)).catch(function () {});
   }
 
+  // A suspected event's top candidate water main (its popup, layers/maps.py): the burst
+  // scenario at the event's last data time, as POST /impact; the same call opens an incident.
+  function burstOfEvent(el) {
+    map.closePopup();
+    var body = {scenario: "water_main_burst", asset_id: +el.getAttribute("data-cr-burst")};
+    var at = el.getAttribute("data-cr-at");
+    if (at) { body.at = at; }
+    return show(call("POST", "/impact", body), body, "爆管影响 Burst: 疑似事件 event " +
+      esc(el.getAttribute("data-cr-event")) + " · 管道 pipe " + esc(body.asset_id))
+      .catch(function () {});
+  }
+
   function openIncident(button) {
     if (!current) { return; }
     var out = panel.querySelector(".cr-incident-out");
@@ -450,6 +463,8 @@ function crImpactPanel(map, cfg) {
     if (!el) { return; }
     var alarm = el.closest("[data-cr-alarm]");
     if (alarm) { e.preventDefault(); impactOfAlarm(alarm.getAttribute("data-cr-alarm")); return; }
+    var burst = el.closest("[data-cr-burst]");
+    if (burst) { e.preventDefault(); burstOfEvent(burst); return; }
     if (el.closest(".cr-i-close")) { close(); return; }
     var inc = el.closest(".cr-open-incident");
     if (inc) { openIncident(inc); }
@@ -460,6 +475,6 @@ function crImpactPanel(map, cfg) {
     }
   });
 
-  return {alarm: impactOfAlarm, whatIf: setWhatIf, close: close,
+  return {alarm: impactOfAlarm, burst: burstOfEvent, whatIf: setWhatIf, close: close,
     current: function () { return current; }};
 }

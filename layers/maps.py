@@ -11,6 +11,10 @@ What the page shows (``GET /``, ``GET /map?layers=…``, ``cityrisk map --out``)
   (points given by the caller, which reads them from the database);
 - open alarms polled from ``/alarms?f=geojson`` every few seconds (Leaflet Realtime), coloured
   by warning level;
+- open suspected events (alarms grouped in space and data time) polled from ``/events`` the
+  same way, as the areas to look in, coloured by their worst alarm's level; a click lists the
+  member alarms and the top candidate pipes (``/events/{id}``) and, for a water main, offers
+  its burst impact (the impact panel's ``POST /impact``);
 - click-to-inspect answered by ``/ogc/collections/{kind}/items?bbox=`` around the click, for
   each visible asset layer: Leaflet.VectorGrid's own MVT click handling is broken with
   Leaflet 1.9 (``L.DomEvent.fakeStop is not a function``), so the tiles are not interactive;
@@ -66,10 +70,12 @@ VENDOR_FILES: dict[str, tuple[str, ...]] = {
 HEATMAP_ID = "risk_heat"
 #: The registry layer drawn live from ``/alarms?f=geojson`` instead of from tiles.
 ALARMS_ID = "alarms"
+#: The registry layer of open suspected events, drawn live from ``/events`` instead of tiles.
+EVENTS_ID = "suspected_events"
 #: Layers drawn as context (thin grey outlines), in their own group at the top of the control.
 CONTEXT_IDS = ("admin_area",)
 #: What ``GET /`` shows when no ``?layers=`` is given (those not registered are skipped).
-DEFAULT_VISIBLE = ("admin_area", "risk_cells_composite", HEATMAP_ID, ALARMS_ID)
+DEFAULT_VISIBLE = ("admin_area", "risk_cells_composite", HEATMAP_ID, ALARMS_ID, EVENTS_ID)
 
 #: Half the side of the click-to-inspect box [CSS px].
 INSPECT_PX = 6
@@ -246,6 +252,67 @@ def _alarm_layer(page: MapPage, layer: Layer) -> tuple[folium.FeatureGroup, Real
     return group, realtime
 
 
+def _event_layer(page: MapPage, layer: Layer) -> tuple[folium.FeatureGroup, Realtime]:
+    """Open suspected events' areas, refilled from ``/events`` every ``alarm_poll_s`` seconds;
+    a click fetches the event and lists its alarms and top candidates."""
+    group = folium.FeatureGroup(name=layer.title, show=layer.id in page.visible)
+    colours = json.dumps({str(c.value): c.colour for c in layer.style.classes})
+    numerals = json.dumps({str(k): v for k, v in LEVEL_NUMERALS.items()})
+    base = json.dumps(page.base_url)
+    url = json.dumps(f"{page.base_url}/events?state=open&limit=500")
+    source = JsCode(
+        "function (ok, fail) { fetch(" + url + ")"
+        ".then(function (r) { if (!r.ok) { throw new Error('events: HTTP ' + r.status); }"
+        " return r.json(); }).then(ok).catch(fail); }"
+    )
+    style = JsCode(
+        "function (f) { var c = " + colours + "[String(f.properties.peak_level)] || "
+        f"{json.dumps(layer.style.colour)};"
+        " return {color: c, weight: 2, dashArray: '6 4', fillColor: c, fillOpacity: 0.18,"
+        " className: 'cr-event-area'}; }"
+    )
+    # The popup is filled from GET /events/{id} when it opens; its burst button is wired by
+    # the impact panel (layers/impact_panel.js, by delegation on data-cr-burst).
+    each = JsCode(
+        "function (f, lyr) { var p = f.properties, n = " + numerals + ";"
+        " function esc(s) { return String(s === null || s === undefined ? '' : s)"
+        ".replace(/[&<>\"']/g, function (ch) { return '&#' + ch.charCodeAt(0) + ';'; }); }"
+        " lyr.options.bubblingMouseEvents = false;"
+        " lyr.bindTooltip('疑似事件 Suspected event ' + f.id + ' — ' + p.n_sensors +"
+        " ' 传感器 sensors');"
+        " lyr.bindPopup('疑似事件 Suspected event ' + f.id + '…', {maxWidth: 380});"
+        " lyr.on('popupopen', function (e) { fetch(" + base + " + '/events/' + f.id)"
+        ".then(function (r) { return r.json(); }).then(function (ev) { var q = ev.properties;"
+        " var alarms = (q.alarms || []).map(function (a) { return '<li>' + esc(n[a.peak_level]"
+        " || a.peak_level) + ' · 报警 alarm ' + esc(a.id) + ' ' + esc(a.title || a.rule_code) +"
+        " (a.sensor ? ' (' + esc(a.sensor) + ')' : '') + '</li>'; }).join('');"
+        " var cands = (q.candidates || []).slice(0, 3).map(function (c) { return '<li>' +"
+        " esc(c.rank) + '. ' + esc(c.kind) + ' ' + esc(c.name || c.asset_id) + ' · score ' +"
+        " esc((+c.score).toFixed(3)) + '</li>'; }).join('');"
+        ' var b = q.impact ? \'<button type="button" data-cr-burst="\' + esc(q.impact.asset_id)'
+        " + '\" data-cr-at=\"' + esc(q.impact.at) + '\" data-cr-event=\"' + esc(f.id) +"
+        " '\">爆管影响 Burst impact</button>' : '';"
+        " e.popup.setContent('<div class=\"cr-event-pop\"><b>疑似事件 Suspected event ' +"
+        " esc(f.id) + '</b> · ' + esc(q.family) + '<br>' + esc(q.first_ts) + ' → ' +"
+        " esc(q.last_ts) + '<h4>报警 Alarms (' + esc(q.n_alarms) + ')</h4><ul>' + alarms +"
+        " '</ul><h4>疑似位置 Candidate pipes</h4><ul>' + (cands || '<li>—</li>') + '</ul>' + b"
+        " + '</div>'); }).catch(function (err) { e.popup.setContent('events: ' +"
+        " esc(err.message)); }); }); }"
+    )
+    realtime = Realtime(
+        source,
+        interval=int(page.alarm_poll_s * 1000),
+        get_feature_id=JsCode("function (f) { return f.id; }"),
+        remove_missing=True,
+        container=group,
+        style=style,
+        on_each_feature=each,
+    )
+    js, _css = vendor_urls(page.base_url)
+    realtime.default_js = [pair for pair in js if pair[0].startswith("leaflet-realtime/")]
+    return group, realtime
+
+
 _INSPECT = Template(
     """
 {% macro script(this, kwargs) %}
@@ -406,8 +473,9 @@ def build_map(page: MapPage) -> folium.Map:
     realtimes: list[Realtime] = []
     for layer in page.layers:
         group = "Context" if layer.id in CONTEXT_IDS else plate_title(layer.plate)
-        if layer.id == ALARMS_ID:
-            container, realtime = _alarm_layer(page, layer)
+        if layer.id in (ALARMS_ID, EVENTS_ID):
+            build = _alarm_layer if layer.id == ALARMS_ID else _event_layer
+            container, realtime = build(page, layer)
             container.add_to(fmap)
             realtimes.append(realtime)
             groups.setdefault(group, []).append(container)
@@ -465,6 +533,7 @@ def render_page(page: MapPage) -> str:
 __all__ = [
     "ALARMS_ID",
     "DEFAULT_VISIBLE",
+    "EVENTS_ID",
     "HEATMAP_ID",
     "VENDOR_FILES",
     "VENDOR_PATH",

@@ -28,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.alarms.models import Alarm
 from app.assets.catalog import COLLECTIONS, EXPOSURE, Collection, Property
 from app.assets.models import Asset
+from app.events.models import SuspectedEvent
 from app.impact.catalog import IMPACT_ZONES
 from app.risk.models import RiskScore
 from app.sensors.models import LatestReading, Sensor
@@ -61,6 +62,7 @@ ALARM: Table = Alarm.__table__  # type: ignore[assignment]
 SENSOR: Table = Sensor.__table__  # type: ignore[assignment]
 LATEST_READING: Table = LatestReading.__table__  # type: ignore[assignment]
 RISK_SCORE: Table = RiskScore.__table__  # type: ignore[assignment]
+SUSPECTED_EVENT: Table = SuspectedEvent.__table__  # type: ignore[assignment]
 
 
 # -- asset layers ------------------------------------------------------------------------------
@@ -330,8 +332,57 @@ def impact_zones_layer() -> Layer:
     )
 
 
+def _utc(column: Any) -> ColumnElement[Any]:
+    return func.to_char(func.timezone("UTC", column), literal('YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+
+
+def _events_source() -> Select[Any]:
+    e = SUSPECTED_EVENT.c
+    return select(
+        e.id,
+        e.family,
+        cast(e.n_alarms, BigInteger).label("n_alarms"),
+        cast(e.n_sensors, BigInteger).label("n_sensors"),
+        cast(e.peak_level, BigInteger).label("level"),
+        e.top_asset_id,
+        _utc(e.first_ts).label("first_ts"),
+        _utc(e.last_ts).label("last_ts"),
+        e.area.label("geom"),
+    ).where(e.state == "open")
+
+
+def suspected_events_layer() -> Layer:
+    """Open suspected events (alarms grouped in space and data time) as the areas to look
+    in, coloured by their worst alarm's level (I red … IV blue)."""
+    return Layer(
+        id="suspected_events",
+        title="Suspected events",
+        plate=LIVE_PLATE,
+        data="live",
+        source=_events_source,
+        properties=(
+            Field("id", "Number", "event id (GET /events/{id})"),
+            Field("family", "String", "network/indicator family, e.g. water/hydraulic"),
+            Field("n_alarms", "Number", "member alarms"),
+            Field("n_sensors", "Number", "distinct sensors that alarmed"),
+            Field("level", "Number", "worst member level: 1 = I (red) … 4 = IV (blue)"),
+            Field("top_asset_id", "Number", "the best candidate asset (pipe)"),
+            Field("first_ts", "String", "first alarm's onset, data time, RFC 3339 UTC"),
+            Field("last_ts", "String", "latest member reading, data time, RFC 3339 UTC"),
+        ),
+        style=Style(
+            "polygon", PLATE_COLOURS[LIVE_PLATE], by="level", classes=warning_level_classes()
+        ),
+        # Events are few and small: raw polygons at every zoom, no hexagons.
+        zoom=ZoomRules(minzoom=0, maxzoom=22),
+        tables=frozenset({"suspected_event"}),
+        cache=LIVE,
+        description="Open suspected events: where several nearby sensors alarmed together.",
+    )
+
+
 def live_layers() -> list[Layer]:
-    return [alarms_layer(), latest_readings_layer(), impact_zones_layer()]
+    return [alarms_layer(), latest_readings_layer(), impact_zones_layer(), suspected_events_layer()]
 
 
 # -- risk layers -------------------------------------------------------------------------------
@@ -513,4 +564,5 @@ __all__ = [
     "risk_class_classes",
     "risk_layers",
     "severity_classes",
+    "suspected_events_layer",
 ]

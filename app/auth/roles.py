@@ -26,6 +26,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "impact.compute": _STAFF,
     "readings.write": frozenset({"device", "admin"}),
     "alarms.transition": frozenset({"analyst", "commander", "admin"}),
+    # Close or dismiss a suspected event (the alarms it groups keep their own workflow).
+    "events.transition": frozenset({"analyst", "commander", "admin"}),
     "incidents.write": frozenset({"commander", "admin"}),
     "risk.refresh": frozenset({"analyst", "commander", "admin"}),
     "rules.write": frozenset({"admin"}),

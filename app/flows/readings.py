@@ -16,6 +16,7 @@ from app.alarms import engine
 from app.alarms.engine import EvaluationReport
 from app.auth.service import Principal
 from app.errors import Forbidden
+from app.events import service as events
 from app.risk import refresh
 from app.sensors import ingest
 from app.sensors.ingest import Batch, IngestReport
@@ -75,4 +76,5 @@ def ingest_batch(session: Session, batch: Batch, *, now: datetime | None = None)
         # Rescore the assets of alarms that changed, in this transaction: the risk map is never
         # behind the alarms (≈ 7 ms per alarm; nothing before the first refresh).
         refresh.refresh_after_alarms(session, report.alarms.alarm_ids)
+        events.update_for_alarms(session, report.alarms.alarm_ids)
     return report

@@ -81,9 +81,11 @@ def test_spatial_indexes_exist_once_and_reading_is_partitioned(engine: Engine) -
         ).all()
         kind = conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'reading'")).scalar()
     counts = dict(gist)
-    # asset: geom and geom::geography; incident: geom and zone; the others one on geom.
+    # asset: geom and geom::geography; incident: geom and zone; suspected_event: area; the
+    # others one on geom.
     assert counts == {
         "asset": 2, "sensor": 1, "alarm": 1, "incident": 2, "incident_zone": 1, "mobile_reading": 1,
+        "suspected_event": 1,
     }  # fmt: skip
     assert kind == "p"
 

@@ -102,6 +102,7 @@ def _post_bodies(sensor: str) -> dict[str, dict[str, Any]]:
         "/impact": {"json": {"scenario": "asset_failure", "asset_id": 1}},
         "/incidents": {"json": {"scenario": "asset_failure", "asset_id": 1}},
         "/alarms/{alarm_id}/transition": {"json": {"to": "verified"}},
+        "/events/{event_id}/transition": {"json": {"to": "closed"}},
         "/incidents/{incident_id}/recompute": {"json": {}},
         "/assets/import": {
             "files": {"file": ("a.geojson", _SENSOR_FILE)},
@@ -118,6 +119,7 @@ def _fill(path: str) -> str:
     return (
         path.replace("{alarm_id}", "1")
         .replace("{incident_id}", "1")
+        .replace("{event_id}", "1")
         .replace("{process_id}", "asset_failure")
         .replace("{ident}", "outage-viewer")
     )

@@ -8,7 +8,7 @@ import pytest
 import shapely
 from shapely import LineString, Point
 
-from gis.events import cluster_alarms, localise, network_distance_matrix
+from gis.events import cluster_alarms, localise, network_distance_matrix, network_pipe_distances
 from gis.frames import LocalFrame
 from gis.network import attach_points, build_network
 
@@ -174,3 +174,17 @@ def test_the_area_covers_the_top_candidates() -> None:
     top = [pipes[int(k)] for k in r.ranking[:2]]
     assert all(r.area.contains(p) for p in top)
     assert shapely.get_num_geometries(r.area) == 1
+
+
+def test_network_pipe_distances_go_along_the_pipes() -> None:
+    # The U again: a sensor 10 m up pipe 1 (on it) is 2,080 m along the network from the far
+    # end of pipe 3, though 100 m away in a straight line; pipe 3 itself starts 990 + 100 away.
+    net = build_network(
+        [1, 2, 3],
+        [line((0, 0), (0, 1000)), line((0, 1000), (100, 1000)), line((100, 1000), (100, 0))],
+    )
+    att = attach_points(net, [7], [lonlat(2, 10)], tolerance_m=5)
+    d = network_pipe_distances(att, max_distance_m=5000)
+    assert d.shape == (3, 1)
+    assert d[:, 0] == pytest.approx([2.0, 992.0, 1092.0], abs=0.5)  # offset + along
+    assert np.isinf(network_pipe_distances(att, max_distance_m=500)[1:, 0]).all()

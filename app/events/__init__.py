@@ -1,0 +1,2 @@
+"""Suspected events: alarms grouped in space and data time, localised to the assets that
+explain them."""
