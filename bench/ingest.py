@@ -110,6 +110,30 @@ def make_sensors(url: str, n: int) -> npt.NDArray[np.int64]:
     return np.array([i for (i,) in ids], dtype=np.int64)
 
 
+def load_rules(url: str) -> None:
+    """``--rules``: the default rule pack, with every sensor bound to an asset it applies to
+    (methane sensors in a manhole each, pressure sensors on a water main each), so the pack's
+    manhole, pipe and data-quality rules all judge every reading."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from app.alarms import rules
+
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute(
+            "WITH a AS (INSERT INTO asset (kind, plate, name, source, external_id, geom) "
+            "SELECT CASE s.kind WHEN 'ch4_pct_lel' THEN 'manhole' ELSE 'water_pipe' END, "
+            "'lifeline', s.external_id, 'bench', s.external_id, "
+            "CASE s.kind WHEN 'ch4_pct_lel' THEN s.geom ELSE ST_MakeLine(s.geom, "
+            "ST_Translate(s.geom, 0.001, 0)) END FROM sensor s RETURNING id, external_id) "
+            "UPDATE sensor s SET asset_id = a.id FROM a WHERE a.external_id = s.external_id"
+        )
+    engine = create_engine(url)
+    with Session(engine) as session, session.begin():
+        rules.load(session, rules.default_pack(), actor="bench")
+    engine.dispose()
+
+
 def reset(url: str) -> None:
     """Empty the reading tables and checkpoint, so every run starts from the same state.
 
@@ -406,6 +430,11 @@ def main() -> int:
         "--only", default="a,b,c,d", help="variants to measure, e.g. a,c ((a) always runs)"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile one ingest_payload")
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="load the default rule pack and bind every sensor to an asset it applies to",
+    )
     args = parser.parse_args()
     if args.readings % args.sensors:
         parser.error("--readings must be a multiple of --sensors")
@@ -423,6 +452,8 @@ def main() -> int:
     with bench_database() as url, CpuMeter(url) as meter:
         METER = meter
         ids = make_sensors(url, args.sensors)
+        if args.rules:
+            load_rules(url)
         engine = create_db_engine(url, pool_size=2)
         try:
             with make_sessionmaker(engine)() as session:
