@@ -19,7 +19,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+from starlette.responses import Response
 
 log = logging.getLogger("cityrisk")
 
@@ -271,6 +274,57 @@ def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
         content={"code": code, "detail": detail},
         headers=dict(exc.headers) if exc.headers else None,
     )
+
+
+class CORSMiddleware(StarletteCORSMiddleware):
+    """Starlette's CORS middleware whose refused preflight is an error in the one shape.
+
+    Starlette answers a preflight it refuses with a ``text/plain`` 400 ("Disallowed CORS
+    origin"), outside every exception handler (it runs before the app); this one answers
+    ``{"code": "BadRequest", "detail": …}`` naming what was asked and what is allowed.
+    """
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        answer = super().preflight_response(request_headers)
+        if answer.status_code != HTTPStatus.BAD_REQUEST:
+            return answer
+        origin = request_headers["origin"]
+        method = request_headers["access-control-request-method"]
+        asked = [
+            h.strip() for h in request_headers.get("access-control-request-headers", "").split(",")
+        ]
+        problems: list[str] = []
+        if not self.is_allowed_origin(origin=origin):
+            problems.append(
+                f"origin {origin!r} is not one of CITYRISK_CORS_ORIGINS {self.allow_origins}"
+            )
+        if method not in self.allow_methods:
+            problems.append(f"method {method!r} is not one of {', '.join(self.allow_methods)}")
+        refused = [
+            h
+            for h in asked
+            if h and h.lower() not in self.allow_headers and not self.allow_all_headers
+        ]
+        if refused:
+            problems.append(f"headers {refused} are not among {sorted(self.allow_headers)}")
+        if (
+            "access-control-request-private-network" in request_headers
+            and not self.allow_private_network
+        ):
+            problems.append("private-network access is not allowed")
+        headers = {
+            k: v
+            for k, v in answer.headers.items()
+            if k.lower() not in ("content-type", "content-length")
+        }
+        return JSONResponse(
+            status_code=HTTPStatus.BAD_REQUEST,
+            content={
+                "code": "BadRequest",
+                "detail": "CORS preflight refused: " + "; ".join(problems or ["not allowed"]),
+            },
+            headers=headers,
+        )
 
 
 def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.api import alarms as alarms_routes
@@ -24,7 +23,7 @@ from app.api.openapi import install_openapi
 from app.api.watch import OfflineWatch
 from app.auth.dependencies import read_gate
 from app.db import create_db_engine, database_url, make_sessionmaker
-from app.errors import DatabaseUnavailable, install_error_handlers
+from app.errors import CORSMiddleware, DatabaseUnavailable, install_error_handlers
 from app.limits import BodyLimitMiddleware, BodyTooLarge, handle_body_too_large
 from app.maps import pages
 from app.maps import routes as map_routes

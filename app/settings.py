@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -149,6 +150,16 @@ class LimitSettings(BaseSettings):
         "~0.45 s (225,000 readings/s, README benchmarks); 20,000 sensors at one reading a "
         "minute send 333 a second.",
     )
+    reading_age_days: int = Field(
+        default=400,
+        ge=0,
+        le=36_500,
+        description="Oldest reading (days before now) POST /readings and MQTT accept; 0: no "
+        "limit. A reading older than 400 days (a year and a month) from a live feed is a device "
+        "replaying the wrong archive or a clock reset to its epoch, and would raise alarms on a "
+        "past that was judged long ago. History is loaded by `cityrisk readings backfill` or "
+        "`POST /readings?backfill=true`, which take no limit.",
+    )
     rejected_listed: int = Field(
         default=100,
         ge=0,
@@ -171,6 +182,11 @@ class LimitSettings(BaseSettings):
         description="statement_timeout of every query an HTTP request runs (the tiles have "
         "their own): a whole 100,000-asset refresh is ~1.8 s of database time.",
     )
+
+    @property
+    def reading_age(self) -> timedelta | None:
+        """:attr:`reading_age_days` as the ingest takes it: None for no limit."""
+        return timedelta(days=self.reading_age_days) if self.reading_age_days else None
 
 
 class MapSettings(BaseSettings):

@@ -174,7 +174,8 @@ class ReadingConsumer:
         Where the broker (``MQTT_URL`` or the local one) and the database are, and the client id.
     ingest
         Stores one payload and flushes; the default is :func:`app.flows.readings.ingest_payload`
-        with the readings-per-batch limit (``CITYRISK_MAX_READINGS``).
+        with the readings-per-batch and age limits (``CITYRISK_MAX_READINGS``,
+        ``CITYRISK_MAX_READING_AGE_DAYS``).
     backoff
         Delays between attempts after a database or broker failure.
     """
@@ -291,9 +292,14 @@ class ReadingConsumer:
     def _ingest_bounded(
         self, session: Session, payload: bytes, content_type: str
     ) -> ReadingsReport:
-        """:func:`ingest_payload` with the readings-per-batch limit of the settings."""
+        """:func:`ingest_payload` with the settings' limits: readings per batch, their age."""
+        limits = self.settings.limits
         return ingest_payload(
-            session, payload, content_type, max_readings=self.settings.limits.readings
+            session,
+            payload,
+            content_type,
+            max_readings=limits.readings,
+            max_age=limits.reading_age,
         )
 
     # -- one message ------------------------------------------------------------------------

@@ -75,17 +75,14 @@ _DESCRIPTIONS = {
     "503": "The database is unavailable; retry after `Retry-After` seconds",
 }
 
+_OGC_EXCEPTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code"],
+    "properties": {"code": {"type": "string"}, "description": {"type": "string"}},
+}
 _OGC_EXCEPTION: dict[str, Any] = {
     "description": "An OGC exception (400 bad parameter, 404 unknown id, 503 database away)",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["code"],
-                "properties": {"code": {"type": "string"}, "description": {"type": "string"}},
-            }
-        }
-    },
+    "content": {"application/json": {"schema": _OGC_EXCEPTION_SCHEMA}},
 }
 
 
@@ -157,12 +154,14 @@ def describe_errors(spec: dict[str, Any], app: FastAPI) -> dict[str, Any]:
                 continue
             responses = operation.setdefault("responses", {})
             if route.path_format.startswith("/ogc"):
-                # FastAPI's own 422 (path parameters of the tile routes) has the Error body.
+                # The 422 FastAPI documents for the tile routes' path parameters is sent by
+                # OGCRoute (app.ogc.routes) as an OGC exception, like every error under /ogc.
+                responses.setdefault("default", _OGC_EXCEPTION)
+                default = responses["default"].get("content", {}).get("application/json", {})
                 for response in responses.values():
                     media = (response.get("content") or {}).get("application/json") or {}
                     if media.get("schema") == _FASTAPI_422:
-                        media["schema"] = ERROR_REF
-                responses.setdefault("default", _OGC_EXCEPTION)
+                        media["schema"] = default.get("schema", _OGC_EXCEPTION_SCHEMA)
                 continue
             # 422 everywhere: any parameter may carry a NUL byte (app.params.refuse_nul).
             codes = {c for c in responses if c.startswith("4") or c == "503"} | {"422"}

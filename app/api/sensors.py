@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.openapi import report_or_error
-from app.auth.dependencies import Ingester, SensorImporter
+from app.auth.dependencies import Ingester, SensorImporter, check_permitted
 from app.auth.service import Principal, audit_as
 from app.db import DbSession
 from app.flows.readings import ReadingsReport, ingest_payload
@@ -78,20 +78,41 @@ _READINGS_EXAMPLES = {
         },
     },
 )
-async def post_readings(request: Request, db_session: DbSession, who: Ingester) -> JSONResponse:
+async def post_readings(
+    request: Request,
+    db_session: DbSession,
+    who: Ingester,
+    backfill: Annotated[
+        bool,
+        Query(
+            description="History: no age limit (CITYRISK_MAX_READING_AGE_DAYS); needs a role "
+            "that may readings.backfill (admin). Audited."
+        ),
+    ] = False,
+) -> JSONResponse:
     """Ingest a batch of readings (JSON array, NDJSON or CSV; the Content-Type decides).
 
     A reading is `{"sensor": "<external_id or id>", "ts": "<RFC 3339 with offset>", "value": n}`
     (optional `unit`, `quality`); a mobile reading is `{"kind": "<indicator>", "lon": deg,
     "lat": deg, "ts": …, "value": n}` (optional `device`). Duplicates of stored readings
     (same sensor and ts) are counted, not stored again. The answer comes after the commit.
+    Readings older than CITYRISK_MAX_READING_AGE_DAYS are rejected unless `backfill=true`.
     """
+    if backfill:
+        check_permitted(who, "readings.backfill", "POST /readings?backfill=true")
     body = await request.body()  # bounded while it streams in (app/limits.py: 413)
     content_type = request.headers.get("content-type", "application/json")
     limits = request.app.state.settings.limits
     # The ingest is synchronous work: run it off the event loop so batches overlap.
     report = await run_in_threadpool(
-        _ingest_and_commit, db_session, body, content_type, limits.readings, who
+        _ingest_and_commit,
+        db_session,
+        body,
+        content_type,
+        limits.readings,
+        who,
+        None if backfill else limits.reading_age,
+        backfill,
     )
     stored = report.accepted + report.duplicates + report.mobile_accepted
     status = 422 if report.received and not stored else 200
@@ -113,11 +134,32 @@ async def post_readings(request: Request, db_session: DbSession, who: Ingester) 
 
 
 def _ingest_and_commit(
-    session: Session, body: bytes, content_type: str, max_readings: int, who: Principal
+    session: Session,
+    body: bytes,
+    content_type: str,
+    max_readings: int,
+    who: Principal,
+    max_age: timedelta | None,
+    backfill: bool,
 ) -> ReadingsReport:
-    report = ingest_payload(session, body, content_type, max_readings=max_readings, principal=who)
+    report = ingest_payload(
+        session, body, content_type, max_readings=max_readings, principal=who, max_age=max_age
+    )
+    if backfill and report.accepted + report.mobile_accepted:
+        # A backfill skips a safety check: who loaded which span of history is on record.
+        audit_as(session, who, "readings.backfill", None, _backfill_detail(report))
     session.commit()  # acknowledged means committed
     return report
+
+
+def _backfill_detail(report: ReadingsReport) -> dict[str, Any]:
+    return {
+        "received": report.received,
+        "accepted": report.accepted,
+        "mobile_accepted": report.mobile_accepted,
+        "duplicates": report.duplicates,
+        "oldest": report.oldest.isoformat() if report.oldest else None,
+    }
 
 
 @router.get("/readings/latest", response_class=GeoJSONResponse, responses=GEOJSON_FEATURES)

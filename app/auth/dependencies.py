@@ -176,6 +176,16 @@ class Require:
             )
 
 
+def check_permitted(who: Principal, action: str, what: str) -> None:
+    """Refuse (403) a principal, already let in by its route's :class:`Require`, whose role may
+    not also perform ``action`` (``what``: how the request asked for it, for the message)."""
+    roles = roles_for(action)
+    if who.role not in roles:
+        raise Forbidden(
+            f"{who.actor} is {who.role}; {what} ({action}) needs {' or '.join(sorted(roles))}"
+        )
+
+
 #: Paths a closed-reads service still answers without a token.
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/static/", "/favicon")
 

@@ -25,6 +25,9 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     # A what-if impact or an OGC process execution: computes, stores nothing.
     "impact.compute": _STAFF,
     "readings.write": frozenset({"device", "admin"}),
+    # History older than CITYRISK_MAX_READING_AGE_DAYS (POST /readings?backfill=true): not a
+    # device, whose old readings are a wrong clock or the wrong archive.
+    "readings.backfill": frozenset({"admin"}),
     "alarms.transition": frozenset({"analyst", "commander", "admin"}),
     # Close or dismiss a suspected event (the alarms it groups keep their own workflow).
     "events.transition": frozenset({"analyst", "commander", "admin"}),

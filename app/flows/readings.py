@@ -8,7 +8,7 @@ the risk map is never behind the alarms (the rescore is in the same transaction)
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -37,19 +37,21 @@ def ingest_payload(
     now: datetime | None = None,
     max_readings: int | None = None,
     principal: Principal | None = None,
+    max_age: timedelta | None = None,
 ) -> ReadingsReport:
     """Parse ``body`` (JSON array / NDJSON / CSV by ``content_type``), store, warn, rescore.
 
     Raises :class:`~app.errors.InvalidInput` when the payload as a whole cannot be parsed or
     holds more than ``max_readings`` readings; per-row problems are in the report and the good
-    rows are stored. A ``principal`` limited to some sensors (a device token) may post only
-    theirs: :class:`~app.errors.Forbidden` for the whole batch otherwise, nothing stored.
-    Flushes only.
+    rows are stored; ``max_age`` rejects readings older than that (the ways in pass
+    CITYRISK_MAX_READING_AGE_DAYS; None: any age, a backfill). A ``principal`` limited to some
+    sensors (a device token) may post only theirs: :class:`~app.errors.Forbidden` for the
+    whole batch otherwise, nothing stored. Flushes only.
     """
     batch = ingest.parse_payload(body, content_type, max_readings=max_readings)
     if principal is not None and principal.sensors is not None:
         check_scope(batch, principal)
-    return ingest_batch(session, batch, now=now)
+    return ingest_batch(session, batch, now=now, max_age=max_age)
 
 
 def check_scope(batch: Batch, principal: Principal) -> None:
@@ -67,9 +69,15 @@ def check_scope(batch: Batch, principal: Principal) -> None:
         )
 
 
-def ingest_batch(session: Session, batch: Batch, *, now: datetime | None = None) -> ReadingsReport:
+def ingest_batch(
+    session: Session,
+    batch: Batch,
+    *,
+    now: datetime | None = None,
+    max_age: timedelta | None = None,
+) -> ReadingsReport:
     """:func:`ingest_payload` for a parsed batch."""
-    stored = ingest.ingest(session, batch, now=now)
+    stored = ingest.ingest(session, batch, now=now, max_age=max_age)
     report = ReadingsReport(**{f.name: getattr(stored, f.name) for f in fields(IngestReport)})
     if stored.accepted:  # warn: evaluate the rules on what this batch changed
         report.alarms = engine.evaluate(session, stored.stored, now=stored.now)

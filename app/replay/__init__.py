@@ -22,7 +22,9 @@ than real time must run in the past: the default ``start`` is *now* at ``speed =
 the options, a batch is never sent while its end is more than 4 min ahead of the wall clock (one
 minute of margin for clock skew): a replay that would get further ahead waits, i.e. it is slowed
 to the wall clock from there on, and ``speed = 0`` with an explicit ``start`` whose end is
-in the future is refused. ``start`` must also be within the 400 days the ingest accepts.
+in the future is refused. The replay sets no age limit of its own: a ``start`` older than
+the service's ``CITYRISK_MAX_READING_AGE_DAYS`` gives readings it rejects (counted, with the
+reason, in the summary).
 
 Values
 ------

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.errors import InvalidInput
-from app.sensors.ingest import MAX_AGE, MAX_FUTURE
+from app.sensors.ingest import MAX_FUTURE
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -26,7 +26,6 @@ U64 = npt.NDArray[np.uint64]
 Obj = npt.NDArray[np.object_]
 
 MAX_AHEAD_S = (MAX_FUTURE - timedelta(minutes=1)).total_seconds()
-MAX_START_AGE_S = (MAX_AGE - timedelta(days=1)).total_seconds()
 DAY_S = 86_400
 
 
@@ -71,7 +70,7 @@ def resolve_window(
     Raises
     ------
     InvalidInput
-        When readings of the span would be refused by the ingest (too old, too far ahead).
+        When readings of the span would be refused by the ingest for being too far ahead.
     """
     if speed < 0 or not math.isfinite(speed):
         raise InvalidInput(f"speed {speed} must be >= 0 (0 = as fast as possible)")
@@ -90,8 +89,8 @@ def resolve_window(
         begin = int(parsed.timestamp())
     end = begin + duration_s
     notes: list[str] = []
-    if begin < now_s - MAX_START_AGE_S:
-        raise InvalidInput("start is more than 399 days ago: the ingest refuses such readings")
+    # No age limit here: how old a reading the service takes is its CITYRISK_MAX_READING_AGE_DAYS
+    # (a rejected reading is counted, with its reason, in the replay's summary).
     if begin > now_s + MAX_AHEAD_S:
         raise InvalidInput("start is more than 4 min ahead of now: the ingest would refuse it")
     if speed == 0 and end > now_s + MAX_AHEAD_S:

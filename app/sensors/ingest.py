@@ -45,7 +45,8 @@ from app.sensors import catalogue, partitions
 from app.taxonomy.indicators import INDICATORS
 
 MAX_FUTURE = timedelta(minutes=5)  # device clocks drift; further ahead is a wrong clock
-MAX_AGE = timedelta(days=400)  # older than this is a replay from the wrong archive
+#: The setting that bounds a reading's age (``LimitSettings.reading_age_days``), for messages.
+AGE_SETTING = "CITYRISK_MAX_READING_AGE_DAYS"
 MOBILE_TOLERANCE_M = 50.0  # mobile reading → nearest compatible asset within this distance
 JSON_TYPES = ("application/json", "application/geo+json")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -255,9 +256,17 @@ def _parse_csv(body: bytes, encoding: str | None = None) -> Batch:
 
 
 # -- validate and store -----------------------------------------------------------------------
-def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> IngestReport:
+def ingest(
+    session: Session,
+    batch: Batch,
+    *,
+    now: datetime | None = None,
+    max_age: timedelta | None = None,
+) -> IngestReport:
     """Validate ``batch`` column-wise and store the good rows (fixed and mobile).
 
+    ``max_age``: a reading older than ``now - max_age`` is rejected (the ways in pass
+    ``CITYRISK_MAX_READING_AGE_DAYS``); None accepts any age (a backfill).
     Flushes only; the caller commits. The report says what the rules engine needs next.
     """
     now = now or datetime.now(UTC)
@@ -267,7 +276,7 @@ def ingest(session: Session, batch: Batch, *, now: datetime | None = None) -> In
         return report
     verdicts = Verdicts(batch.reasons)
     values = _numbers(batch.value)
-    ts = _timestamps(batch.ts, verdicts, now)
+    ts = _timestamps(batch.ts, verdicts, now, max_age)
     verdicts.reject(pd.isna(batch.value), "no value")
     verdicts.reject(~np.isfinite(values), "value is not a finite number")
 
@@ -364,7 +373,10 @@ def _sensor_names(column: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
 
 
 def _timestamps(
-    column: npt.NDArray[np.object_], verdicts: Verdicts, now: datetime
+    column: npt.NDArray[np.object_],
+    verdicts: Verdicts,
+    now: datetime,
+    max_age: timedelta | None = None,
 ) -> npt.NDArray[np.datetime64]:
     try:  # a batch's readings share few instants: check and parse each distinct text once
         codes, found = pd.factorize(column)  # None / NaN: code -1
@@ -380,11 +392,21 @@ def _timestamps(
     stamps = parsed.astype("datetime64[ns]")
     verdicts.reject(np.isnat(stamps), "ts is not a valid RFC 3339 timestamp")
     latest = np.datetime64((now + MAX_FUTURE).replace(tzinfo=None), "ns")
-    earliest = np.datetime64((now - MAX_AGE).replace(tzinfo=None), "ns")
     valid = ~np.isnat(stamps)
     verdicts.reject(valid & (stamps > latest), "ts is in the future (> now + 5 min)")
-    verdicts.reject(valid & (stamps < earliest), "ts is older than 400 days")
+    if max_age is not None:
+        earliest = np.datetime64((now - max_age).replace(tzinfo=None), "ns")
+        verdicts.reject(
+            valid & (stamps < earliest),
+            f"ts is older than {_span(max_age)}, the limit of {AGE_SETTING}; "
+            "load history with `cityrisk readings backfill` or POST /readings?backfill=true",
+        )
     return stamps
+
+
+def _span(age: timedelta) -> str:
+    """``400 days`` for whole days (the setting's unit), else timedelta's own ``1 day, 2:00:00``."""
+    return f"{age.days:,} days" if age % timedelta(days=1) == timedelta(0) else str(age)
 
 
 def _parse_stamps(

@@ -487,8 +487,9 @@ def test_start_defaults_and_what_the_ingest_would_refuse() -> None:
     assert "slowed to real time" in notes[0]
     with pytest.raises(InvalidInput, match="speed 0"):
         resolve_window("now", 3600, 0.0, now)
-    with pytest.raises(InvalidInput, match="399 days"):
-        resolve_window("2025-01-01T00:00:00Z", 3600, 0.0, now)
+    # No age limit of its own: the service's CITYRISK_MAX_READING_AGE_DAYS judges.
+    old = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
+    assert resolve_window("2024-01-01T00:00:00Z", 3600, 0.0, now)[:2] == (old, old + 3600)
     with pytest.raises(InvalidInput, match="UTC offset"):
         resolve_window("2026-11-28T08:00:00", 3600, 0.0, now)
     assert parse_duration("1h30m") == 5400
