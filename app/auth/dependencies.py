@@ -192,6 +192,15 @@ PUBLIC_PREFIXES = ("/healthz", "/readyz", "/static/", "/favicon")
 _read = Require("read")
 
 
+def bearer_credentials(request: Request) -> HTTPAuthorizationCredentials | None:
+    """The ``Authorization: Bearer`` credentials of a request, for routes that solve no
+    dependencies (the tile routes); None without them."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token.strip())
+
+
 def read_gate(request: Request, credentials: Credentials) -> None:
     """App-wide, only when reads are closed: every GET needs a viewer token or better."""
     if request.method not in ("GET", "HEAD") or request.url.path.startswith(PUBLIC_PREFIXES):

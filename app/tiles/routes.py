@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Engine, func, select, union_all
 
 from app import __version__
+from app.auth.dependencies import bearer_credentials, read_gate
 from app.errors import DatabaseUnavailable, InvalidInput, NotFound
 from app.settings import TileSettings
 from app.taxonomy.assets import PLATE_TITLES
@@ -110,6 +111,10 @@ class StringParamsRoute(APIRoute):
                 raise TypeError(f"{self.path}: parameter {param.name} must be a string")
 
         async def handle(request: Request) -> Response:
+            # The app-wide read gate is a dependency, which this route class does not solve:
+            # closed reads (CITYRISK_AUTH_OPEN_READS=0) are checked here (a tile is a read).
+            if not request.app.state.settings.auth.open_reads:
+                read_gate(request, bearer_credentials(request))
             values = request.query_params
             response: Response = await endpoint(
                 request, **request.path_params, **{name: values.get(name) for name in query}

@@ -176,7 +176,11 @@ def test_closed_reads_need_a_viewer_token(settings: Settings, tokens: dict[str, 
     closed = settings.model_copy(update={"auth": AuthSettings(open_reads=False)})
     with TestClient(create_app(closed)) as c:
         assert c.get("/healthz").status_code == 200
-        for path in ("/alarms", "/ogc/collections", "/map", "/risk/cells"):
+        tiles = (
+            "/tiles/hydrant/14/4954/6059.mvt",
+            "/ogc/collections/hydrant/tiles/WebMercatorQuad/14/6059/4954",
+        )
+        for path in ("/alarms", "/ogc/collections", "/map", "/risk/cells", *tiles):
             assert c.get(path).status_code == 401, path
             assert c.get(path, headers=f.bearer(tokens["viewer"])).status_code == 200, path
         # EventSource and <img> tiles cannot send headers: RFC 6750 §2.3 query parameter.
