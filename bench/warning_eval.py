@@ -235,6 +235,7 @@ class Scored:
     weeks: float
     loc_m: list[float] = field(default_factory=list)  # leaks: localisation error per detection
     match: bool | None = None  # leaks: did one step per batch and one day per batch agree?
+    n_alarms: int = 0  # leaks: alarm rows of the run (calibration window included)
 
     @property
     def recall(self) -> float:
@@ -1114,8 +1115,17 @@ def leak_outcome(runs: dict[str, LeakRun], folder: Path, notes: list[str]) -> Ou
         f"leak; an episode starting in the evaluation window outside every [onset, end + "
         f"{LEAK_GRACE_S // HOUR} h] is a false alarm; localisation = distance from the leaking "
         f"pipe to the nearest sensor alarmed within {LEAK_LOCALISE_S // 60} min of detection "
-        f"('near m': to the nearest sensor at all, the floor of that error)",
+        f"('near m': to the nearest sensor at all, the floor of that error; 'drop m (σ)': the "
+        "largest noise-free pressure drop the leak causes at a sensor in its first hour, and that "
+        "sensor's noise σ)",
     ]
+
+    def signal(row: pd.Series) -> str:
+        """The leak's largest noise-free 1-h drop at a sensor, and that sensor's noise σ."""
+        if "signal_drop_m" not in row:
+            return "—"
+        return f"{row['signal_drop_m']:.3f} ({row['signal_noise_sigma_m']:.3f})"
+
     free_s = (last - cal_end) - float(np.sum(np.minimum(end + LEAK_GRACE_S, last) - onset))
     scores: list[Scored] = []
     for mode in LEAK_MODES:
@@ -1127,7 +1137,7 @@ def leak_outcome(runs: dict[str, LeakRun], folder: Path, notes: list[str]) -> Ou
         ttd, loc, detected = [], [], 0
         lines.append(
             f"   {'leak':<4} {'pipe':<7} {'onset (UTC)':<16} {'h':>5} {'% dem':>6} {'L/s':>6}  "
-            f"{'TTD':>9}  {'loc m':>6}  {'near m':>6}  first alarm"
+            f"{'TTD':>9}  {'loc m':>6}  {'near m':>6}  {'drop m (σ)':>13}  first alarm"
         )
         for i, row in leaks.iterrows():
             a, b = int(onset[i]), int(end[i])
@@ -1148,7 +1158,8 @@ def leak_outcome(runs: dict[str, LeakRun], folder: Path, notes: list[str]) -> Ou
             lines.append(
                 f"   {row['leak_id']:<4} {row['pipe_id']:<7} {row['onset'][:16]:<16} "
                 f"{row['duration_h']:>5.1f} {row['pct_of_mean_demand']:>6.2f} "
-                f"{row['leak_flow_l_s']:>6.2f}  {when:>9}  {dist:>6}  {nearest[i]:>6.0f}  {by[:48]}"
+                f"{row['leak_flow_l_s']:>6.2f}  {when:>9}  {dist:>6}  {nearest[i]:>6.0f}  "
+                f"{signal(row):>13}  {by[:48]}"
             )
         eps = [ep for ep in run.episodes if ep.start >= cal_end]
         in_cal = len(run.episodes) - len(eps)
@@ -1158,6 +1169,7 @@ def leak_outcome(runs: dict[str, LeakRun], folder: Path, notes: list[str]) -> Ou
         s = Scored(f"leaks KY4 [{mode}]", len(leaks), detected, len(eps), sum(is_tp), len(fp),
                    0, 0, ttd, free_s / (7 * 86_400))  # fmt: skip
         s.loc_m = loc
+        s.n_alarms = len(run.alarms)
         scores.append(s)
         lines.append(
             f"   recall {detected}/{len(leaks)}  episodes {len(eps)} (TP {s.tp}, FP {s.fp} = "
@@ -1178,6 +1190,7 @@ def leak_outcome(runs: dict[str, LeakRun], folder: Path, notes: list[str]) -> Ou
     lines.append(
         f"  both ways: {len(a)} alarms one step per batch, {len(b)} one day per batch; "
         f"(rule, sensor, opened data time, level, peak) {'MATCH' if match else 'DIFFER'}"
+        + (" (trivially: no alarm either way)" if match and not a else "")
         + ("" if match else f": {len(a - b)} only per step, {len(b - a)} only per day")
     )
     for x in sorted(a ^ b, key=lambda x: x[2])[:6]:
@@ -1252,7 +1265,7 @@ def leak_summary(outcomes: list[Outcome]) -> list[str]:
                 f"{fmt_span(max(s.ttd_s)) if s.ttd_s else '—':>9} "
                 f"{f'{statistics.median(loc):.0f} m' if loc else '—':>10} "
                 f"{f'{max(loc):.0f} m' if loc else '—':>8}  "
-                f"{'match' if s.match else 'differ'}"
+                + ("differ" if not s.match else "match" if s.n_alarms else "match (no alarms)")
             )
     return lines
 
