@@ -900,13 +900,13 @@ class LeakRun:
 
 
 def leak_bench_folder(
-    seed: int, datasets: Path, rebuild_after_days: int = 300
+    seed: int, datasets: Path, solver: str = "wntr", rebuild_after_days: int = 300
 ) -> tuple[Path, list[str]]:
     """The cached benchmark (built by ``bench/leaks/simulate.py`` when missing or too old)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from leaks import simulate  # bench/leaks/simulate.py
 
-    argv = ["--seed", str(seed), "--datasets", str(datasets)]
+    argv = ["--seed", str(seed), "--datasets", str(datasets), "--solver", solver]
     folder = simulate.run(simulate.parser().parse_args(argv))
     manifest = json.loads((folder / "manifest.json").read_text())
     age = datetime.now(UTC) - datetime.fromisoformat(manifest["start"])
@@ -1104,7 +1104,7 @@ def leak_outcome(runs: dict[str, LeakRun], folder: Path, notes: list[str]) -> Ou
     nearest = shapely.distance(leak_lines[:, None], sensors.geometry.to_numpy()[None, :]).min(1)
     m = manifest
     lines = [
-        "== leaks: WNTR on KY4 (bench/leaks/simulate.py) ==",
+        f"== leaks: KY4, solver {m.get('solver', 'wntr')} (bench/leaks/simulate.py) ==",
         *notes,
         f"  data: {m['start']} → {m['end']} every {m['step_s'] // 60} min, {len(sensors)} pressure "
         f"sensors, {m['readings']:,} readings; leak-free calibration until {m['calibration_end']}; "
@@ -1287,6 +1287,12 @@ def main() -> int:
     )
     parser.add_argument("--leak-seed", type=int, default=13, help="bench/leaks/simulate.py seed")
     parser.add_argument(
+        "--leak-solver",
+        choices=("wntr", "epanet-emitter"),
+        default="wntr",
+        help="simulate.py --solver: WNTR add_leak (default) or EPANET emitters (~20x faster)",
+    )
+    parser.add_argument(
         "--leak-folder", type=Path, default=None, help="a benchmark simulate.py built (else built)"
     )
     parser.add_argument(
@@ -1328,7 +1334,7 @@ def main() -> int:
             leak_folder, leak_notes = (
                 (args.leak_folder, [])
                 if args.leak_folder
-                else leak_bench_folder(args.leak_seed, folder)
+                else leak_bench_folder(args.leak_seed, folder, args.leak_solver)
             )
             jobs += [("leaks", mode) for mode in LEAK_MODES]
         except FileNotFoundError as exc:
