@@ -1007,14 +1007,14 @@ def leak_calibrate(
             "  calibrate: app.alarms.calibrate not importable — default rule pack alone "
             "(no learned profiles)"
         ]
+    for spec in extra:  # first: calibrate learns each rule's in-control maximum
+        rules.save(session, spec, actor="bench")
     result = calibrate(
         session,
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
         actor="bench",
     )
-    for spec in extra:
-        rules.save(session, spec, actor="bench")
     session.commit()
     out = [f"  calibrate {fmt_t(start)} → {fmt_t(end)}: {str(result)[:200]}"]
     out.append(

@@ -206,8 +206,16 @@ def _calibrate_chunk(
     repeats = np.bincount(np.searchsorted(enough, sid), weights=same, minlength=enough.size)
     longest = np.zeros(enough.size, dtype=np.int64)
     np.maximum.at(longest, np.searchsorted(enough, sid), run)
+    # resolution: the smallest step between distinct readings (a transmitter's quantum); the
+    # median of each sensor's smallest positive steps, robust to a stray value
+    resolution = np.full(enough.size, np.nan)
+    for row, (a, b) in enumerate(_slices(starts)):
+        steps = np.diff(np.unique(v[a:b]))
+        steps = steps[steps > 0]
+        if steps.size:
+            resolution[row] = float(np.median(np.sort(steps)[: max(1, steps.size // 20)]))
     sensors = engine._load_sensors(session, enough.tolist(), [])
-    learned_rules = _learn_rules(rules, sensors, profile, sid, t_us, v, report)
+    learned_rules = _learn_rules(rules, sensors, profile, sid, t_us, v, resolution, report)
     previous: dict[int, int] = dict(
         session.execute(
             text(
@@ -225,6 +233,7 @@ def _calibrate_chunk(
                 "p_repeat": float(repeats[row] / pairs[row]) if pairs[row] > 0 else 0.0,
                 "longest_run": int(longest[row]),
             },
+            "resolution": _float(resolution[row]),
             "rules": learned_rules.get(sensor_id, {}),
         }
         params.append(
@@ -263,6 +272,12 @@ def _calibrate_chunk(
     report.sensors += len(params)
 
 
+def _slices(starts: Any) -> list[tuple[int, int]]:
+    """(first, end) rows of each sensor in a (sensor, time)-sorted array."""
+    first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+    return list(zip(first.tolist(), [*first[1:].tolist(), len(starts)], strict=True))
+
+
 def _float(x: Any) -> float | None:
     return None if not np.isfinite(x) else float(x)
 
@@ -278,6 +293,7 @@ def _learn_rules(
     sid: Any,
     t_us: Any,
     v: Any,
+    resolution: Any,
     report: CalibrationReport,
 ) -> dict[int, dict[str, Any]]:
     """The largest metric each residual/CUSUM rule reaches on the calibration window, per
@@ -295,9 +311,13 @@ def _learn_rules(
     nb = profile.centre.shape[1] * profile.centre.shape[2]
     centre = profile.centre.reshape(len(profile.sensor_ids), nb)[rows_of, b]
     spread = profile.spread.reshape(len(profile.sensor_ids), nb)[rows_of, b]
-    floor = np.maximum(
-        baseline.MIN_SPREAD, baseline.MIN_SPREAD_REL * np.abs(profile.global_centre[rows_of])
+    per_sensor = np.array(
+        [
+            engine.spread_floor(c, None if np.isnan(r) else r)
+            for c, r in zip(profile.global_centre, resolution, strict=True)
+        ]
     )
+    floor = per_sensor[rows_of]
     z = (v - centre) / np.maximum(np.nan_to_num(spread, nan=0.0), floor)
     for rule in rules:
         spec = rule.spec

@@ -146,6 +146,23 @@ class _Profile:
     learned: dict[str, Any]
 
 
+def spread_floor(global_centre: float | None, resolution: float | None) -> float:
+    """The least spread a z-score divides by: the sensor's resolution (its smallest step
+    between distinct readings in calibration: a deviation under one quantum is not a reading
+    apart), else 1 % of its usual level (:data:`gis.baseline.MIN_SPREAD_REL`, for sensors
+    calibrated without one). Not less than :data:`gis.baseline.MIN_SPREAD`.
+
+    The 1 % floor hid most leaks of the KY4 benchmark: 0.6 m of head on a 60 m zone, against
+    leak signals of 0.1–0.2 m (bench/warning_eval.py, the leaks case).
+
+    >>> spread_floor(60.0, 0.0017), spread_floor(60.0, None)
+    (0.0017, 0.6)
+    """
+    if resolution is not None and resolution > 0:
+        return max(baseline.MIN_SPREAD, float(resolution))
+    return max(baseline.MIN_SPREAD, baseline.MIN_SPREAD_REL * abs(float(global_centre or 0.0)))
+
+
 # Profiles are immutable per id (a new calibration is a new row), so a cache by id is exact;
 # the stamp (count, max id of current rows) says when the set of current ones changed.
 _profiles: dict[str, tuple[tuple[Any, ...], dict[int, _Profile]]] = {}
@@ -184,10 +201,7 @@ def current_profiles(session: Session) -> dict[int, _Profile]:
                 utc_offset_s=float(r.utc_offset_s),
                 centre=np.asarray(r.centre, dtype=np.float64),
                 spread=np.asarray(r.spread, dtype=np.float64),
-                floor=max(
-                    baseline.MIN_SPREAD,
-                    baseline.MIN_SPREAD_REL * abs(float(r.global_centre or 0.0)),
-                ),
+                floor=spread_floor(r.global_centre, (r.learned or {}).get("resolution")),
                 learned=dict(r.learned or {}),
             )
         cached = (stamp, profiles)
