@@ -25,6 +25,7 @@ __all__ = [
     "at_or_before",
     "group_starts",
     "lindley",
+    "peer_median",
     "range_reduce",
     "rolling",
     "run_length",
@@ -227,3 +228,42 @@ def lindley(x: npt.ArrayLike, starts: IntArray, initial: npt.ArrayLike | None = 
         step = xs[rows]
         w[rows] = np.where(np.isnan(step), prev, np.maximum(0.0, prev + step))
     return w
+
+
+def peer_median(
+    z: npt.ArrayLike, zone: npt.ArrayLike, bucket: npt.ArrayLike, *, min_peers: int = 3
+) -> tuple[FloatArray, IntArray]:
+    """Median of ``z`` over the rows sharing a (zone, time bucket), and how many there were.
+
+    The common part of many sensors' deviations at one time (a city-wide demand swing, a hot
+    day) is this median; a sensor's deviation minus it is what is local to it. NaN rows do not
+    count; a group with fewer than ``min_peers`` values gives NaN.
+
+    Examples
+    --------
+    >>> m, n = peer_median([1.0, 2.0, 9.0, 5.0, np.nan], [0, 0, 0, 1, 1], [7, 7, 7, 7, 7])
+    >>> m.tolist(), n.tolist()
+    ([2.0, 2.0, 2.0, nan, nan], [3, 3, 3, 1, 1])
+    """
+    zz = np.asarray(z, dtype=np.float64)
+    zo = np.asarray(zone, dtype=np.int64)
+    bu = np.asarray(bucket, dtype=np.int64)
+    out = np.full(zz.size, np.nan)
+    count = np.zeros(zz.size, dtype=np.int64)
+    if not zz.size:
+        return out, count
+    _, key = np.unique(np.stack([zo, bu]), axis=1, return_inverse=True)
+    key = key.ravel()
+    ok = ~np.isnan(zz)
+    n_groups = int(key.max()) + 1
+    counts = np.bincount(key[ok], minlength=n_groups)
+    order = np.lexsort((zz[ok], key[ok]))
+    v = zz[ok][order]
+    start = np.cumsum(counts) - counts
+    med = np.full(n_groups, np.nan)
+    has = counts > 0
+    lo = start[has] + (counts[has] - 1) // 2
+    hi = start[has] + counts[has] // 2
+    med[has] = 0.5 * (v[lo] + v[hi])
+    med[counts < min_peers] = np.nan
+    return med[key], counts[key].astype(np.int64)

@@ -329,6 +329,12 @@ def _learn_rules(
         s, t, zz = sid[mask], t_us[mask], z[mask]
         if spec.direction == "below":
             zz = -zz
+        if spec.peers:  # minus the zone's median at each step, as the engine does
+            pos = sensors.pos(s)
+            zone_names = sensors.zone[pos].astype(str)
+            _, zone_idx = np.unique(zone_names, return_inverse=True)
+            med, _ = series.peer_median(zz, zone_idx.ravel(), t // (spec.peer_step_s * _US))
+            zz = zz - med
         starts = series.group_starts(s)
         if spec.kind == "cusum":
             k = spec.k if spec.k is not None else baseline.CUSUM_K

@@ -223,6 +223,7 @@ class _Sensors:
     interval_s: FloatArray  # NaN: unknown
     active: npt.NDArray[np.bool_]
     attrs: dict[str, FloatArray]  # asset attribute (design limits) per relative_to key
+    zone: npt.NDArray[np.object_]  # pressure / supply zone ('' : none given)
 
     def pos(self, ids: npt.ArrayLike) -> IntArray:
         return np.searchsorted(self.id, np.asarray(ids, dtype=np.int64)).astype(np.int64)
@@ -235,7 +236,8 @@ def _load_sensors(session: Session, ids: Sequence[int], keys: list[str]) -> _Sen
         SELECT s.id, s.kind, coalesce(s.asset_id, -1), a.kind, ST_X(s.geom), ST_Y(s.geom),
                s.interval_s, s.status = 'active',
                (SELECT jsonb_object_agg(key, value) FROM jsonb_each(a.attributes)
-                WHERE key = ANY(%(keys)s::text[]))
+                WHERE key = ANY(%(keys)s::text[])),
+               coalesce(s.attributes->>'zone', a.attributes->>'zone', a.attributes->>'dma', '')
         FROM sensor s LEFT JOIN asset a ON a.id = s.asset_id
         WHERE s.id = ANY(%(ids)s::int8[]) ORDER BY s.id
         """,
@@ -260,6 +262,7 @@ def _load_sensors(session: Session, ids: Sequence[int], keys: list[str]) -> _Sen
         interval_s=col(6, np.float64, np.nan),
         active=col(7, bool, False) if n else np.zeros(0, dtype=bool),
         attrs=attrs,
+        zone=col(9, object, ""),
     )
 
 
@@ -655,6 +658,8 @@ def _metric(
         return z  # no sensor here has a profile yet: nothing to judge, no state to read
     if spec.direction == "below":
         z = -z
+    if spec.peers:
+        z = z - _peer_median(session, rule, sensors, sub, profiles, report)
     if kind == "residual":
         return z / _scale(rule, sub, profiles)
     # cusum
@@ -730,6 +735,65 @@ def _z(sub: _Series, profiles: dict[int, _Profile], report: EvaluationReport) ->
         spread = np.maximum(p.spread[b], p.floor)
         z[rows] = (sub.value[rows] - p.centre[b]) / spread
     return z
+
+
+def _peer_median(
+    session: Session,
+    rule: StoredRule,
+    sensors: _Sensors,
+    sub: _Series,
+    profiles: dict[int, _Profile],
+    report: EvaluationReport,
+) -> FloatArray:
+    """The median z of the zone's sensors (the rule's targets) at each row's time step, from
+    what is stored: the batch's own readings and its peers' (signed as the rule's metric)."""
+    spec = rule.spec
+    step_us = spec.peer_step_s * _US
+    zones = sorted({str(z) for z in sensors.zone[np.unique(sub.spos)]})
+    ids = [
+        int(r[0])
+        for r in session.execute(
+            text(
+                "SELECT s.id FROM sensor s LEFT JOIN asset a ON a.id = s.asset_id "
+                "WHERE s.kind = :k AND s.status = 'active' AND coalesce(s.attributes->>'zone', "
+                "a.attributes->>'zone', a.attributes->>'dma', '') = ANY(CAST(:z AS text[]))"
+            ),
+            {"k": spec.indicator, "z": zones},
+        )
+    ]
+    peers = _load_sensors(session, ids, [])
+    chosen = peers.id[_targets(spec, peers) & np.isin(peers.id, list(profiles))]
+    lo, hi = int(sub.t_us.min()), int(sub.t_us.max())
+    cur = raw_connection(session).cursor()
+    cur.execute(
+        "SELECT sensor_id, (extract(epoch FROM ts) * 1000000)::int8, value FROM reading "
+        "WHERE sensor_id = ANY(%(ids)s::int8[]) AND ts >= %(lo)s AND ts <= %(hi)s "
+        "ORDER BY sensor_id, ts",
+        {"ids": _array(chosen), "lo": _ts(lo - step_us), "hi": _ts(hi + step_us)},
+    )
+    rows = cur.fetchall()
+    n = len(rows)
+    psid = np.fromiter((r[0] for r in rows), np.int64, n)
+    pt = np.fromiter((r[1] for r in rows), np.int64, n)
+    pv = np.fromiter((r[2] for r in rows), np.float64, n)
+    peer_rows = _Series(psid, pt, pv, np.zeros(n, bool), peers.pos(psid), series.group_starts(psid),
+                        series.group_starts(psid))  # fmt: skip
+    pz = _z(peer_rows, profiles, EvaluationReport())
+    if spec.direction == "below":
+        pz = -pz
+    zone_of = {z: i for i, z in enumerate(zones)}
+    pzone = np.array([zone_of.get(str(z), -1) for z in peers.zone[peer_rows.spos]], np.int64)
+    # one median per (zone, step) from the peers, looked up for every row of the rule
+    bucket = pt // step_us
+    sub_zone = np.array([zone_of[str(z)] for z in sensors.zone[sub.spos]], dtype=np.int64)
+    sub_bucket = sub.t_us // step_us
+    both_z = np.concatenate([pz, np.full(sub.sid.size, np.nan)])
+    med, _ = series.peer_median(
+        both_z,
+        np.concatenate([pzone, sub_zone]),
+        np.concatenate([bucket, sub_bucket]),
+    )
+    return med[n:]  # in the metric's sign already (peers' z flipped as the rule's)
 
 
 def _scale(rule: StoredRule, sub: _Series, profiles: dict[int, _Profile]) -> FloatArray:

@@ -141,6 +141,13 @@ class RuleSpec(BaseModel):
         description="residual/cusum: learned scale = max(1, margin × calibration max ÷ the "
         "lowest level's threshold)",
     )
+    peers: Literal["zone"] | None = Field(
+        None,
+        description="residual/cusum: subtract the median z of the sensors of the same zone "
+        "(sensor or asset attribute `zone`, else `dma`; one zone if none) at the same time "
+        "step: a city-wide swing cancels, a local drop stands out",
+    )
+    peer_step_s: int = Field(300, gt=0, le=3600, description="peers: time step they share")
     flatline_alpha: float = Field(
         1e-4,
         gt=0,
@@ -203,6 +210,8 @@ class RuleSpec(BaseModel):
             raise ValueError(
                 f"{', '.join(misplaced)} apply to {', '.join(HELD_KINDS)} rules, not {self.kind}"
             )
+        if self.peers is not None and self.kind not in PROFILE_KINDS:
+            raise ValueError(f"peers apply to residual and cusum rules, not {self.kind}")
         if self.kind == "rate" and self.window_s is None:
             raise ValueError("a rate rule needs window_s")
         if self.kind == "baseline" and self.lag_s is None:
@@ -219,7 +228,7 @@ class RuleSpec(BaseModel):
     CONDITION_FIELDS: ClassVar[tuple[str, ...]] = (
         "hysteresis", "persistence_n", "hold_s", "relative_to", "confirm", "context",
         "window_s", "lag_s", "factor", "n", "level", "source", "k", "margin",
-        "flatline_alpha",
+        "flatline_alpha", "peers", "peer_step_s",
     )  # fmt: skip
 
     def conditions(self) -> dict[str, Any]:
