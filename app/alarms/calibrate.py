@@ -340,15 +340,7 @@ def _learn_rules(
             k = spec.k if spec.k is not None else baseline.CUSUM_K
             metric = series.lindley(zz - k, starts)
         else:
-            metric = zz
-            if spec.persistence_n > 1:
-                held, count = series.rolling(zz, starts, spec.persistence_n, "min")
-                metric = np.where(count >= spec.persistence_n, held, np.nan)
-            if spec.hold_s:
-                j = series.at_or_before(s, t, t - spec.hold_s * _US, s)
-                lo = np.where(j >= starts, j, -1)
-                over = series.range_reduce(zz, lo, np.arange(zz.size), "min")
-                metric = np.where(np.isnan(over), np.nan, np.fmin(metric, over))
+            metric = engine.held_metric(spec, zz, s, t, starts)
         for sensor_id in chosen.tolist():
             at = s == sensor_id
             if not at.any():

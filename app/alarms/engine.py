@@ -872,6 +872,26 @@ def _cusum(
     return np.where(sub.new & ~late & ~np.isnan(z), w, np.nan)
 
 
+def held_metric(
+    spec: RuleSpec, m: FloatArray, sid: IntArray, t_us: IntArray, floors: IntArray
+) -> FloatArray:
+    """The metric a rule may raise on: its worst over the last ``persistence_n`` rows and over
+    the last ``hold_s`` seconds of data (NaN until there are that many), per sensor; rows are
+    sorted by (sensor, time) and ``floors`` bound how far back each row may look."""
+    worst: series.Reduce = "min" if _rising(spec) else "max"
+    held = m
+    if spec.persistence_n > 1:
+        held, count = series.rolling(m, floors, spec.persistence_n, worst)
+        held = np.where(count >= spec.persistence_n, held, np.nan)
+    if spec.hold_s:
+        j = series.at_or_before(sid, t_us, t_us - spec.hold_s * _US, sid)
+        lo = np.where(j >= floors, j, -1)
+        over = series.range_reduce(m, lo, np.arange(m.size), worst)
+        pick = np.fmin if worst == "min" else np.fmax
+        held = np.where(np.isnan(over) | np.isnan(held), np.nan, pick(held, over))
+    return held
+
+
 def _graded(
     session: Session,
     rule: StoredRule,
@@ -886,17 +906,7 @@ def _graded(
     at the context rows too, which k-of-n needs for the sensors without new readings)."""
     spec = rule.spec
     m = _metric(session, rule, sensors, sub, profiles, report)
-    worst: series.Reduce = "min" if _rising(spec) else "max"
-    held = m
-    if spec.persistence_n > 1:
-        held, count = series.rolling(m, sub.floors, spec.persistence_n, worst)
-        held = np.where(count >= spec.persistence_n, held, np.nan)
-    if spec.hold_s:
-        j = series.at_or_before(sub.sid, sub.t_us, sub.t_us - spec.hold_s * _US, sub.sid)
-        lo = np.where(j >= sub.floors, j, -1)
-        over = series.range_reduce(m, lo, np.arange(m.size), worst)
-        pick = np.fmin if worst == "min" else np.fmax
-        held = np.where(np.isnan(over) | np.isnan(held), np.nan, pick(held, over))
+    held = held_metric(spec, m, sub.sid, sub.t_us, sub.floors)
     raise_level = grade(held, spec)
     keep_level = grade(m, spec, relax=spec.hysteresis)
     cause = np.full(sub.sid.size, None, dtype=object)
