@@ -109,13 +109,15 @@ def calibrate(
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     report = CalibrationReport(start=start, end=end)
-    chosen = _choose(session, sensors, indicators)
+    names = _choose(session, sensors, indicators)
+    chosen = list(names)
     rules = [r for r in engine.enabled_rules(session) if r.spec.kind in PROFILE_KINDS]
     for i in range(0, len(chosen), CHUNK):
         ids = chosen[i : i + CHUNK]
         _calibrate_chunk(
             session,
             ids,
+            names,
             start,
             end,
             actor,
@@ -132,7 +134,8 @@ def calibrate(
 
 def _choose(
     session: Session, sensors: Sequence[str] | None, indicators: Sequence[str] | None
-) -> list[int]:
+) -> dict[int, str]:
+    """The chosen active sensors: id → external id, in id order."""
     rows = session.execute(
         text(
             "SELECT id, external_id FROM sensor WHERE status = 'active' "
@@ -145,12 +148,13 @@ def _choose(
         rows = [r for r in rows if any(fnmatch.fnmatchcase(r[1], p) for p in sensors)]
         if not rows:
             raise InvalidInput(f"no active sensor matches {', '.join(sensors)}")
-    return [int(r[0]) for r in rows]
+    return {int(r[0]): str(r[1]) for r in rows}
 
 
 def _calibrate_chunk(
     session: Session,
     ids: list[int],
+    names: dict[int, str],
     start: datetime,
     end: datetime,
     actor: str,
@@ -177,12 +181,6 @@ def _calibrate_chunk(
     v = np.fromiter((r[2] for r in rows), np.float64, n)
     uniq, counts = np.unique(sid, return_counts=True)
     enough = uniq[counts >= min_readings]
-    names: dict[int, str] = dict(
-        session.execute(
-            text("SELECT id, external_id FROM sensor WHERE id = ANY(CAST(:ids AS int8[]))"),
-            {"ids": ids},
-        ).all()
-    )
     report.skipped += [names[i] for i in ids if i not in set(enough.tolist())]
     if not enough.size:
         return
