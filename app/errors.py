@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -37,6 +38,17 @@ DEFAULT_ERROR_INPUT_MAX_CHARS = 200
 # too_many_connections. Not 57014 (statement timeout) or 55P03 (lock timeout): those are the
 # query's, and have their own answers.
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def listed(names: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names`` for a message, and how many more: messages stay short
+    whatever a request held.
+
+    >>> listed(["a", "b"]), listed([f"s{i}" for i in range(8)])
+    ('a, b', 's0, s1, s2, s3, s4 and 3 more')
+    """
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 class CityriskError(Exception):

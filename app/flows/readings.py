@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.alarms import engine
 from app.alarms.engine import EvaluationReport
 from app.auth.service import Principal
-from app.errors import Forbidden
+from app.errors import Forbidden, listed
 from app.events import service as events
 from app.risk import refresh
 from app.sensors import ingest
@@ -60,12 +60,9 @@ def check_scope(batch: Batch, principal: Principal) -> None:
     named = [s if s is not None else d for s, d in zip(batch.sensor, batch.device, strict=True)]
     outside = sorted({str(n) for n in set(named) if n is None or not principal.may_post(str(n))})
     if outside:
-        shown = ", ".join(outside[:5]) + (
-            f" and {len(outside) - 5} more" if len(outside) > 5 else ""
-        )
         raise Forbidden(
-            f"{principal.actor} may post readings of {', '.join(principal.sensors or ())} only; "
-            f"this batch has {shown}; nothing was stored"
+            f"{principal.actor} may post readings of {listed(principal.sensors or ())} only; "
+            f"this batch has {listed(outside)}; nothing was stored"
         )
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.errors import listed
+
 #: Severity of the zones people are moved out of (1 red, 2 orange); outer zones are warned.
 EVACUATE_SEVERITY = 2
 
@@ -23,9 +25,7 @@ class Rule:
 
 
 def _names(items: Sequence[Mapping[str, Any]], limit: int = 8) -> str:
-    names = [str(i.get("name") or f"{i.get('kind')} {i.get('id')}") for i in items[:limit]]
-    more = len(items) - limit
-    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+    return listed([str(i.get("name") or f"{i.get('kind')} {i.get('id')}") for i in items], limit)
 
 
 def _evacuate(r: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -20,9 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from app.auth.dependencies import OPEN_ACTIONS, Require
 from app.auth.roles import PERMISSIONS, ROLES
+from app.auth.service import create_token
 from app.main import create_app
 from app.settings import AuthSettings, Settings
 from tests import factories as f
@@ -137,6 +139,30 @@ def test_a_device_posts_only_its_own_sensors(
     assert dict(stored) == {mine: 1}
     # The device reads nothing beyond its ingest, and makes no alarm move.
     assert anon_client.post("/alarms/1/transition", json={}, headers=device).status_code == 403
+
+
+def test_a_fleet_token_names_its_sensors_briefly(anon_client: TestClient, engine: Engine) -> None:
+    """A replay's token lists every sensor of its fleet by name (1,651 in the demo): the 403 for
+    a sensor outside it names five of them and counts the rest, and a batch of the fleet's own
+    sensors is checked against a set, not against every name."""
+    fleet = [f"fleet-{i:04d}" for i in range(2000)]
+    with Session(engine) as s, s.begin():
+        _, key = create_token(
+            s, name="test-fleet", role="device", sensors=fleet, created_by="test-suite"
+        )
+    with engine.begin() as c:
+        f.sensor(c, "ch4_pct_lel", external_id="fleet-1999")
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    own = [{"sensor": "fleet-1999", "ts": now, "value": 1.0}]
+    ok = anon_client.post("/readings", json=own, headers=f.bearer(key))
+    assert ok.status_code == 200, ok.text
+    bad = anon_client.post(
+        "/readings", json=[{"sensor": "intruder", "ts": now, "value": 1.0}], headers=f.bearer(key)
+    )
+    assert bad.status_code == 403, bad.text
+    detail = bad.json()["detail"]
+    assert "fleet-0000, fleet-0001, fleet-0002, fleet-0003, fleet-0004 and 1995 more" in detail
+    assert len(detail) < 300, detail
 
 
 def test_cross_site_writes_are_refused(client: TestClient) -> None:
