@@ -1,7 +1,7 @@
 """Soak: mixed load against one server for minutes, quiet and with a hostile client.
 
 Usage: .venv/bin/python bench/soak.py [--seconds 600] [--rate 5000] [--sse 20] [--tile-rate 100]
-                                      [--feature-rate 10]
+                                      [--feature-rate 10] [--trace requests.csv]
 
 A throwaway database on the server cityrisk uses (DATABASE_URL or the local cluster) gets the
 demo city and the default rules, and ``cityrisk serve`` (one uvicorn worker, MQTT and the offline
@@ -81,10 +81,12 @@ class Stats:
     sse_events: int = 0
     hostile: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    trace: list[tuple[float, str, float]] = field(default_factory=list)  # (end, route, took)
 
     def record(self, route: str, took: float, problem: str | None = None) -> None:
         with self.lock:
             self.latency[route].append(took)
+            self.trace.append((time.time(), route, took))
             if problem:
                 self.errors[route].append(problem)
 
@@ -420,6 +422,9 @@ def main() -> int:
     parser.add_argument("--sse", type=int, default=20, help="SSE clients")
     parser.add_argument("--tile-rate", type=float, default=100, help="tile requests per second")
     parser.add_argument("--feature-rate", type=float, default=10, help="feature pages per second")
+    parser.add_argument(
+        "--trace", type=Path, help="write every request (run, end time, route, seconds) as CSV"
+    )
     args = parser.parse_args()
     with scratch_for(Settings(), prefix="cityrisk_soak", migrate=True) as url:
         engine = create_db_engine(url, pool_size=2)
@@ -458,6 +463,11 @@ def main() -> int:
             q = report("quiet", quiet, (rss_q[0], rss_q[1]), args.seconds)
             loud, *rss_h = run(base, pid, keys, fleet, loud_plan, args, with_hostile=True)
             h = report("hostile", loud, (rss_h[0], rss_h[1]), args.seconds)
+        if args.trace:
+            with args.trace.open("w") as out:
+                out.write("run,end_unix_s,route,seconds\n")
+                for name, stats in (("quiet", quiet), ("hostile", loud)):
+                    out.writelines(f"{name},{e:.3f},{r},{t:.4f}\n" for e, r, t in stats.trace)
         errors = sum(len(v) for s in (quiet, loud) for v in s.errors.values())
         print(f"honest errors: {errors} (goal 0)")
         for route, goal in GOALS_P99_MS.items():

@@ -61,6 +61,11 @@ class TileResult:
     matched: str | None = None
 
 
+#: psycopg's automatic preparation after this many runs of a statement: never, in practice;
+#: the tile statement asks for it (``prepare=True``).
+PREPARE_ON_REQUEST = 2**31 - 1
+
+
 class TileService:
     """Per-process tile machinery: registry, compiled statements, cache, database pools."""
 
@@ -119,7 +124,9 @@ class TileService:
             conninfo,
             kwargs={
                 "autocommit": True,
-                "prepare_threshold": None,  # prepared on request only (prepare=True)
+                # Prepared on request only (prepare=True). Not None: in psycopg 3.3 None turns
+                # prepare=True off too, and every tile was planned again.
+                "prepare_threshold": PREPARE_ON_REQUEST,
                 "connect_timeout": 5,
                 "application_name": "cityrisk-tiles",
                 "options": options,

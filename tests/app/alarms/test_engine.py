@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.alarms import engine, rules
 from app.alarms.rules import RuleSpec
 from app.flows.readings import ingest_payload
+from app.sensors import partitions
 from tests import factories as f
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -352,3 +354,58 @@ def test_a_backfill_is_judged_on_its_own_history(session: Session, city: dict[st
     days = -5 * 86400  # BASE is 2 h ago: these are 5 days older
     send(session, ("ch4-near", days, 25), ("ch4-near", days + 60, 25))
     assert [a.level for a in alarms(session, "ch4")] == [3]
+
+
+def test_context_reads_k_rows_however_long_the_day(session: Session) -> None:
+    """The last k readings of a sensor come from a backward index scan that stops after k rows,
+    not from reading the whole day's readings of the sensor and sorting them: PostgreSQL's
+    default plan for the LATERAL over the day partitions did the latter once a city's sensors
+    share the day (one row expected per partition), and the soak's ingest slowed as the day
+    filled (100 → 172 ms per batch for 30 → 125 readings per sensor)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    partitions.ensure(session, partitions.days_ahead(now))
+    fleet = [
+        int(r[0])
+        for r in session.execute(
+            text(
+                "INSERT INTO sensor (external_id, kind, unit, status, geom) "
+                "SELECT 'ctx-' || g || '-' || :u, 'pressure_mpa', 'MPa', 'active', "
+                "ST_SetSRID(ST_MakePoint(-71.1, 42.37), 4326) FROM generate_series(1, 1500) g "
+                "RETURNING id"
+            ),
+            {"u": f.uid("")},
+        )
+    ]
+    # a city's morning: 1,500 sensors, 200 one-minute readings each, in today's partition
+    session.execute(
+        text(
+            "INSERT INTO reading (sensor_id, ts, value) "
+            "SELECT s, CAST(:now AS timestamptz) - m * interval '1 minute', 0.3 "
+            "FROM unnest(CAST(:ids AS int8[])) s, generate_series(1, 200) m "
+            "WHERE CAST(:now AS timestamptz) - m * interval '1 minute' >= date_trunc('day', "
+            "CAST(:now AS timestamptz)) - interval '1 day'"
+        ),
+        {"ids": fleet, "now": now},
+    )
+    session.execute(text("ANALYZE reading"))
+
+    def fetched() -> int:
+        return int(
+            session.execute(
+                text(
+                    "SELECT coalesce(sum(idx_tup_fetch + seq_tup_read), 0) "
+                    "FROM pg_stat_xact_user_tables WHERE relname LIKE 'reading_p%'"
+                )
+            ).scalar_one()
+        )
+
+    before = fetched()
+    sid = np.asarray(fleet, dtype=np.int64)
+    t_us = np.full(sid.size, int(now.timestamp()) * 1_000_000, dtype=np.int64)
+    k = np.full(sid.size, 2, dtype=np.int64)
+    ctx = engine._fetch_context(session, sid, t_us, t_us, k, 0 * k)
+    assert set(ctx[1].tolist()) == {t_us[0] - 120_000_000, t_us[0] - 60_000_000}
+    read = fetched() - before
+    assert read <= 5 * sid.size, f"{read:,} rows read for the last 2 of 200 readings per sensor"
+    # and the setting is back for the rest of the transaction
+    assert session.execute(text("SHOW enable_sort")).scalar_one() == "on"

@@ -317,3 +317,32 @@ def test_big_polygons_are_cut_to_the_tile_without_changing_what_shows(
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM asset WHERE external_id = 'fz-big'"))
+
+
+def test_tile_statements_are_prepared_once_per_connection(engine: Engine) -> None:
+    """A tile statement is planned once per pooled connection, not once per tile: the pool was
+    opened with ``prepare_threshold=None``, which in psycopg 3.3 turns ``prepare=True`` off
+    too, so every tile re-planned the layers' SQL and psycopg re-parsed its > 4 KB text (7 %
+    of the event loop's time under the soak, py-spy)."""
+    import asyncio
+
+    from app.settings import TileSettings
+    from app.tiles.service import TileService
+    from layers.registry import default_registry
+    from layers.tiles import TileAddress
+
+    service = TileService(default_registry(), TileSettings(pool_size=1, cache_mb=0))
+    layers = (service.registry.get("gas_pipe"), service.registry.get("alarms"))
+
+    async def run() -> list[str]:
+        for x in (19_813, 19_814, 19_815):
+            await service.get_tile(engine, layers, TileAddress(16, x, 24_236))
+        pool = await service.pool(engine)
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT statement FROM pg_prepared_statements")
+            names = [str(r[0]) for r in await cur.fetchall()]
+        await pool.close()
+        return names
+
+    prepared = asyncio.run(run())
+    assert any("ST_AsMVT" in s for s in prepared), f"prepared on the tile connection: {prepared}"
