@@ -79,6 +79,7 @@ class Stats:
     latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     sse_events: int = 0
+    replayed_to: float = 0.0  # the replay's data time [unix s] the ingest client got to
     hostile: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     lock: threading.Lock = field(default_factory=threading.Lock)
     trace: list[tuple[float, str, float]] = field(default_factory=list)  # (end, route, took)
@@ -128,6 +129,7 @@ def ingest(
             span = max(1, round(speed))
             batch = generate(fleet, plan, t, min(t + span, plan.end))
             t += span
+            stats.replayed_to = t
             body = batch.ndjson(fleet)
             if body:
                 timed(
@@ -292,12 +294,16 @@ def hostile(base: str, admin: str, stats: Stats, stop: threading.Event) -> None:
     with httpx.Client(base_url=base, timeout=120) as c:
         i = 0
         while not stop.is_set():
+            started = time.perf_counter()
             try:
                 status = attacks[i % len(attacks)](c).status_code
             except httpx.HTTPError:
                 status = -1
             with stats.lock:
                 stats.hostile[status] += 1
+                stats.trace.append(
+                    (time.time(), f"hostile-{i % len(attacks)}", time.perf_counter() - started)
+                )
             i += 1
 
 
@@ -458,9 +464,12 @@ def main() -> int:
             quiet_plan = Plan(
                 plan.scenario, plan.seed, plan.start, plan.start + half, plan.incidents
             )
-            loud_plan = Plan(plan.scenario, plan.seed, plan.start + half, plan.end, plan.incidents)
             quiet, *rss_q = run(base, pid, keys, fleet, quiet_plan, args, with_hostile=False)
             q = report("quiet", quiet, (rss_q[0], rss_q[1]), args.seconds)
+            # The hostile run's readings go on from the quiet run's last ones: a gap in the data
+            # would be a fleet-wide outage (every sensor offline at once), another test.
+            resume = int(quiet.replayed_to) or plan.start + half
+            loud_plan = Plan(plan.scenario, plan.seed, resume, plan.end, plan.incidents)
             loud, *rss_h = run(base, pid, keys, fleet, loud_plan, args, with_hostile=True)
             h = report("hostile", loud, (rss_h[0], rss_h[1]), args.seconds)
         if args.trace:
