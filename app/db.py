@@ -262,16 +262,15 @@ def ordered_scans(session: Session) -> Iterator[None]:
     batch at 30 readings per sensor in the day, 172 ms at 125 (EXPLAIN ANALYZE on the soak's
     demo city), and a full day of one-minute readings would read 1,440 rows per sensor. Without
     Sort it takes the ordered Append of backward index scans and stops after *k* rows: 37 ms,
-    flat with the day. The previous value comes back at the end (``set_config(…, true)`` lasts
-    only to the end of the transaction in any case).
+    flat with the day. The previous value comes back at the end. Not in a ``finally``: after a
+    failed statement the transaction is aborted, a restore would hide the error behind "current
+    transaction is aborted", and the rollback undoes ``set_config(…, true)`` anyway.
     """
     before = session.execute(
         text("SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)")
     ).scalar_one()
-    try:
-        yield
-    finally:
-        session.execute(text("SELECT set_config('enable_sort', :v, true)"), {"v": before})
+    yield
+    session.execute(text("SELECT set_config('enable_sort', :v, true)"), {"v": before})
 
 
 def raw_connection(session: Session) -> psycopg.Connection[Any]:

@@ -402,23 +402,6 @@ def _array(values: npt.NDArray[Any]) -> str:
     return "{" + ",".join(map(str, values.tolist())) + "}"
 
 
-def _context_params(
-    sid: IntArray, t0: IntArray, t1: IntArray, k: IntArray, reach_us: IntArray
-) -> dict[str, Any]:
-    """The parameters of :data:`_CONTEXT_SQL` (run it inside :func:`~app.db.ordered_scans`)."""
-    lo = int((t0 - int(LOOKBACK.total_seconds()) * _US).min())
-    return {
-        "sid": _array(sid),
-        "t0": _array(t0),
-        "t1": _array(t1),
-        "k": _array(k),
-        "reach": _array(reach_us),
-        "lookback": LOOKBACK,
-        "lo": _EPOCH + timedelta(microseconds=lo),
-        "hi": _EPOCH + timedelta(microseconds=int(t1.max())),
-    }
-
-
 def _fetch_context(
     session: Session,
     sid: IntArray,
@@ -431,11 +414,22 @@ def _fetch_context(
     ``reach_us``) and the stored ones between its first and last new reading."""
     if not sid.size:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    lookback_us = int(LOOKBACK.total_seconds()) * _US
+    lo = int((t0 - lookback_us).min())
     with ordered_scans(session):
         cur = raw_connection(session).cursor()
         cur.execute(
             _CONTEXT_SQL,
-            _context_params(sid, t0, t1, k, reach_us),
+            {
+                "sid": _array(sid),
+                "t0": _array(t0),
+                "t1": _array(t1),
+                "k": _array(k),
+                "reach": _array(reach_us),
+                "lookback": LOOKBACK,
+                "lo": _EPOCH + timedelta(microseconds=lo),
+                "hi": _EPOCH + timedelta(microseconds=int(t1.max())),
+            },
         )
     rows = cur.fetchall()
     n = len(rows)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app import db
@@ -63,3 +65,17 @@ def test_binary_copy_columns_read_a_real_copy_out(session: Session) -> None:
         with_null = b"".join(bytes(b) for b in copy)
     with pytest.raises(ValueError, match="not non-NULL fields"):
         db.binary_copy_columns(with_null, ["i4", "f8"])
+
+
+def test_ordered_scans_lets_a_failing_statement_say_why(session: Session) -> None:
+    """A statement that fails inside ``ordered_scans`` raises its own error (a timeout must stay
+    a timeout): restoring the setting in the aborted transaction would raise "current
+    transaction is aborted" instead. The setting lasts only to the end of the transaction."""
+    with pytest.raises(DBAPIError) as caught, db.ordered_scans(session):
+        session.execute(text("SELECT 1 / 0"))
+    assert isinstance(caught.value.orig, psycopg.errors.DivisionByZero), caught.value
+    session.rollback()
+    assert session.execute(text("SHOW enable_sort")).scalar_one() == "on"
+    with db.ordered_scans(session):
+        assert session.execute(text("SHOW enable_sort")).scalar_one() == "off"
+    assert session.execute(text("SHOW enable_sort")).scalar_one() == "on"
