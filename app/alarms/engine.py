@@ -30,6 +30,7 @@ NOTHING`` (a concurrent batch that raised it first writes its events).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -228,6 +229,24 @@ class _Sensors:
     def pos(self, ids: npt.ArrayLike) -> IntArray:
         return np.searchsorted(self.id, np.asarray(ids, dtype=np.int64)).astype(np.int64)
 
+    def take(self, ids: npt.ArrayLike) -> _Sensors:
+        """The sensors ``ids`` that are here, sorted by id (unknown ids are left out)."""
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        at = np.minimum(self.pos(wanted), max(self.id.size - 1, 0))
+        rows = at[self.id[at] == wanted] if self.id.size else at[:0]
+        return _Sensors(
+            id=self.id[rows],
+            kind=self.kind[rows],
+            asset_id=self.asset_id[rows],
+            asset_kind=self.asset_kind[rows],
+            lon=self.lon[rows],
+            lat=self.lat[rows],
+            interval_s=self.interval_s[rows],
+            active=self.active[rows],
+            attrs={key: values[rows] for key, values in self.attrs.items()},
+            zone=self.zone[rows],
+        )
+
 
 def _load_sensors(
     session: Session,
@@ -235,8 +254,38 @@ def _load_sensors(
     keys: list[str],
     kinds: Sequence[str] | None = None,
 ) -> _Sensors:
-    """The sensors ``ids`` as columns; the asset attributes ``keys`` (design limits) only for
-    assets of ``kinds`` (None: any kind)."""
+    """The sensors ``ids`` (those that exist) as columns sorted by id; the asset attributes
+    ``keys`` (design limits) only for assets of ``kinds`` (None: any kind).
+
+    Taken from a copy of the whole fleet held per database, ``sensor`` and ``asset`` data
+    versions and ``keys`` / ``kinds``: reading the batch's 1,650 sensors with their assets'
+    attributes took 29 ms of a 238 ms demo-city batch (stop 23, in-process). Both tables bump
+    their ``data_version`` row with a never-reused sequence value on every write (migrations
+    0007 and 0010), so a copy whose versions are current is exact; one tiny query checks them.
+    """
+    versions = tuple(
+        session.execute(
+            text("SELECT version FROM data_version WHERE name IN ('sensor', 'asset') ORDER BY name")
+        ).scalars()
+    )
+    url = str(session.connection().engine.url)
+    key = (url, versions, tuple(keys), None if kinds is None else tuple(kinds))
+    fleet = _fleets.get(key)
+    if fleet is None:
+        fleet = _read_sensors(session, keys, kinds)
+        with _fleets_lock:
+            for stale in [k for k in _fleets if k[0] == url and k[1] != versions]:
+                del _fleets[stale]
+            _fleets[key] = fleet
+    return fleet.take(ids)
+
+
+_fleets: dict[tuple[Any, ...], _Sensors] = {}
+_fleets_lock = threading.Lock()
+
+
+def _read_sensors(session: Session, keys: list[str], kinds: Sequence[str] | None) -> _Sensors:
+    """Every sensor, as :func:`_load_sensors` gives them (one query, plain tuples)."""
     cur = raw_connection(session).cursor()
     cur.execute(
         """
@@ -248,14 +297,9 @@ def _load_sensors(
                     WHERE key = ANY(%(keys)s::text[])) END,
                coalesce(s.attributes->>'zone', a.attributes->>'zone', a.attributes->>'dma', '')
         FROM sensor s LEFT JOIN asset a ON a.id = s.asset_id
-        WHERE s.id = ANY(%(ids)s::int8[]) ORDER BY s.id
+        ORDER BY s.id
         """,
-        {
-            "ids": "{" + ",".join(map(str, ids)) + "}",
-            "keys": keys,
-            "kinds": list(kinds or []),
-            "any_kind": kinds is None,
-        },
+        {"keys": keys, "kinds": list(kinds or []), "any_kind": kinds is None},
     )
     rows = cur.fetchall()
     n = len(rows)

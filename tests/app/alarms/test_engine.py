@@ -226,6 +226,44 @@ def test_design_limit_missing_means_no_alarm(session: Session, city: dict[str, i
     assert alarms(session, "defl") == []
 
 
+def test_the_engine_sees_sensor_and_asset_changes_at_once(
+    session: Session, city: dict[str, int]
+) -> None:
+    """The engine keeps the fleet's sensors in memory per data version: a design limit
+    written, a sensor put in maintenance or a new one registered between two batches is what
+    the next batch is judged with."""
+    add_rule(
+        session,
+        code="defl",
+        title="Deflection",
+        indicator="strain_ue",
+        relative_to="design_deflection_mm",
+        thresholds={1: 1.0},
+    )
+    send(session, ("strain-1", 0, 990))
+    assert alarms(session, "defl") == []  # no design limit yet
+    session.execute(
+        text(
+            "UPDATE asset SET attributes = attributes || '{\"design_deflection_mm\": 500}' "
+            "WHERE id = :a"
+        ),
+        {"a": city["bridge"]},
+    )
+    session.execute(
+        text("UPDATE sensor SET status = 'maintenance' WHERE id = :s"), {"s": city["strain-2"]}
+    )
+    f.sensor(
+        session,
+        "strain_ue",
+        lon=-71.193,
+        lat=42.37,
+        asset_id=city["bridge"],
+        external_id="strain-3",
+    )
+    send(session, ("strain-1", 60, 990), ("strain-2", 60, 990), ("strain-3", 60, 990))
+    assert sorted(a.sensor for a in alarms(session, "defl")) == ["strain-1", "strain-3"]
+
+
 def test_offline_flatline_and_spike(session: Session, city: dict[str, int]) -> None:
     add_rule(session, code="offline", title="Offline", kind="offline", indicator="*", factor=3)
     add_rule(session, code="flat", title="Flatline", kind="flatline", indicator="*", n=5)
