@@ -180,23 +180,33 @@ async def alarm_stream(
         if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
             raise InvalidInput(f"Last-Event-ID must be an alarm event id (an integer); got {raw!r}")
         after = int(raw)
-    conn = await stream.open_listener(request)
+    hub = stream.hub_of(request.app)
+    # Both before the response starts, so a database that is away is a 503, not a broken
+    # stream: the hub's LISTEN (shared by every stream of the process), then for a reconnect
+    # a connection of its own to replay what was missed on.
+    sub = await hub.subscribe()
+    try:
+        replay = None if after is None else await stream.open_listener(request.app)
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
     body = stream.event_stream(
-        conn,
+        hub,
+        sub,
+        replay=replay,
         last_event_id=after,
         max_events=max_events,
         timeout_s=timeout_s,
         heartbeat_s=heartbeat_s,
-        stop=getattr(request.app.state, "alarm_stream_stop", None),
     )
     return StreamingResponse(
         body,
         media_type="text/event-stream",
         # no-transform and X-Accel-Buffering: proxies (nginx) must not buffer the stream.
         headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
-        # Runs when the response ends, also on disconnect: closes the LISTEN connection even if
-        # the body never started.
-        background=BackgroundTask(stream.close_listener, conn),
+        # Runs when the response ends, also on disconnect: leaves the hub (and closes the
+        # replay connection) even if the body never started.
+        background=BackgroundTask(stream.leave, hub, sub, replay),
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -59,7 +58,7 @@ def test_the_alarm_stream_s_own_connection_has_it_too(settings: Settings) -> Non
     limited = settings.model_copy(update={"limits": LimitSettings(statement_s=0.25)})
 
     async def shown(app: object) -> str:
-        conn = await stream.open_listener(SimpleNamespace(app=app))  # type: ignore[arg-type]
+        conn = await stream.open_listener(app)
         try:
             row = await (await conn.execute("SHOW statement_timeout")).fetchone()
         finally:

@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
-from app.alarms.stream import CHANNEL, event_stream
+from app.alarms.stream import CHANNEL, AlarmHub, Subscription, event_stream
 from app.main import create_app
 from app.scratch import free_port, serve_in_thread
 from app.settings import Settings
@@ -252,29 +252,88 @@ def test_reconnecting_with_last_event_id_replays_the_missed_events_then_goes_liv
 def test_an_event_both_replayed_and_notified_is_sent_once(
     database_url: str, subject: Subject
 ) -> None:
-    """LISTEN starts before the replay query, so an event committed in between arrives twice:
-    in the replay and as a notification. The stream must send it once."""
+    """A stream joins the hub (LISTEN on) before its replay query, so an event committed in
+    between arrives twice: in the replay and pushed by the hub. The stream must send it once."""
 
-    async def scenario() -> tuple[list[bytes], bool]:
+    async def connect() -> psycopg.AsyncConnection[dict[str, Any]]:
         conn = await psycopg.AsyncConnection.connect(
             libpq(database_url), autocommit=True, row_factory=dict_row
         )
         await conn.execute(f"LISTEN {CHANNEL}")
-        # Committed after LISTEN and before the replay: in the table *and* notified.
+        return conn
+
+    async def scenario() -> tuple[list[bytes], bool, int]:
+        hub = AlarmHub(connect)
+        sub = await hub.subscribe()
+        replay = await connect()
+        # Committed after LISTEN and before the replay: in the table *and* pushed.
         subject.events.append(subject.event("in between"))
+        await asyncio.sleep(0.3)  # the hub has read and pushed it
         frames = [
             chunk
             async for chunk in event_stream(
-                conn, last_event_id=subject.events[0], timeout_s=1.5, heartbeat_s=60
+                hub,
+                sub,
+                replay=replay,
+                last_event_id=subject.events[0],
+                timeout_s=1.5,
+                heartbeat_s=60,
             )
         ]
-        return frames, conn.closed
+        return frames, replay.closed, hub.subscribers
 
-    frames, closed = asyncio.run(scenario())
+    frames, closed, left = asyncio.run(scenario())
     events = [f for f in frames if f.startswith(b"id: ")]
     assert len(events) == 1
     assert events[0].startswith(f"id: {subject.events[-1]}\nevent: alarm\n".encode())
-    assert closed  # the stream closes its LISTEN connection when it ends
+    assert closed  # the replay connection is closed once the replay is done
+    assert left == 0  # the stream left the hub when it ended
+
+
+def test_many_streams_share_one_listen_connection(
+    live: str, engine: Engine, subject: Subject
+) -> None:
+    """Each stream used to hold a LISTEN connection of its own and read every event itself:
+    20 screens were 20 PostgreSQL connections. The hub holds one for all of them."""
+    assert wait_for_listeners(engine, 0) == 0
+    n = 5
+    joined = threading.Barrier(n + 1)
+    got: list[Received] = [Received() for _ in range(n)]
+
+    def client(i: int) -> None:
+        with (
+            httpx.Client(timeout=30) as c,
+            c.stream(
+                "GET", f"{live}/alarms/stream", params={"max_events": 2, "timeout_s": 10}
+            ) as r,
+        ):
+            parse_sse(r.iter_lines(), got[i], on_listening=lambda: joined.wait(10))
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    joined.wait(10)
+    assert listeners(engine) == 1
+    subject.events += [subject.event("one"), subject.event("two")]
+    for t in threads:
+        t.join(15)
+    assert [r.ids for r in got] == [subject.events[-2:]] * n
+    assert wait_for_listeners(engine, 0) == 0  # the last stream gone, the hub closes it
+
+
+def test_a_stream_that_falls_too_far_behind_is_ended() -> None:
+    """A stalled client is not buffered without bound: past ``max_queued`` frames the hub ends
+    its stream (EventSource reconnects with Last-Event-ID and replays from the table)."""
+    sub = Subscription(max_queued=3)
+    sub.push([(1, b"a"), (2, b"b")])
+    sub.push([(3, b"c"), (4, b"d")])  # 4 > 3: ended
+    assert sub.ended
+    assert "3 frames behind" in str(sub.why)
+
+    async def drain() -> list[Any]:
+        return [await sub.next(0.1), await sub.next(0.1)]
+
+    assert asyncio.run(drain()) == [[(1, b"a"), (2, b"b")], None]
 
 
 # --------------------------------------------------------------------------------------------
