@@ -156,11 +156,12 @@ class TileOptions:
 
 @dataclass(frozen=True)
 class TileSQL:
-    """A compiled tile statement: SQL text with ``%(name)s`` parameters, and fixed values.
+    """A compiled tile statement: SQL text with parameters, and fixed values.
 
     The statement returns one row: the tile (``bytea``), then the feature count of each layer
     in order. Per-tile values (``z``, ``x``, ``y`` and the tolerances) come from
-    :meth:`params`.
+    :meth:`params` (by name, for ``%(name)s`` SQL) or :meth:`args` (in ``order``, for the
+    ``$n`` SQL of a ``numeric_dollar`` dialect).
     """
 
     sql: str
@@ -168,6 +169,7 @@ class TileSQL:
     layers: tuple[Layer, ...]
     modes: tuple[str, ...]
     options: TileOptions
+    order: tuple[str, ...] | None = None  # parameter names of $1, $2, … (positional SQL)
 
     def params(self, tile: TileAddress) -> dict[str, Any]:
         """Bound values for ``tile``: the fixed ones plus z/x/y, tolerances, hex sizes."""
@@ -185,6 +187,13 @@ class TileSQL:
             elif mode == "raw":
                 values[f"tol_{i}"] = layer.zoom.tolerance_m(tile.z) * stretch
         return values
+
+    def args(self, tile: TileAddress) -> list[Any]:
+        """:meth:`params` as the positional list of ``$n`` SQL."""
+        if self.order is None:
+            raise ValueError("this statement has named parameters: use params(), not args()")
+        values = self.params(tile)
+        return [values[name] for name in self.order]
 
 
 def mode_of(layer: Layer, z: int) -> str:
@@ -385,4 +394,5 @@ def compile_tile(
         layers=layers,
         modes=tuple(mode_of(layer, z) for layer in layers),
         options=options,
+        order=tuple(compiled.positiontup or ()) if compiled.positional else None,
     )

@@ -346,3 +346,26 @@ def test_tile_statements_are_prepared_once_per_connection(engine: Engine) -> Non
 
     prepared = asyncio.run(run())
     assert any("ST_AsMVT" in s for s in prepared), f"prepared on the tile connection: {prepared}"
+
+
+def test_tile_statements_are_positional_so_psycopg_does_not_reparse_them() -> None:
+    """psycopg converts ``%(name)s`` SQL on every execute and caches that only under 4,096
+    characters; the tile statements are longer (gas_pipe + alarms: ~4,600), and converting them
+    was 10 % of the server's GIL time under the soak (py-spy --gil, stop 23). Compiled with
+    ``$n`` placeholders, they run on a raw cursor as they are."""
+    from app.settings import TileSettings
+    from app.tiles.service import TileService
+    from layers.registry import default_registry
+    from layers.tiles import TileAddress
+
+    service = TileService(default_registry(), TileSettings(pool_size=1, cache_mb=0))
+    layers = (service.registry.get("gas_pipe"), service.registry.get("alarms"))
+    compiled = service.statement(layers, 16)
+    assert len(compiled.sql) > 4096
+    assert "%(" not in compiled.sql
+    assert compiled.order is not None
+    assert "$1" in compiled.sql
+    tile = TileAddress(16, 19_813, 24_236)
+    args, named = compiled.args(tile), compiled.params(tile)
+    assert len(args) == len(compiled.order) == len(set(compiled.order))
+    assert dict(zip(compiled.order, args, strict=True)) == {k: named[k] for k in compiled.order}
